@@ -1,0 +1,47 @@
+# latentshift — the one entry point. `make` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+PARAMS ?= params/demo.yaml
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup report test lint lab bench sweep clean
+
+help: ## list the targets
+	@echo "latentshift — make targets (PARAMS=$(PARAMS))"
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv from requirements.lock and register the Jupyter kernel (quick when nothing changed)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	$(PY) -m ipykernel install --sys-prefix --name latentshift --display-name "Python (latentshift)" >/dev/null
+	@touch $@
+	@echo "setup done: $(VENV)"
+
+report: setup ## run the pipeline for PARAMS (default params/demo.yaml) and render reports/<profile>/
+	$(PY) -m latentshift run $(PARAMS) $(ARGS)
+
+test: setup ## run the test suite (unit, property and the smoke pipeline test)
+	$(PY) -m pytest $(ARGS)
+
+lint: setup ## ruff over lib, tests, benchmarks and notebooks
+	$(VENV)/bin/ruff check lib tests benchmarks notebooks
+
+lab: setup ## open JupyterLab on notebooks/ with the project kernel
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+bench: setup ## run the benchmarks in benchmarks/ (side-by-side comparisons)
+	$(PY) -m benchmarks $(ARGS)
+
+sweep: setup ## dose-response sweep for PARAMS (LEVELS=1,1.25,1.5,2,3 to choose fold changes)
+	$(PY) -m latentshift sweep $(PARAMS) $(if $(LEVELS),--levels $(LEVELS)) $(ARGS)
+
+clean: ## remove runs/ and reports/ (keeps .venv and data/)
+	rm -rf runs reports

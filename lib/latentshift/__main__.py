@@ -1,0 +1,5 @@
+"""``python -m latentshift`` — the pipeline runner's command line."""
+
+from latentshift.pipeline import main
+
+raise SystemExit(main())

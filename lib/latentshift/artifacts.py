@@ -1,0 +1,201 @@
+"""Run folder layout, atomic writes and ``metrics.json``.
+
+Every artifact is written to a temporary name in the same folder and renamed into place,
+so a crash never leaves a half-written file that the next step would trust.
+
+Layout of one run (``<profile>`` is the params file's stem)::
+
+    runs/<profile>/cells.h5ad        01_data
+    runs/<profile>/perturbed.h5ad    02_perturb
+    runs/<profile>/model/            03_ldvae (scvi-tools save)
+    runs/<profile>/history.csv       03_ldvae
+    runs/<profile>/latent.h5ad       03_ldvae
+    runs/<profile>/metrics.json      every step adds its section
+    runs/<profile>/notebooks/        executed notebooks
+    reports/<profile>/               rendered HTML
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The project folder: the nearest folder at or above ``start`` holding ``pyproject.toml``
+    and ``notebooks/``. Falls back to the current folder.
+
+    Parameters
+    ----------
+    start
+        Where to start looking (default: the current working directory).
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    return here
+
+
+def run_dir(profile: str, run_dir: str | Path | None = None, root: str | Path | None = None) -> Path:
+    """The run folder of ``profile`` (created if missing).
+
+    Parameters
+    ----------
+    profile
+        Profile name, e.g. ``"demo"``.
+    run_dir
+        An explicit folder (the runner injects one); ``None`` gives ``<root>/runs/<profile>``.
+    root
+        Project root; default :func:`project_root`.
+    """
+    folder = Path(run_dir) if run_dir else project_root(root) / "runs" / profile
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def resolve_path(path: str | Path, root: str | Path | None = None) -> Path:
+    """A params path made absolute: relative paths are taken from the project root."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else project_root(root) / p
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it to ``final`` only if the block succeeds.
+
+    Works for files and for folders (a folder replaces any existing one at ``final``).
+
+    Examples
+    --------
+    >>> with atomic_path("runs/demo/cells.h5ad") as tmp:  # doctest: +SKIP
+    ...     adata.write_h5ad(tmp)
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    suffix = final.suffix if suffix is None else suffix
+    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f"{suffix}.tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    tmp.unlink()  # the writer creates it (h5py and scvi-tools refuse to overwrite some files)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"nothing was written to {tmp} for {final}")
+        if final.is_dir() and not final.is_symlink():
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def write_h5ad(adata: Any, path: str | Path) -> Path:
+    """Write an AnnData to ``.h5ad`` atomically (lzf-compressed: fast, and sparse stays sparse)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp, compression="lzf")
+    log.info("wrote %s (%d cells × %d genes)", path, adata.n_obs, adata.n_vars)
+    return path
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    """Write a text file atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def write_csv(frame: Any, path: str | Path, **kwargs: Any) -> Path:
+    """Write a pandas DataFrame to CSV atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, **kwargs)
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(data: Mapping[str, Any], path: str | Path) -> Path:
+    """Write JSON atomically, turning numpy scalars and arrays into plain values."""
+    return write_text(json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n", path)
+
+
+def read_metrics(run_folder: str | Path) -> dict[str, Any]:
+    """The run's ``metrics.json`` as a dict (empty when there is none yet)."""
+    path = Path(run_folder) / METRICS_FILE
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def update_metrics(run_folder: str | Path, section: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Replace one section of the run's ``metrics.json`` (atomically) and return the whole.
+
+    Parameters
+    ----------
+    run_folder
+        The run folder.
+    section
+        The section name, by convention the notebook's stage (``"data"``, ``"perturb"``, ...).
+    values
+        The numbers; numpy values are converted.
+    """
+    metrics = read_metrics(run_folder)
+    metrics[section] = _jsonable(values)
+    write_json(metrics, Path(run_folder) / METRICS_FILE)
+    return metrics
+
+
+def require(path: str | Path, made_by: str) -> Path:
+    """Check that an input artifact exists, or say which notebook makes it.
+
+    Parameters
+    ----------
+    path
+        The artifact a step reads.
+    made_by
+        The notebook that writes it, e.g. ``"01_data"``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: it is written by notebook {made_by}. Run that step first "
+            f"(`make report`, or `python -m latentshift run PARAMS --from {made_by}`)."
+        )
+    return path

@@ -1,0 +1,409 @@
+"""Profile parameters: defaults, loading, validation with did-you-mean errors.
+
+A profile is a YAML file in ``params/`` (``params/demo.yaml`` → profile ``demo``). It holds
+top-level *sections* (``data``, ``genesets``, ``perturbations``, ``split``, ``ldvae``,
+``embedding``, ``classifier``, ``loadings``) plus ``seed``. Every key has a default in
+:data:`DEFAULTS`; a profile only needs the keys it changes. Each notebook declares, in its
+papermill ``parameters`` cell, the sections it reads; the runner injects the resolved values.
+
+Validation happens before any notebook runs: an unknown key names the closest valid key, a
+wrong type or out-of-range value names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+#: The default perturbation entries: ALS genes down, HD genes up (the original study's design).
+DEFAULT_PERTURBATIONS: list[dict[str, Any]] = [
+    {"name": "ALS", "geneset": "ALS_MOTOR_CORTEX_DOWN", "direction": "down", "fold_change": 0.5},
+    {"name": "HD", "geneset": "HD_CORTEX_UP", "direction": "up", "fold_change": 2.0},
+]
+
+#: Defaults of one perturbation entry (``name``, ``geneset``, ``direction``, ``fold_change``
+#: are required in a profile's entries).
+PERTURBATION_DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "geneset": None,
+    "direction": None,
+    "fold_change": None,
+    "method": None,  # None: "thin" for down, "poisson" for up
+    "target_cell_types": None,  # None: all cells
+    "penetrance": 1.0,
+    "lfc_sd": 0.0,
+}
+
+#: Every parameter with its default. These are the demo profile's sizes.
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "data": {
+        "source": "simulated",  # "simulated" or "h5ad"
+        "path": None,  # the .h5ad file when source is "h5ad" (relative to the project root)
+        "url": None,  # where `make data` downloads the file from
+        "sha256": None,  # its checksum
+        "simulate_n_cells": 3000,  # cells the simulator makes
+        "simulate_n_genes": 3000,  # genes the simulator makes (disease-set and marker genes included)
+        "symbol_column": None,  # var column with gene symbols; None: feature_name if present, else var_names
+        "cell_type_column": "cell_type",
+        "donor_column": "donor_id",
+        "min_genes": 100,  # QC: minimum genes detected per cell
+        "min_cells": 3,  # QC: minimum cells expressing a gene
+        "n_cells": 2000,  # seeded subsample after QC; None keeps all cells
+        "stratify": True,  # subsample stratified by cell type
+    },
+    "genesets": {
+        "gmt": "params/genesets/disease_genesets.gmt",
+        "min_found_fraction": 0.5,  # warn when a set has fewer of its genes in the data
+    },
+    "perturbations": DEFAULT_PERTURBATIONS,
+    "split": {
+        "train_fraction": 0.7,
+        "grouped": True,  # keep all copies of a source cell on one side (False: the original plain split)
+    },
+    "ldvae": {
+        "n_latent": 10,
+        "n_hidden": 128,
+        "n_layers": 1,
+        "dropout_rate": 0.1,
+        "gene_likelihood": "nb",
+        "dispersion": "gene",
+        "max_epochs": 60,
+        "lr": 5e-3,
+        "batch_size": 256,
+        "early_stopping_patience": 8,
+        "accelerator": "auto",
+        "devices": "auto",
+        "n_top_genes": None,  # None: all genes; a number: HVGs on training cells + every disease gene
+    },
+    "embedding": {
+        "n_neighbors": 15,
+        "leiden_resolution": 1.0,
+    },
+    "classifier": {
+        "hidden_layers": [32],
+        "max_epochs": 300,
+        "lr": 1e-2,
+        "weight_decay": 1e-4,
+        "validation_fraction": 0.15,
+        "patience": 20,
+        "n_bootstrap": 500,
+    },
+    "loadings": {
+        "n_top_genes": 15,
+    },
+}
+
+SECTIONS: tuple[str, ...] = tuple(k for k in DEFAULTS if k != "seed")
+
+
+class ParamsError(ValueError):
+    """A profile's parameters are invalid. The message names the key and the fix."""
+
+
+# --- rules -----------------------------------------------------------------------------
+
+Rule = tuple[tuple[type, ...], Callable[[Any], bool] | None, str]
+
+
+def _pos(x: Any) -> bool:
+    return x > 0
+
+
+def _nonneg(x: Any) -> bool:
+    return x >= 0
+
+
+def _open01(x: Any) -> bool:
+    return 0 < x < 1
+
+
+def _closed01(x: Any) -> bool:
+    return 0 <= x <= 1
+
+
+def _half_open01(x: Any) -> bool:
+    return 0 < x <= 1
+
+
+def _one_of(*choices: Any) -> Callable[[Any], bool]:
+    return lambda x: x in choices
+
+
+INT = (int,)
+NUM = (int, float)
+STR = (str,)
+BOOL = (bool,)
+NONE = (type(None),)
+
+RULES: dict[str, Rule] = {
+    "seed": (INT, _nonneg, "a whole number >= 0"),
+    "data.source": (STR, _one_of("simulated", "h5ad"), "'simulated' or 'h5ad'"),
+    "data.path": (STR + NONE, None, "a path to an .h5ad file, or null"),
+    "data.url": (STR + NONE, None, "a URL, or null"),
+    "data.sha256": (STR + NONE, None, "a hex SHA-256 checksum, or null"),
+    "data.simulate_n_cells": (INT, lambda x: x >= 50, "a whole number >= 50"),
+    "data.simulate_n_genes": (INT, lambda x: x >= 50, "a whole number >= 50"),
+    "data.symbol_column": (STR + NONE, None, "a column name of .var, or null"),
+    "data.cell_type_column": (STR, None, "a column name of .obs"),
+    "data.donor_column": (STR + NONE, None, "a column name of .obs, or null"),
+    "data.min_genes": (INT, _nonneg, "a whole number >= 0"),
+    "data.min_cells": (INT, _nonneg, "a whole number >= 0"),
+    "data.n_cells": (INT + NONE, lambda x: x is None or x >= 10, "a whole number >= 10, or null"),
+    "data.stratify": (BOOL, None, "true or false"),
+    "genesets.gmt": (STR, None, "a path to a GMT file"),
+    "genesets.min_found_fraction": (NUM, _closed01, "a number from 0 to 1"),
+    "split.train_fraction": (NUM, _open01, "a number strictly between 0 and 1"),
+    "split.grouped": (BOOL, None, "true or false"),
+    "ldvae.n_latent": (INT, lambda x: x >= 1, "a whole number >= 1"),
+    "ldvae.n_hidden": (INT, lambda x: x >= 1, "a whole number >= 1"),
+    "ldvae.n_layers": (INT, lambda x: x >= 1, "a whole number >= 1"),
+    "ldvae.dropout_rate": (NUM, lambda x: 0 <= x < 1, "a number from 0 up to (not including) 1"),
+    "ldvae.gene_likelihood": (STR, _one_of("nb", "zinb", "poisson"), "'nb', 'zinb' or 'poisson'"),
+    "ldvae.dispersion": (
+        STR,
+        _one_of("gene", "gene-batch", "gene-label", "gene-cell"),
+        "'gene', 'gene-batch', 'gene-label' or 'gene-cell'",
+    ),
+    "ldvae.max_epochs": (INT, lambda x: x >= 1, "a whole number >= 1"),
+    "ldvae.lr": (NUM, _pos, "a number > 0"),
+    "ldvae.batch_size": (INT, lambda x: x >= 2, "a whole number >= 2"),
+    "ldvae.early_stopping_patience": (INT + NONE, lambda x: x is None or x >= 1, "a whole number >= 1, or null to turn early stopping off"),
+    "ldvae.accelerator": (STR, _one_of("auto", "cpu", "gpu", "cuda", "mps"), "'auto', 'cpu', 'gpu', 'cuda' or 'mps'"),
+    "ldvae.devices": (STR + INT + (list,), None, "'auto', a number of devices, or a list of device ids"),
+    "ldvae.n_top_genes": (INT + NONE, lambda x: x is None or x >= 10, "a whole number >= 10, or null for all genes"),
+    "embedding.n_neighbors": (INT, lambda x: x >= 2, "a whole number >= 2"),
+    "embedding.leiden_resolution": (NUM, _pos, "a number > 0"),
+    "classifier.hidden_layers": (
+        (list,),
+        lambda x: all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in x),
+        "a list of layer widths, e.g. [7] (may be empty for no hidden layer)",
+    ),
+    "classifier.max_epochs": (INT, lambda x: x >= 1, "a whole number >= 1"),
+    "classifier.lr": (NUM, _pos, "a number > 0"),
+    "classifier.weight_decay": (NUM, _nonneg, "a number >= 0"),
+    "classifier.validation_fraction": (NUM, _open01, "a number strictly between 0 and 1"),
+    "classifier.patience": (INT, lambda x: x >= 1, "a whole number >= 1"),
+    "classifier.n_bootstrap": (INT, lambda x: x >= 10, "a whole number >= 10"),
+    "loadings.n_top_genes": (INT, lambda x: x >= 1, "a whole number >= 1"),
+}
+
+PERTURBATION_RULES: dict[str, Rule] = {
+    "name": (STR, lambda x: bool(x.strip()), "a non-empty name such as ALS"),
+    "geneset": (STR, lambda x: bool(x.strip()), "a set name from the GMT file"),
+    "direction": (STR, _one_of("down", "up"), "'down' or 'up'"),
+    "fold_change": (NUM, _pos, "a number > 0 (1.0 is the null perturbation)"),
+    "method": (STR + NONE, lambda x: x in (None, "thin", "poisson", "scale"), "'thin', 'poisson', 'scale', or null for the direction's default"),
+    "target_cell_types": ((list,) + NONE, lambda x: x is None or (len(x) > 0 and all(isinstance(t, str) for t in x)), "a list of cell-type names, or null for all cells"),
+    "penetrance": (NUM, _half_open01, "a number in (0, 1]"),
+    "lfc_sd": (NUM, _nonneg, "a number >= 0"),
+}
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _did_you_mean(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "valid keys: " + ", ".join(sorted(known))
+
+
+def _check_value(where: str, value: Any, rule: Rule) -> None:
+    types, ok, allowed = rule
+    # bool is a subclass of int; a 'true' where a number belongs is a mistake
+    is_bool = isinstance(value, bool)
+    type_ok = isinstance(value, types) and (not is_bool or bool in types)
+    if not type_ok:
+        raise ParamsError(
+            f"params key '{where}' is {value!r} ({type(value).__name__}); it must be {allowed}."
+        )
+    if ok is not None and not ok(value):
+        raise ParamsError(f"params key '{where}' is {value!r}; it must be {allowed}.")
+
+
+def _merge_section(name: str, given: Any) -> Any:
+    """Merge one section's given values onto its defaults, checking keys and values."""
+    default = DEFAULTS[name]
+    if name == "perturbations":
+        return validate_perturbations(given)
+    if given is None:
+        given = {}
+    if not isinstance(given, Mapping):
+        raise ParamsError(
+            f"params section '{name}' must be a mapping of keys to values, got {type(given).__name__}."
+        )
+    merged = copy.deepcopy(default)
+    for key, value in given.items():
+        if key not in default:
+            raise ParamsError(
+                f"unknown params key '{name}.{key}': {_did_you_mean(str(key), list(default))} "
+                f"Fix the key in the params file (known keys of '{name}': {', '.join(default)})."
+            )
+        _check_value(f"{name}.{key}", value, RULES[f"{name}.{key}"])
+        merged[key] = value
+    return merged
+
+
+def validate_perturbations(entries: Any) -> list[dict[str, Any]]:
+    """Check and complete the ``perturbations`` list.
+
+    Parameters
+    ----------
+    entries
+        A list of mappings with at least ``name``, ``geneset``, ``direction`` and
+        ``fold_change``; ``None`` gives :data:`DEFAULT_PERTURBATIONS`.
+
+    Returns
+    -------
+    list of dict
+        The entries with every optional key filled in.
+    """
+    if entries is None:
+        entries = DEFAULT_PERTURBATIONS
+    if not isinstance(entries, list) or not entries:
+        raise ParamsError(
+            "params key 'perturbations' must be a non-empty list of entries, each with "
+            "name, geneset, direction (down/up) and fold_change."
+        )
+    out = []
+    names: set[str] = set()
+    for i, entry in enumerate(entries):
+        where = f"perturbations[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ParamsError(f"params key '{where}' must be a mapping (name, geneset, direction, fold_change).")
+        merged = copy.deepcopy(PERTURBATION_DEFAULTS)
+        for key, value in entry.items():
+            if key not in PERTURBATION_DEFAULTS:
+                raise ParamsError(
+                    f"unknown params key '{where}.{key}': "
+                    f"{_did_you_mean(str(key), list(PERTURBATION_DEFAULTS))} Fix the key in the params file."
+                )
+            _check_value(f"{where}.{key}", value, PERTURBATION_RULES[key])
+            merged[key] = value
+        for required in ("name", "geneset", "direction", "fold_change"):
+            if merged[required] is None:
+                raise ParamsError(f"params entry '{where}' has no '{required}'; every perturbation needs one.")
+        label = f"{where} ({merged['name']})"
+        if merged["name"] == "normal":
+            raise ParamsError(f"params entry '{label}': the name 'normal' is reserved for the unperturbed cells.")
+        if merged["name"] in names:
+            raise ParamsError(f"params entry '{label}': the name is used twice; names must be unique.")
+        names.add(merged["name"])
+        fc = merged["fold_change"]
+        if merged["direction"] == "down" and fc > 1:
+            raise ParamsError(
+                f"params entry '{label}': direction 'down' needs fold_change <= 1 (got {fc}); "
+                "use direction 'up' to raise expression."
+            )
+        if merged["direction"] == "up" and fc < 1:
+            raise ParamsError(
+                f"params entry '{label}': direction 'up' needs fold_change >= 1 (got {fc}); "
+                "use direction 'down' to lower expression."
+            )
+        if merged["method"] == "thin" and fc > 1:
+            raise ParamsError(f"params entry '{label}': method 'thin' can only lower counts (fold_change <= 1).")
+        if merged["method"] is None:
+            merged["method"] = "thin" if merged["direction"] == "down" else "poisson"
+        out.append(merged)
+    return out
+
+
+def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a whole params mapping and fill in defaults.
+
+    Parameters
+    ----------
+    raw
+        The parsed YAML (top-level mapping).
+
+    Returns
+    -------
+    dict
+        Every section with defaults filled in.
+
+    Raises
+    ------
+    ParamsError
+        On an unknown key (naming the closest known one), a wrong type or a value out of range.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ParamsError("a params file must hold a mapping of sections (data, perturbations, ...) at the top level.")
+    known = list(DEFAULTS)
+    for key in raw:
+        if key not in DEFAULTS:
+            raise ParamsError(
+                f"unknown params key '{key}': {_did_you_mean(str(key), known)} "
+                f"Fix the key in the params file (known sections: {', '.join(known)})."
+            )
+    resolved: dict[str, Any] = {}
+    seed = raw.get("seed", DEFAULTS["seed"])
+    _check_value("seed", seed, RULES["seed"])
+    resolved["seed"] = seed
+    for name in SECTIONS:
+        resolved[name] = _merge_section(name, raw.get(name))
+    if resolved["data"]["source"] == "h5ad" and not resolved["data"]["path"]:
+        raise ParamsError("params key 'data.path' is required when data.source is 'h5ad': give the .h5ad file's path.")
+    return resolved
+
+
+def section(name: str, given: Mapping[str, Any] | list | None = None) -> Any:
+    """Resolve one section for a notebook: its defaults overlaid with ``given``.
+
+    Notebooks call this on their injected parameters so that a notebook opened in JupyterLab
+    with empty parameters gets the defaults.
+
+    Parameters
+    ----------
+    name
+        A section name from :data:`SECTIONS`.
+    given
+        The values to overlay (a mapping, or the list for ``perturbations``).
+    """
+    if name not in SECTIONS:
+        raise ParamsError(f"unknown params section '{name}': {_did_you_mean(name, list(SECTIONS))}")
+    return _merge_section(name, given)
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Read and validate a profile YAML file (parsed as data only, with ``yaml.safe_load``).
+
+    Parameters
+    ----------
+    path
+        The profile file, e.g. ``params/demo.yaml``.
+
+    Returns
+    -------
+    dict
+        The validated params with defaults filled in.
+    """
+    path = Path(path)
+    if not path.is_file():
+        profiles = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        hint = f" Profiles in {path.parent}: {', '.join(profiles)}." if profiles else ""
+        raise ParamsError(f"params file '{path}' does not exist.{hint}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"params file '{path}' is not valid YAML: {exc}") from None
+    try:
+        return validate(raw)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
+
+
+def profile_name(path: str | Path) -> str:
+    """The profile name of a params file: its stem (``params/demo.yaml`` → ``demo``)."""
+    return Path(path).stem

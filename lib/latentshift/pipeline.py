@@ -1,0 +1,401 @@
+"""The pipeline runner: papermill executes the numbered notebooks, nbconvert renders them.
+
+``python -m latentshift run params/demo.yaml`` (what ``make report`` calls):
+
+1. loads and validates the profile before any notebook starts;
+2. runs ``notebooks/NN_*.ipynb`` in order with papermill, injecting into each only the
+   parameters its ``parameters`` cell declares, writing executed notebooks to
+   ``runs/<profile>/notebooks/``;
+3. renders each to ``reports/<profile>/NN_name.html`` (images embedded) and writes
+   ``reports/<profile>/index.html`` with the headline numbers from ``metrics.json``.
+
+A notebook whose inputs (its own file, its parameters, the library code and everything
+upstream) did not change since it last succeeded is skipped, so a re-run after a failure
+resumes at the failed notebook. ``--force`` reruns everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import html
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from latentshift import artifacts, config
+
+log = logging.getLogger("latentshift")
+
+KERNEL_NAME = "python3"  # the running interpreter's ipykernel (the project .venv under make)
+STATE_FILE = "state.json"
+# keys the runner always offers to notebooks, besides the params sections
+RUN_KEYS = ("profile", "run_dir", "seed")
+
+
+class PipelineError(RuntimeError):
+    """The pipeline cannot start or a notebook failed; the message says which and why."""
+
+
+# --- discovery and parameters ----------------------------------------------------------
+
+
+def notebooks(root: Path) -> list[Path]:
+    """The numbered notebooks ``notebooks/NN_*.ipynb`` of the project, in order."""
+    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names declared in the notebook's papermill ``parameters`` cell."""
+    import papermill as pm
+
+    return set(pm.inspect_notebook(str(notebook)))
+
+
+def resolve_paths(params: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Make the file paths in params absolute (relative paths are taken from the project root)."""
+    params = json.loads(json.dumps(params))  # deep copy of plain data
+    params["genesets"]["gmt"] = str(artifacts.resolve_path(params["genesets"]["gmt"], root))
+    if params["data"]["path"]:
+        params["data"]["path"] = str(artifacts.resolve_path(params["data"]["path"], root))
+    return params
+
+
+def preflight(params: dict[str, Any], params_path: Path) -> None:
+    """Checks that need the file system, made before any notebook starts."""
+    data = params["data"]
+    if data["source"] == "h5ad" and not Path(data["path"]).is_file():
+        raise PipelineError(
+            f"{params_path}: the data file {data['path']} does not exist. Download it with "
+            f"`make data PARAMS={params_path}` (or `python -m latentshift fetch {params_path}`), "
+            "or point data.path at your local copy of the .h5ad file."
+        )
+    gmt = Path(params["genesets"]["gmt"])
+    if not gmt.is_file():
+        raise PipelineError(
+            f"{params_path}: the gene-set file {gmt} (genesets.gmt) does not exist. "
+            "Point genesets.gmt at a GMT file, e.g. params/genesets/disease_genesets.gmt."
+        )
+
+
+def injected_parameters(declared: set[str], params: dict[str, Any], profile: str, run_folder: Path) -> dict[str, Any]:
+    """The parameters to inject into one notebook: only those it declares."""
+    offered: dict[str, Any] = {"profile": profile, "run_dir": str(run_folder), **params}
+    return {k: v for k, v in offered.items() if k in declared}
+
+
+def _lib_digest() -> str:
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*")):
+        if path.is_file() and path.suffix in {".py", ".gmt"}:
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _stamp(previous: str, notebook: Path, injected: dict[str, Any], lib: str) -> str:
+    h = hashlib.sha256()
+    h.update(previous.encode())
+    h.update(notebook.read_bytes())
+    h.update(json.dumps(injected, sort_keys=True).encode())
+    h.update(lib.encode())
+    return h.hexdigest()
+
+
+def _load_state(run_folder: Path) -> dict[str, Any]:
+    path = run_folder / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+# --- rendering -------------------------------------------------------------------------
+
+
+def render_html(executed: Path, target: Path) -> Path:
+    """Render an executed notebook to one self-contained HTML file with nbconvert."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(executed), as_version=4)
+    exporter = HTMLExporter(template_name="lab", embed_images=True)
+    body, _ = exporter.from_notebook_node(nb)
+    return artifacts.write_text(body, target)
+
+
+def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]], depth: int = 0) -> None:
+    if isinstance(value, dict) and depth < 3:
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out, depth + 1)
+    elif isinstance(value, int | float | str | bool) or value is None:
+        out.append((prefix, value))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def render_index(
+    profile: str,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    state: dict[str, Any],
+    names: Sequence[str],
+    target: Path,
+) -> Path:
+    """Write the report's index page: profile, params, headline numbers and links."""
+    simulated = params["data"]["source"] == "simulated"
+    rows = []
+    for name in names:
+        entry = state.get(name, {})
+        status = entry.get("status", "not run")
+        secs = entry.get("seconds")
+        link = f'<a href="{name}.html">{name}</a>' if (target.parent / f"{name}.html").exists() else name
+        mark = {"ok": "✔ ok", "failed": "✘ FAILED", "skipped": "✔ up to date"}.get(status, status)
+        error = html.escape(entry.get("error", ""))
+        rows.append(
+            f"<tr class='{status}'><td>{link}</td><td>{mark}</td>"
+            f"<td>{'' if secs is None else f'{secs:.0f} s'}</td><td><code>{error}</code></td></tr>"
+        )
+    flat: list[tuple[str, Any]] = []
+    _flatten("", metrics, flat)
+    metric_rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td>{_fmt(v)}</td></tr>" for k, v in flat)
+    banner = (
+        "<div class='banner'>SIMULATED DATA — this report is made from the built-in simulated "
+        "M1-like data set, not from real cells. Numbers show what the method does, not biology.</div>"
+        if simulated
+        else f"<div class='real'>Data: {html.escape(str(params['data']['path']))}</div>"
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>latentshift — {html.escape(profile)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; vertical-align: top; }}
+tr.failed td {{ background: #fde2e2; }}
+.banner {{ background: #fff3cd; border: 2px solid #e0a800; padding: 0.8em; font-weight: bold; }}
+.real {{ background: #e2f0d9; padding: 0.8em; }}
+pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
+</style></head><body>
+<h1>latentshift report — profile <code>{html.escape(profile)}</code></h1>
+{banner}
+<p>Does an interpretable generative model (LDVAE) of motor-cortex cells see a simulated disease
+shift, how well can it be detected, and which latent factors carry it?</p>
+<h2>Notebooks</h2>
+<table><tr><th>notebook</th><th>status</th><th>time</th><th>error</th></tr>{"".join(rows)}</table>
+{'<p><a href="sweep.html">Dose-response sweep</a></p>' if (target.parent / "sweep.html").exists() else ""}
+<h2>Headline numbers (from <code>metrics.json</code>)</h2>
+<table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>
+<h2>Parameters (resolved)</h2>
+<pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
+<p>Generated {_dt.datetime.now().isoformat(timespec="seconds")}.</p>
+</body></html>
+"""
+    return artifacts.write_text(page, target)
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+def run(
+    params_path: str | Path,
+    only: str | None = None,
+    start_from: str | None = None,
+    force: bool = False,
+    root: str | Path | None = None,
+    run_folder: str | Path | None = None,
+    report_folder: str | Path | None = None,
+    params: dict[str, Any] | None = None,
+    select: Sequence[str] | None = None,
+) -> int:
+    """Run the pipeline for one profile.
+
+    Parameters
+    ----------
+    params_path
+        The profile YAML.
+    only
+        Run just this notebook (name or number prefix, e.g. ``"03"``).
+    start_from
+        Run from this notebook on, rerunning it and everything after it.
+    force
+        Rerun every notebook even if it is up to date.
+    root
+        Project root (default: found from the current folder).
+    run_folder, report_folder
+        Where this run's files and HTML go (default ``runs/<profile>`` and ``reports/<profile>``).
+    params
+        Raw params to use instead of reading ``params_path`` (validated the same way); the
+        profile name still comes from ``params_path``. Used by the dose-response sweep.
+    select
+        Only these notebooks (names or number prefixes) take part; the others are ignored.
+
+    Returns
+    -------
+    int
+        0 when every notebook succeeded, 1 when one failed.
+    """
+    import papermill as pm
+
+    root = artifacts.project_root(root)
+    params_path = Path(params_path)
+    if not params_path.is_absolute() and not params_path.exists():
+        params_path = root / params_path
+    resolved = config.validate(params) if params is not None else config.load_params(params_path)
+    params = resolve_paths(resolved, root)
+    profile = config.profile_name(params_path)
+    preflight(params, params_path)
+
+    all_nbs = notebooks(root)
+    if select:
+        all_nbs = [nb for nb in all_nbs if any(nb.stem == s or nb.stem.startswith(s) for s in select)]
+    if not all_nbs:
+        raise PipelineError(f"no notebooks found in {root / 'notebooks'}")
+    names = [nb.stem for nb in all_nbs]
+
+    def pick(prefix: str, option: str) -> int:
+        hits = [i for i, n in enumerate(names) if n == prefix or n.startswith(prefix)]
+        if len(hits) != 1:
+            raise PipelineError(f"{option} {prefix!r} matches no single notebook; choose from {', '.join(names)}.")
+        return hits[0]
+
+    first = pick(only, "--only") if only else (pick(start_from, "--from") if start_from else 0)
+    last = first if only else len(all_nbs) - 1
+
+    run_folder = artifacts.run_dir(profile, run_folder, root)
+    report_folder = Path(report_folder) if report_folder else root / "reports" / profile
+    report_folder.mkdir(parents=True, exist_ok=True)
+    executed_folder = run_folder / "notebooks"
+    executed_folder.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text(yaml.safe_dump(params, sort_keys=False), run_folder / "params.yaml")
+
+    state = _load_state(run_folder)
+    lib = _lib_digest()
+    previous = ""
+    failed: str | None = None
+    os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "1")
+    log.info("profile %s: %d notebooks → %s", profile, last - first + 1, report_folder)
+    for i, nb in enumerate(all_nbs):
+        name = nb.stem
+        injected = injected_parameters(declared_parameters(nb), params, profile, run_folder)
+        stamp = _stamp(previous, nb, injected, lib)
+        previous = stamp
+        if i < first or i > last:
+            continue
+        executed = executed_folder / nb.name
+        html_path = report_folder / f"{name}.html"
+        old = state.get(name, {})
+        up_to_date = (
+            not force
+            and not (start_from and i == first)
+            and not only
+            and old.get("stamp") == stamp
+            and old.get("status") in {"ok", "skipped"}
+            and executed.exists()
+            and html_path.exists()
+        )
+        if up_to_date:
+            log.info("[%d/%d] %s is up to date (inputs unchanged) — skipped", i + 1, len(all_nbs), name)
+            state[name] = {**old, "status": "skipped"}
+            continue
+        log.info("[%d/%d] %s: running (%d parameters injected)", i + 1, len(all_nbs), name, len(injected))
+        start = time.time()
+        entry: dict[str, Any] = {"stamp": stamp, "started": _dt.datetime.now().isoformat(timespec="seconds")}
+        state[name] = {"status": "running", **entry}
+        artifacts.write_json(state, run_folder / STATE_FILE)
+        try:
+            pm.execute_notebook(
+                str(nb),
+                str(executed),
+                parameters=injected,
+                kernel_name=KERNEL_NAME,
+                progress_bar=sys.stderr.isatty() or bool(os.environ.get("LATENTSHIFT_PROGRESS")),
+                log_output=False,
+                cwd=str(nb.parent),
+            )
+            entry["status"] = "ok"
+        except pm.PapermillExecutionError as exc:
+            entry["status"] = "failed"
+            entry["error"] = f"{exc.ename}: {exc.evalue}"
+        except Exception as exc:  # kernel died, notebook unreadable, ...
+            entry["status"] = "failed"
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+        entry["seconds"] = round(time.time() - start, 1)
+        state[name] = entry
+        artifacts.write_json(state, run_folder / STATE_FILE)
+        if executed.exists():
+            render_html(executed, html_path)
+        if entry["status"] == "failed":
+            failed = name
+            log.error(
+                "[%d/%d] %s FAILED after %.0f s: %s\n  executed notebook: %s\n  report: %s",
+                i + 1, len(all_nbs), name, entry["seconds"], entry["error"], executed, html_path,
+            )
+            break
+        log.info("[%d/%d] %s: done in %.0f s → %s", i + 1, len(all_nbs), name, entry["seconds"], html_path)
+    render_index(profile, params, artifacts.read_metrics(run_folder), state, names, report_folder / "index.html")
+    log.info("index: %s", report_folder / "index.html")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m latentshift run PARAMS [--only NB | --from NB] [--force]``."""
+    parser = argparse.ArgumentParser(prog="python -m latentshift", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run the notebooks for a profile and render the report")
+    p_run.add_argument("params", help="profile YAML, e.g. params/demo.yaml")
+    group = p_run.add_mutually_exclusive_group()
+    group.add_argument("--only", metavar="NB", help="run only this notebook (e.g. 03 or 03_ldvae)")
+    group.add_argument("--from", dest="start_from", metavar="NB", help="run from this notebook on")
+    p_run.add_argument("--force", action="store_true", help="rerun notebooks that are up to date")
+    p_run.add_argument("--run-dir", help="folder for this run's files (default runs/<profile>)")
+    p_run.add_argument("--report-dir", help="folder for the HTML report (default reports/<profile>)")
+    p_sweep = sub.add_parser("sweep", help="dose-response sweep: notebooks 02-05 once per fold-change level")
+    p_sweep.add_argument("params", help="profile YAML, e.g. params/demo.yaml")
+    p_sweep.add_argument(
+        "--levels",
+        help="comma-separated fold-change levels (up entries get the level, down entries 1/level), "
+        "e.g. 1,1.25,1.5,2,3",
+    )
+    p_check = sub.add_parser("check", help="validate a profile without running anything")
+    p_check.add_argument("params")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        if args.command == "check":
+            config.load_params(args.params)
+            log.info("%s is valid", args.params)
+            return 0
+        if args.command == "sweep":
+            from latentshift import sweep
+
+            kwargs: dict[str, Any] = {}
+            if args.levels:
+                try:
+                    kwargs["levels"] = tuple(float(x) for x in args.levels.split(","))
+                except ValueError:
+                    raise PipelineError(f"--levels must be numbers separated by commas, got {args.levels!r}") from None
+            return sweep.run_sweep(args.params, **kwargs)
+        return run(
+            args.params,
+            only=args.only,
+            start_from=args.start_from,
+            force=args.force,
+            run_folder=args.run_dir,
+            report_folder=args.report_dir,
+        )
+    except (config.ParamsError, PipelineError) as exc:
+        log.error("error: %s", exc)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
