@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 #: The default perturbation entries: ALS genes down, HD genes up (the original study's design).
 DEFAULT_PERTURBATIONS: list[dict[str, Any]] = [
-    {"name": "ALS", "geneset": "ALS_MOTOR_CORTEX_DOWN", "direction": "down", "fold_change": 0.5},
+    {"name": "ALS", "geneset": "KEGG_ALS_PATHWAY", "direction": "down", "fold_change": 0.5},
     {"name": "HD", "geneset": "HD_CORTEX_UP", "direction": "up", "fold_change": 2.0},
 ]
 
