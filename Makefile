@@ -9,7 +9,7 @@ PARAMS ?= params/demo.yaml
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup report test lint lab bench sweep clean
+.PHONY: help setup report data test lint lab bench sweep clean
 
 help: ## list the targets
 	@echo "latentshift — make targets (PARAMS=$(PARAMS))"
@@ -27,6 +27,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 report: setup ## run the pipeline for PARAMS (default params/demo.yaml) and render reports/<profile>/
 	$(PY) -m latentshift run $(PARAMS) $(ARGS)
+
+data: setup ## download the data file of PARAMS (data.url → data.path, verified against data.sha256)
+	$(PY) -m latentshift fetch $(PARAMS) $(ARGS)
 
 test: setup ## run the test suite (unit, property and the smoke pipeline test)
 	$(PY) -m pytest $(ARGS)

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from latentshift import artifacts, config
+from latentshift import artifacts, config, fetch
 
 log = logging.getLogger("latentshift")
 
@@ -365,6 +365,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated fold-change levels (up entries get the level, down entries 1/level), "
         "e.g. 1,1.25,1.5,2,3",
     )
+    p_fetch = sub.add_parser(
+        "fetch", help="download the profile's data file (data.url → data.path, checked against data.sha256)"
+    )
+    p_fetch.add_argument("params", help="profile YAML, e.g. params/m1_seed.yaml")
+    p_fetch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p_check = sub.add_parser("check", help="validate a profile without running anything")
     p_check.add_argument("params")
     args = parser.parse_args(argv)
@@ -373,6 +378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             config.load_params(args.params)
             log.info("%s is valid", args.params)
+            return 0
+        if args.command == "fetch":
+            fetch.fetch_profile(
+                config.load_params(args.params), artifacts.project_root(), progress=not args.no_progress
+            )
             return 0
         if args.command == "sweep":
             from latentshift import sweep
@@ -392,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_folder=args.run_dir,
             report_folder=args.report_dir,
         )
-    except (config.ParamsError, PipelineError) as exc:
+    except (config.ParamsError, PipelineError, fetch.DownloadError) as exc:
         log.error("error: %s", exc)
         return 2
 
