@@ -115,6 +115,65 @@ def _load_state(run_folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+# --- provenance ------------------------------------------------------------------------
+
+PROVENANCE_PACKAGES = (
+    "latentshift", "anndata", "scanpy", "scvi-tools", "torch", "lightning", "numpy", "scipy",
+    "scikit-learn", "leidenalg", "papermill", "nbconvert",
+)
+
+
+def _git(root: Path, *args: str) -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def data_checksum(params: dict[str, Any], run_folder: Path) -> str:
+    """SHA-256 of the data file (cached by size and modification time), or ``"simulated"``."""
+    if params["data"]["source"] == "simulated":
+        return "simulated"
+    from latentshift.fetch import sha256_file
+
+    path = Path(params["data"]["path"])
+    st = path.stat()
+    key = f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    cache = run_folder / ".data_sha256.json"
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached.get("key") == key:
+            return cached["sha256"]
+    log.info("computing the SHA-256 of %s for the provenance record", path)
+    digest = sha256_file(path)
+    artifacts.write_json({"key": key, "sha256": digest}, cache)
+    return digest
+
+
+def provenance(params: dict[str, Any], root: Path, run_folder: Path) -> dict[str, Any]:
+    """What made this run: package versions, git commit (and whether the tree was dirty),
+    the data file's checksum, the Python version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    status = _git(root, "status", "--porcelain")
+    return {
+        "python": sys.version.split()[0],
+        "packages": versions,
+        "git_commit": _git(root, "rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "data_sha256": data_checksum(params, run_folder),
+    }
+
+
 # --- rendering -------------------------------------------------------------------------
 
 
@@ -150,8 +209,9 @@ def render_index(
     state: dict[str, Any],
     names: Sequence[str],
     target: Path,
+    prov: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the report's index page: profile, params, headline numbers and links."""
+    """Write the report's index page: profile, params, headline numbers, provenance and links."""
     simulated = params["data"]["source"] == "simulated"
     rows = []
     for name in names:
@@ -194,6 +254,8 @@ shift, how well can it be detected, and which latent factors carry it?</p>
 {'<p><a href="sweep.html">Dose-response sweep</a></p>' if (target.parent / "sweep.html").exists() else ""}
 <h2>Headline numbers (from <code>metrics.json</code>)</h2>
 <table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>
+<h2>Provenance</h2>
+<pre>{html.escape(yaml.safe_dump(prov or {}, sort_keys=False))}</pre>
 <h2>Parameters (resolved)</h2>
 <pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
 <p>Generated {_dt.datetime.now().isoformat(timespec="seconds")}.</p>
@@ -277,6 +339,9 @@ def run(
     executed_folder.mkdir(parents=True, exist_ok=True)
     artifacts.write_text(yaml.safe_dump(params, sort_keys=False), run_folder / "params.yaml")
 
+    lock = _lock(run_folder, profile)
+    started = _dt.datetime.now().isoformat(timespec="seconds")
+    prov = {**provenance(params, root, run_folder), "started": started}
     state = _load_state(run_folder)
     lib = _lib_digest()
     previous = ""
@@ -341,9 +406,33 @@ def run(
             )
             break
         log.info("[%d/%d] %s: done in %.0f s → %s", i + 1, len(all_nbs), name, entry["seconds"], html_path)
-    render_index(profile, params, artifacts.read_metrics(run_folder), state, names, report_folder / "index.html")
+    prov["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
+    prov["notebooks"] = {n: state.get(n, {}).get("status", "not run") for n in names}
+    artifacts.write_json(prov, run_folder / "provenance.json")
+    render_index(
+        profile, params, artifacts.read_metrics(run_folder), state, names, report_folder / "index.html", prov
+    )
     log.info("index: %s", report_folder / "index.html")
+    lock.close()
     return 1 if failed else 0
+
+
+def _lock(run_folder: Path, profile: str) -> Any:
+    """Hold an exclusive lock on the run folder so two runs never write the same files."""
+    import fcntl
+
+    handle = open(run_folder / ".lock", "w")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise PipelineError(
+            f"another run is already using {run_folder} (profile {profile}); wait for it to finish, "
+            "or give this run its own folder with --run-dir."
+        ) from None
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def main(argv: Sequence[str] | None = None) -> int:
