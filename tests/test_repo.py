@@ -61,3 +61,22 @@ def test_lock_file_pins_every_dependency_exactly(root):
     for req in project["dependencies"] + project["optional-dependencies"]["dev"]:
         assert _name(req) in lock, f"{req} is not pinned in requirements.lock"
     assert lock["torch"] == "2.13.0"
+
+
+def test_every_parameter_is_visible_to_papermill(root):
+    """papermill skips parameter lines it cannot parse (e.g. a second '=' in a comment), which
+    would silently run a notebook on defaults; every name assigned in the cell must be injectable."""
+    import ast
+
+    import papermill as pm
+
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text())
+        cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+        assigned = {
+            t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)
+        }
+        seen = set(pm.inspect_notebook(str(path)))
+        assert assigned == seen, f"{path.name}: papermill cannot see {assigned - seen}"
+        assert {"profile", "run_dir"} <= assigned, f"{path.name} must declare profile and run_dir"

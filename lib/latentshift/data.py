@@ -1,0 +1,821 @@
+"""Cells in: a simulated human M1 data set, or a local ``.h5ad``; QC; seeded subsampling.
+
+Two sources give the same shape of AnnData (the ``cells.h5ad`` contract):
+
+* :func:`simulate_m1` — a deterministic simulated single-nucleus RNA-seq data set of human
+  primary motor cortex (M1): fifteen cell types in census-like proportions, each with its
+  real marker genes enriched, negative-binomial counts, and every disease gene-set gene present.
+* :func:`read_h5ad_counts` — a local ``.h5ad`` (CELLxGENE / HCA schema): finds the integer
+  counts in ``X``, a layer or ``.raw.X`` and refuses files that hold none.
+
+Both return integer CSR counts in ``layers["counts"]`` and in ``X``, ``obs["cell_type"]``
+(categorical), ``obs["donor_id"]`` where known and ``uns["latentshift"]`` with the
+``simulated`` flag and the source. :func:`qc_filter`, :func:`subsample` and :func:`summarize`
+work on either.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """A data problem a user can fix: missing file, no integer counts, missing column."""
+
+
+# --- the simulated M1 census -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellTypeSpec:
+    """One simulated cell type.
+
+    Parameters
+    ----------
+    name
+        The cell-type label written to ``obs["cell_type"]``.
+    cell_class
+        ``"Glutamatergic"``, ``"GABAergic"`` or ``"Non-neuronal"``.
+    proportion
+        Fraction of all nuclei.
+    library_median
+        Median transcriptome-wide UMIs per nucleus (before the gene subset is taken).
+    markers
+        Marker gene symbols enriched in this type; the first is the most specific.
+    """
+
+    name: str
+    cell_class: str
+    proportion: float
+    library_median: float
+    markers: tuple[str, ...]
+
+
+# Proportions of nuclei per cell type in the simulated M1 data set.
+#
+# Source: the human M1 census of Bakken et al. 2021, "Comparative cellular analysis of motor
+# cortex in human, marmoset and mouse", Nature 598:111-119 (BICCN). In its human M1 snRNA-seq
+# (10x v3) data, neurons are roughly 60-65 % of nuclei, IT types are the most abundant
+# excitatory types, L5 ET (the class holding the Betz cells) is rare (~0.5-1 %), and
+# oligodendrocytes are the largest non-neuronal class. The numbers below are ROUNDED,
+# APPROXIMATE values chosen to match those statements (subclasses merged to 15 types: L6 IT Car3
+# into L6 IT, Sst Chodl into SST, Sncg into VIP, VLMC/L6b left out); they are not copied from a
+# table of the paper. Neurons 62.2 %, glutamatergic 40.2 %, GABAergic 22 %, non-neuronal 37.8 %.
+#
+# Library medians: nuclei of neurons carry more UMIs than glia (large L5 ET cells the most);
+# values are typical of 10x v3 single-nucleus data, also approximate.
+#
+#   type        class          proportion  library median  markers (first = most specific)
+M1_CELL_TYPES: tuple[CellTypeSpec, ...] = (
+    CellTypeSpec("L2/3 IT", "Glutamatergic", 0.180, 9000, ("CUX2", "SLC17A7", "SATB2")),
+    CellTypeSpec("L4/5 IT", "Glutamatergic", 0.110, 9000, ("RORB", "SLC17A7", "SATB2")),
+    CellTypeSpec("L5 ET", "Glutamatergic", 0.007, 14000, ("POU3F1", "FEZF2", "BCL11B", "SLC17A7")),
+    CellTypeSpec("L5/6 NP", "Glutamatergic", 0.015, 8000, ("TSHZ2", "FEZF2", "SLC17A7")),
+    CellTypeSpec("L6 IT", "Glutamatergic", 0.050, 8500, ("THEMIS", "SLC17A7", "SATB2")),
+    CellTypeSpec("L6 CT", "Glutamatergic", 0.040, 8000, ("SYT6", "FOXP2", "FEZF2", "SLC17A7")),
+    CellTypeSpec("PVALB", "GABAergic", 0.065, 8000, ("PVALB", "GAD1", "GAD2")),
+    CellTypeSpec("SST", "GABAergic", 0.050, 7000, ("SST", "GAD1", "GAD2")),
+    CellTypeSpec("VIP", "GABAergic", 0.055, 6500, ("VIP", "ADARB2", "GAD1", "GAD2")),
+    CellTypeSpec("LAMP5", "GABAergic", 0.050, 6500, ("LAMP5", "ADARB2", "GAD1", "GAD2")),
+    CellTypeSpec("Astro", "Non-neuronal", 0.075, 3000, ("GFAP", "AQP4", "SLC1A2")),
+    CellTypeSpec("Oligo", "Non-neuronal", 0.200, 2500, ("MOG", "MBP", "PLP1")),
+    CellTypeSpec("OPC", "Non-neuronal", 0.045, 3000, ("PDGFRA", "VCAN")),
+    CellTypeSpec("Micro-PVM", "Non-neuronal", 0.040, 2000, ("CSF1R", "P2RY12", "CX3CR1")),
+    CellTypeSpec("Endo", "Non-neuronal", 0.018, 1800, ("CLDN5", "FLT1")),
+)
+
+#: Marker genes per simulated cell type (type → symbols), for dot plots.
+M1_MARKERS: dict[str, list[str]] = {t.name: list(t.markers) for t in M1_CELL_TYPES}
+
+#: Pan-neuronal genes, enriched in every neuron type of the simulation.
+PAN_NEURONAL: tuple[str, ...] = ("SNAP25", "RBFOX3", "SYT1")
+
+# transcriptome fractions of the simulation (fraction of a nucleus's UMIs per gene)
+_MARKER_FRACTION = 4e-4  # a marker in its own type: a few counts per nucleus
+_MARKER_BACKGROUND = 1 / 40  # a marker elsewhere, relative to its own type
+_REQUIRED_FRACTION = 1e-4  # a disease gene-set gene: ~1 count per neuron on average
+_FILLER_LOG_MEAN = np.log(4e-6)  # filler genes: log-normal base fractions
+_FILLER_LOG_SD = 1.6
+_CELLS_PER_CHUNK_ENTRIES = 20_000_000  # cells × genes sampled per chunk
+
+
+def _largest_remainder(weights: np.ndarray, total: int, minimum: int = 0) -> np.ndarray:
+    """Whole numbers proportional to ``weights`` summing to ``total`` (at least ``minimum``)."""
+    weights = np.asarray(weights, dtype=float)
+    weights = weights / weights.sum()
+    base = np.full(len(weights), minimum if total >= minimum * len(weights) else 0)
+    rest = total - base.sum()
+    exact = weights * rest
+    counts = np.floor(exact).astype(int)
+    short = rest - counts.sum()
+    if short > 0:
+        order = np.argsort(-(exact - counts), kind="stable")
+        counts[order[:short]] += 1
+    return base + counts
+
+
+def _gene_names(required_genes: Sequence[str], n_genes: int) -> tuple[list[str], int, int]:
+    """Markers, then required genes, then ``SIMG`` fillers up to ``n_genes``."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for t in M1_CELL_TYPES:
+        for g in t.markers:
+            if g not in seen:
+                seen.add(g)
+                names.append(g)
+    for g in PAN_NEURONAL:
+        if g not in seen:
+            seen.add(g)
+            names.append(g)
+    n_markers = len(names)
+    for g in required_genes:
+        g = str(g).strip().upper()
+        if g and g not in seen:
+            seen.add(g)
+            names.append(g)
+    n_required = len(names) - n_markers
+    n_filler = n_genes - len(names)
+    if n_filler < 0:
+        warnings.warn(
+            f"simulate_m1: n_genes={n_genes} is smaller than the {len(names)} marker and required "
+            f"genes; keeping all {len(names)} of them and adding no filler genes. Raise "
+            "data.simulate_n_genes to silence this.",
+            UserWarning,
+            stacklevel=3,
+        )
+        n_filler = 0
+    width = max(5, len(str(n_filler)))
+    names.extend(f"SIMG{i:0{width}d}" for i in range(1, n_filler + 1))
+    return names, n_markers, n_required
+
+
+def _type_fractions(
+    rng: np.random.Generator, n_markers: int, n_required: int, n_filler: int, names: list[str]
+) -> np.ndarray:
+    """Per-type transcriptome fractions, shape (n_types, n_genes)."""
+    types = M1_CELL_TYPES
+    n_types = len(types)
+    classes = np.array([t.cell_class for t in types])
+    neuron = classes != "Non-neuronal"
+    n_genes = len(names)
+    logf = np.empty((n_types, n_genes))
+
+    # markers: high in their own types, low elsewhere
+    marker_types: dict[str, list[int]] = {}
+    for i, t in enumerate(types):
+        for g in t.markers:
+            marker_types.setdefault(g, []).append(i)
+    for g in PAN_NEURONAL:
+        marker_types.setdefault(g, list(np.flatnonzero(neuron)))
+    library = np.array([t.library_median for t in types], dtype=float)
+    for j in range(n_markers):
+        hits = marker_types[names[j]]
+        # smaller nuclei (glia) get relatively higher marker fractions, as MBP/PLP1 in oligos
+        boost = 0.5 * np.log(library.max() / library[hits].min())
+        own = rng.normal(np.log(_MARKER_FRACTION), 0.4) + boost
+        logf[:, j] = own + np.log(_MARKER_BACKGROUND) + rng.normal(0, 0.3, n_types)
+        logf[hits, j] = own + rng.normal(0, 0.2, len(hits))
+
+    # required (disease gene-set) genes: moderate-to-high, varying by type
+    sl = slice(n_markers, n_markers + n_required)
+    base = rng.normal(np.log(_REQUIRED_FRACTION), 0.5, n_required)
+    pattern = rng.choice(3, size=n_required, p=[0.55, 0.2, 0.25])  # neuron / glia / broad
+    shift = np.zeros((n_types, n_required))
+    shift[np.ix_(~neuron, pattern == 0)] = -1.5
+    shift[np.ix_(neuron, pattern == 1)] = -1.2
+    logf[:, sl] = base + shift + rng.normal(0, 0.35, (n_types, n_required))
+
+    # fillers: log-normal base, class-level and type-level structure for part of them
+    sl = slice(n_markers + n_required, n_genes)
+    base = rng.normal(_FILLER_LOG_MEAN, _FILLER_LOG_SD, n_filler)
+    eff = rng.normal(0, 0.2, (n_types, n_filler))
+    class_idx = np.unique(classes, return_inverse=True)[1]
+    has_class = rng.random(n_filler) < 0.3
+    class_eff = rng.normal(0, 1.0, (3, n_filler)) * has_class
+    eff += class_eff[class_idx]
+    has_type = rng.random(n_filler) < 0.15
+    type_eff = rng.normal(0, 1.5, (n_types, n_filler)) * (rng.random((n_types, n_filler)) < 0.15)
+    eff += type_eff * has_type
+    logf[:, sl] = base + eff
+    return np.exp(logf)
+
+
+def _sample_nb(rng: np.random.Generator, mu: np.ndarray, theta: np.ndarray) -> sp.csr_matrix:
+    """Negative-binomial counts (mean ``mu``, inverse dispersion ``theta`` per gene) as CSR.
+
+    Exact inversion sampling that touches only the nonzero draws after the first pass: one
+    uniform per entry decides zero / nonzero against P(0) = (θ/(θ+μ))^θ; for the few nonzero
+    entries the CDF is walked up with the pmf recursion p(k) = p(k-1)·(k-1+θ)/k·μ/(μ+θ).
+    """
+    n, g = mu.shape
+    u = rng.random((n, g), dtype=np.float32)
+    p0 = (theta / (theta + mu)) ** theta
+    flat = np.flatnonzero(u > p0)
+    del p0
+    m = mu.ravel()[flat].astype(np.float64)
+    th = theta[flat % g].astype(np.float64)
+    uu = u.ravel()[flat].astype(np.float64)
+    del u
+    q = m / (m + th)
+    pk = np.exp(th * np.log1p(-q))  # P(0) in float64
+    cdf = pk.copy()
+    out = np.zeros(len(flat), dtype=np.int32)
+    active = np.arange(len(flat))
+    k = 0
+    while len(active):
+        k += 1
+        pk *= (k - 1 + th) / k * q
+        cdf += pk
+        done = (cdf >= uu) | (k >= 100_000)
+        out[active[done]] = k
+        keep = ~done
+        if not keep.all():
+            active, pk, cdf, th, q, uu = (a[keep] for a in (active, pk, cdf, th, q, uu))
+    rows = flat // g
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return sp.csr_matrix((out, (flat % g).astype(np.int32), indptr), shape=(n, g))
+
+
+def simulate_m1(
+    n_cells: int,
+    n_genes: int,
+    seed: int = 0,
+    required_genes: Sequence[str] = (),
+    n_donors: int = 4,
+    schema: str = "latentshift",
+) -> Any:
+    """A deterministic simulated human M1 single-nucleus RNA-seq data set.
+
+    Cell types and proportions follow :data:`M1_CELL_TYPES` (human M1 census-like). Each gene
+    has a log-normal base expression, type-specific effects (real marker genes strongly
+    enriched in their types; filler genes with class- and type-level structure), a small donor
+    effect and a gene-specific negative-binomial dispersion. Each nucleus has a log-normal
+    library size whose median depends on its type (neurons larger than glia). Cells are
+    generated in chunks, so the full matrix is never dense.
+
+    Parameters
+    ----------
+    n_cells
+        Number of nuclei. Types get whole-number shares of it (largest remainder, at least
+        one nucleus each when ``n_cells`` allows).
+    n_genes
+        Number of genes: markers, then ``required_genes``, then filler genes ``SIMG00001`` ...
+        When smaller than markers + required genes, all of those are kept (with a warning).
+    seed
+        Seed; the output is identical bit for bit for the same arguments.
+    required_genes
+        Gene symbols that must be present and expressed (e.g. disease gene-set genes);
+        upper-cased.
+    n_donors
+        Number of donors (``obs["donor_id"]``), each with a small library-size and gene effect.
+    schema
+        ``"latentshift"`` (default): var_names are symbols, ``X`` and ``layers["counts"]`` are
+        int32 CSR counts. ``"cellxgene"``: CELLxGENE-shaped — var_names are the Ensembl-style
+        IDs, ``X`` is log1p(counts per 10k) float32 CSR and the integer-valued counts are only
+        in ``.raw.X`` (float32, as in CELLxGENE files). Use it to exercise
+        :func:`read_h5ad_counts`.
+
+    Returns
+    -------
+    AnnData
+        ``obs``: ``cell_type`` (categorical), ``cell_class``, ``donor_id``; ``var``:
+        ``feature_name`` (symbol), ``gene_ids`` (``ENSG9…``), ``gene_group`` (marker / required
+        / filler); ``uns["latentshift"]`` = ``{"simulated": True, "source": "simulate_m1(...)"}``.
+    """
+    import anndata as ad
+
+    if n_cells < 1 or n_genes < 1:
+        raise DataError(f"simulate_m1 needs n_cells >= 1 and n_genes >= 1 (got {n_cells}, {n_genes}).")
+    if n_donors < 1:
+        raise DataError(f"simulate_m1 needs n_donors >= 1 (got {n_donors}).")
+    if schema not in ("latentshift", "cellxgene"):
+        raise DataError(f"simulate_m1: schema must be 'latentshift' or 'cellxgene' (got {schema!r}).")
+    start = time.time()
+    names, n_markers, n_required = _gene_names(required_genes, n_genes)
+    g_total = len(names)
+    n_filler = g_total - n_markers - n_required
+    types = M1_CELL_TYPES
+
+    gene_rng = np.random.default_rng([seed, 1])
+    frac = _type_fractions(gene_rng, n_markers, n_required, n_filler, names)
+    theta = gene_rng.lognormal(np.log(1.5), 0.6, g_total).astype(np.float32)
+    donor_gene = gene_rng.normal(0, 0.1, (n_donors, g_total))
+    donor_lib = gene_rng.lognormal(0, 0.15, n_donors)
+    # one fraction row per (type, donor)
+    rows = (frac[:, None, :] * np.exp(donor_gene)[None, :, :]).reshape(-1, g_total)
+    rows = rows.astype(np.float32)
+
+    cell_rng = np.random.default_rng([seed, 2])
+    per_type = _largest_remainder(np.array([t.proportion for t in types]), n_cells, minimum=1)
+    type_idx = cell_rng.permutation(np.repeat(np.arange(len(types)), per_type))
+    donor_idx = cell_rng.integers(0, n_donors, n_cells)
+    lib_median = np.array([t.library_median for t in types])[type_idx]
+    library = lib_median * donor_lib[donor_idx] * cell_rng.lognormal(0, 0.35, n_cells)
+    combo = type_idx * n_donors + donor_idx
+
+    chunk = max(1, _CELLS_PER_CHUNK_ENTRIES // g_total)
+    n_chunks = -(-n_cells // chunk)
+    blocks = []
+    for c in range(n_chunks):
+        lo, hi = c * chunk, min(n_cells, (c + 1) * chunk)
+        mu = rows[combo[lo:hi]]
+        mu *= library[lo:hi, None].astype(np.float32)
+        blocks.append(_sample_nb(np.random.default_rng([seed, 3, c]), mu, theta))
+        del mu
+        log.info(
+            "simulate_m1: chunk %d/%d (cells %d-%d) done, %.1f s", c + 1, n_chunks, lo, hi - 1,
+            time.time() - start,
+        )
+    counts = sp.vstack(blocks, format="csr") if len(blocks) > 1 else blocks[0]
+    del blocks
+    counts.data = counts.data.astype(np.int32, copy=False)
+    if counts.nnz < np.iinfo(np.int32).max:
+        counts.indptr = counts.indptr.astype(np.int32)
+    counts.indices = counts.indices.astype(np.int32, copy=False)
+
+    groups = ["marker"] * n_markers + ["required"] * n_required + ["filler"] * n_filler
+    var = pd.DataFrame(
+        {
+            "feature_name": names,
+            "gene_ids": [f"ENSG9{i:010d}" for i in range(1, g_total + 1)],
+            "gene_group": pd.Categorical(groups, categories=["marker", "required", "filler"]),
+        },
+        index=pd.Index(names, name=None),
+    )
+    type_names = [t.name for t in types]
+    obs = pd.DataFrame(
+        {
+            "cell_type": pd.Categorical.from_codes(type_idx, categories=type_names),
+            "cell_class": pd.Categorical(
+                [types[i].cell_class for i in type_idx],
+                categories=["Glutamatergic", "GABAergic", "Non-neuronal"],
+            ),
+            "donor_id": pd.Categorical.from_codes(
+                donor_idx, categories=[f"donor{i + 1}" for i in range(n_donors)]
+            ),
+        },
+        index=pd.Index([f"cell{i:07d}" for i in range(1, n_cells + 1)]),
+    )
+    source = f"simulate_m1(n_cells={n_cells}, n_genes={n_genes}, seed={seed})"
+    uns = {"latentshift": {"simulated": True, "source": source}}
+    if schema == "cellxgene":
+        var.index = pd.Index(var["gene_ids"].to_numpy(), name=None)
+        raw = ad.AnnData(X=counts.astype(np.float32), obs=obs.copy(), var=var.copy())
+        adata = ad.AnnData(X=_log1p_cp10k(counts), obs=obs, var=var, uns=uns)
+        adata.raw = raw
+    else:
+        adata = ad.AnnData(X=counts.copy(), obs=obs, var=var, uns=uns)
+        adata.layers["counts"] = counts
+    log.info(
+        "simulate_m1: %d cells × %d genes (%d markers, %d required, %d filler), %.1f%% zeros, %.1f s",
+        n_cells, g_total, n_markers, n_required, n_filler,
+        100 * (1 - counts.nnz / (n_cells * g_total)), time.time() - start,
+    )
+    return adata
+
+
+def _log1p_cp10k(counts: sp.csr_matrix) -> sp.csr_matrix:
+    """log1p of counts scaled to 10,000 per cell, float32 CSR (no densifying)."""
+    totals = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)
+    scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)
+    out = counts.astype(np.float32)
+    out.data *= np.repeat(scale, np.diff(out.indptr)).astype(np.float32)
+    np.log1p(out.data, out=out.data)
+    return out
+
+
+# --- reading a local .h5ad ---------------------------------------------------------------
+
+_COUNT_LAYERS = ("counts", "raw_counts", "count", "umi_counts", "umis")
+_SAMPLE_VALUES = 100_000
+
+
+def _sample_values(elem: Any) -> tuple[np.ndarray, str]:
+    """A sample of a stored matrix's values (nonzeros of sparse, a few row blocks of dense)."""
+    import h5py
+
+    if isinstance(elem, h5py.Group):
+        if "data" not in elem:
+            return np.array([]), "unknown"
+        data = elem["data"]
+        n = data.shape[0]
+        if n <= _SAMPLE_VALUES:
+            return data[:], "sparse"
+        block = _SAMPLE_VALUES // 8
+        starts = np.linspace(0, n - block, 8).astype(int)
+        return np.concatenate([data[s : s + block] for s in starts]), "sparse"
+    if elem.ndim != 2:
+        return np.array([]), "unknown"
+    n = elem.shape[0]
+    rows_per = max(1, _SAMPLE_VALUES // max(1, elem.shape[1]) // 4)
+    starts = np.unique(np.linspace(0, max(0, n - rows_per), 4).astype(int))
+    vals = np.concatenate([np.asarray(elem[s : s + rows_per]).ravel() for s in starts])
+    return vals[vals != 0], "dense"
+
+
+def _classify(values: np.ndarray) -> str:
+    """'counts' when the values are non-negative whole numbers, else what is wrong."""
+    if values.dtype.kind in "iub":
+        return "counts" if values.size == 0 or values.min() >= 0 else "negative values"
+    if values.dtype.kind != "f":
+        return f"values of type {values.dtype}"
+    if not np.isfinite(values).all():
+        return "NaN or infinite values"
+    if values.size and values.min() < 0:
+        return "negative values (scaled data?)"
+    if values.size and not np.array_equal(values, np.round(values)):
+        return "non-integer values (normalized or log-transformed?)"
+    return "counts"
+
+
+def _check_all(data: np.ndarray, where: str, path: Path) -> None:
+    """Check every stored value (in blocks) for NaN, negatives and non-integers."""
+    step = 10_000_000
+    for s in range(0, data.shape[0], step):
+        verdict = _classify(data[s : s + step])
+        if verdict != "counts":
+            raise DataError(
+                f"{path}: the counts in {where} hold {verdict} beyond the sampled values; raw "
+                "counts must be non-negative whole numbers. Point data.path at the raw-count file."
+            )
+
+
+def _read_counts(elem: Any, where: str, path: Path) -> sp.csr_matrix:
+    """Read a stored matrix as int CSR, checking every value; dense is read in row blocks."""
+    import h5py
+    from anndata.io import read_elem
+
+    if isinstance(elem, h5py.Group):
+        mat = read_elem(elem)
+        mat = sp.csr_matrix(mat) if not sp.isspmatrix_csr(mat) else mat
+    else:
+        step = max(1, 5_000_000 // max(1, elem.shape[1]))
+        mat = sp.vstack(
+            [sp.csr_matrix(np.asarray(elem[s : s + step])) for s in range(0, elem.shape[0], step)],
+            format="csr",
+        )
+    _check_all(mat.data, where, path)
+    top = mat.data.max() if mat.nnz else 0
+    dtype = np.int32 if top < np.iinfo(np.int32).max else np.int64
+    mat.data = mat.data.astype(dtype, copy=False)
+    mat.sum_duplicates()
+    mat.eliminate_zeros()
+    return mat
+
+
+def read_h5ad_counts(
+    path: str | Path,
+    symbol_column: str | None = None,
+    cell_type_column: str = "cell_type",
+    donor_column: str | None = "donor_id",
+) -> Any:
+    """Read a local ``.h5ad`` and return its integer counts in the ``cells.h5ad`` shape.
+
+    The counts are looked for, in this order, in ``layers["counts"]`` (and the other usual
+    count-layer names), ``X``, ``.raw.X`` and any other layer; the first whose sampled nonzero
+    values are non-negative whole numbers is used (then every value is checked). Only that
+    matrix is read from the file — nothing is densified.
+
+    Parameters
+    ----------
+    path
+        The ``.h5ad`` file.
+    symbol_column
+        ``var`` column holding gene symbols. ``None``: ``feature_name`` when present, else the
+        var_names are the symbols. When given and not ``feature_name``, it is copied to
+        ``var["feature_name"]`` (unless that exists).
+    cell_type_column
+        ``obs`` column with cell-type labels; copied to ``obs["cell_type"]`` (categorical).
+    donor_column
+        ``obs`` column with donor IDs; copied to ``obs["donor_id"]`` when present.
+
+    Returns
+    -------
+    AnnData
+        ``X`` and ``layers["counts"]``: integer CSR counts; ``obs`` and ``var`` as in the file
+        (var_names unchanged, e.g. Ensembl IDs); ``uns["latentshift"]`` =
+        ``{"simulated": False, "source": str(path), "counts_from": ..., "symbol_column": ...}``.
+
+    Raises
+    ------
+    DataError
+        Missing or unreadable file, no integer counts anywhere, NaN/negative counts, a missing
+        symbol or cell-type column.
+    """
+    import anndata as ad
+    import h5py
+    from anndata.io import read_elem
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"data file {path} does not exist. Check data.path in the params file, or run "
+            "`make data` to download it (data.url)."
+        )
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(
+            f"{path} is not an HDF5/.h5ad file ({exc}). data.path must point at an AnnData .h5ad "
+            "file (CELLxGENE: download the .h5ad, not the .rds)."
+        ) from None
+    with f:
+        if "obs" not in f or "var" not in f or "X" not in f:
+            raise DataError(
+                f"{path} is an HDF5 file but not an AnnData .h5ad (it has no obs/var/X; top-level "
+                f"keys: {', '.join(f.keys()) or 'none'}). Point data.path at an .h5ad file."
+            )
+        candidates: list[tuple[str, Any]] = []
+        layers = f["layers"] if "layers" in f else {}
+        for name in _COUNT_LAYERS:
+            if name in layers:
+                candidates.append((f"layers['{name}']", layers[name]))
+        candidates.append(("X", f["X"]))
+        if "raw" in f and "X" in f["raw"]:
+            candidates.append(("raw.X", f["raw"]["X"]))
+        for name in sorted(layers):
+            if name not in _COUNT_LAYERS:
+                candidates.append((f"layers['{name}']", layers[name]))
+        found: list[str] = []
+        chosen = None
+        for where, elem in candidates:
+            values, _ = _sample_values(elem)
+            verdict = _classify(values)
+            found.append(f"{where}: {verdict}")
+            if verdict == "counts":
+                chosen = (where, elem)
+                break
+        if chosen is None:
+            raise DataError(
+                f"{path} holds no integer counts: looked in {'; '.join(found)}. latentshift "
+                "needs raw UMI counts (the LDVAE models counts). Point data.path at the raw-count "
+                "file, or at a file that keeps the counts in layers['counts'] or .raw.X."
+            )
+        where, elem = chosen
+        log.info("reading counts from %s of %s", where, path)
+        counts = _read_counts(elem, where, path)
+        obs = read_elem(f["obs"])
+        if where == "raw.X":
+            var = read_elem(f["raw"]["var"])
+            main_var = read_elem(f["var"])
+            extra = [c for c in main_var.columns if c not in var.columns]
+            if extra:
+                joined = main_var[extra].reindex(var.index)
+                for c in extra:
+                    col = joined[c]
+                    if c == "feature_name" and col.isna().any():
+                        col = col.astype(object).where(col.notna(), pd.Series(var.index, index=var.index))
+                    var[c] = col
+        else:
+            var = read_elem(f["var"])
+    if counts.shape != (len(obs), len(var)):
+        raise DataError(
+            f"{path}: the counts in {where} have shape {counts.shape} but obs/var give "
+            f"{(len(obs), len(var))}; the file looks damaged."
+        )
+
+    if symbol_column is not None and symbol_column not in var.columns:
+        raise DataError(
+            f"data.symbol_column '{symbol_column}' is not a var column of {path}; available "
+            f"var columns: {', '.join(map(str, var.columns)) or 'none'}. Set data.symbol_column "
+            "to one of them, or null to use feature_name / the var_names."
+        )
+    if symbol_column is None and "feature_name" in var.columns:
+        symbol_column = "feature_name"
+    if symbol_column is not None and symbol_column != "feature_name" and "feature_name" not in var:
+        var["feature_name"] = var[symbol_column].astype(str)
+
+    if cell_type_column not in obs.columns:
+        raise DataError(
+            f"data.cell_type_column '{cell_type_column}' is not an obs column of {path}; "
+            f"obs columns present: {', '.join(map(str, obs.columns)) or 'none'}. Set "
+            "data.cell_type_column to the column holding cell-type labels."
+        )
+    obs["cell_type"] = pd.Categorical(obs[cell_type_column].astype(str))
+    if donor_column:
+        if donor_column in obs.columns:
+            obs["donor_id"] = pd.Categorical(obs[donor_column].astype(str))
+        else:
+            log.warning("obs column %r (data.donor_column) not in %s; no donor_id", donor_column, path)
+
+    adata = ad.AnnData(X=counts.copy(), obs=obs, var=var)
+    adata.layers["counts"] = counts
+    adata.uns["latentshift"] = {
+        "simulated": False,
+        "source": str(path),
+        "counts_from": where,
+        "symbol_column": symbol_column,
+    }
+    log.info("read %s: %d cells × %d genes (counts from %s)", path, adata.n_obs, adata.n_vars, where)
+    return adata
+
+
+# --- QC, subsampling, summary ------------------------------------------------------------
+
+
+def _counts(adata: Any) -> sp.csr_matrix:
+    return adata.layers["counts"] if "counts" in adata.layers else adata.X
+
+
+def qc_filter(adata: Any, min_genes: int, min_cells: int) -> tuple[Any, dict[str, int]]:
+    """Drop cells with few detected genes, then genes detected in few cells.
+
+    Uses scanpy's ``filter_cells`` / ``filter_genes`` on the counts (``layers["counts"]``, else
+    ``X``). Adds ``obs["total_counts"]`` and ``obs["n_genes"]`` (after filtering).
+
+    Parameters
+    ----------
+    adata
+        Cells with integer counts.
+    min_genes
+        Minimum number of genes detected per cell.
+    min_cells
+        Minimum number of cells a gene is detected in (counted after the cell filter).
+
+    Returns
+    -------
+    (AnnData, dict)
+        The filtered copy, and ``cells_before``, ``cells_after``, ``genes_before``,
+        ``genes_after``, ``min_genes``, ``min_cells``.
+    """
+    import scanpy as sc
+
+    counts = _counts(adata)
+    cell_mask, _ = sc.pp.filter_cells(counts, min_genes=min_genes, inplace=False)
+    sub = adata[cell_mask]
+    gene_mask, _ = sc.pp.filter_genes(_counts(sub), min_cells=min_cells, inplace=False)
+    out = sub[:, gene_mask].copy()
+    c = _counts(out)
+    out.obs["total_counts"] = np.asarray(c.sum(axis=1)).ravel().astype(np.int64)
+    out.obs["n_genes"] = np.diff(c.indptr).astype(np.int64)
+    stats = {
+        "cells_before": int(adata.n_obs),
+        "cells_after": int(out.n_obs),
+        "genes_before": int(adata.n_vars),
+        "genes_after": int(out.n_vars),
+        "min_genes": int(min_genes),
+        "min_cells": int(min_cells),
+    }
+    log.info(
+        "QC: cells %d → %d (min_genes=%d), genes %d → %d (min_cells=%d)",
+        stats["cells_before"], stats["cells_after"], min_genes,
+        stats["genes_before"], stats["genes_after"], min_cells,
+    )
+    if out.n_obs == 0:
+        raise DataError(
+            f"QC removed every cell (min_genes={min_genes}); lower data.min_genes in the params file."
+        )
+    return out, stats
+
+
+def qc_table(stats: Mapping[str, int]) -> pd.DataFrame:
+    """The QC numbers of :func:`qc_filter` as a small before/after table."""
+    return pd.DataFrame(
+        {
+            "before QC": [stats["cells_before"], stats["genes_before"]],
+            "after QC": [stats["cells_after"], stats["genes_after"]],
+            "threshold": [f"min_genes = {stats['min_genes']}", f"min_cells = {stats['min_cells']}"],
+        },
+        index=["cells", "genes"],
+    )
+
+
+def subsample(
+    adata: Any, n_cells: int | None, seed: int, stratify_by: str | None = "cell_type"
+) -> Any:
+    """A seeded subsample of cells, stratified by a column (proportional allocation).
+
+    Parameters
+    ----------
+    adata
+        Cells.
+    n_cells
+        Cells to keep. ``None`` keeps all; more than there are keeps all with a warning.
+    seed
+        Seed of the draw.
+    stratify_by
+        ``obs`` column: each group gets its proportional whole-number share (largest
+        remainder). ``None``: a plain random draw.
+
+    Returns
+    -------
+    AnnData
+        A copy holding the chosen cells in their original order.
+    """
+    if n_cells is None or n_cells == adata.n_obs:
+        return adata.copy()
+    if n_cells > adata.n_obs:
+        warnings.warn(
+            f"subsample: asked for {n_cells} cells but only {adata.n_obs} are left after QC; "
+            "keeping all of them. Lower data.n_cells (or set it to null) to silence this.",
+            UserWarning,
+            stacklevel=2,
+        )
+        return adata.copy()
+    if n_cells < 1:
+        raise DataError(f"subsample: n_cells must be >= 1 or None (got {n_cells}).")
+    rng = np.random.default_rng(seed)
+    if stratify_by is None:
+        keep = rng.choice(adata.n_obs, size=n_cells, replace=False)
+    else:
+        if stratify_by not in adata.obs.columns:
+            raise DataError(
+                f"subsample: obs column '{stratify_by}' is missing; obs columns: "
+                f"{', '.join(map(str, adata.obs.columns))}."
+            )
+        labels = pd.Categorical(adata.obs[stratify_by].astype(str))
+        codes = labels.codes
+        sizes = np.bincount(codes, minlength=len(labels.categories))
+        take = _largest_remainder(sizes, n_cells)
+        take = np.minimum(take, sizes)
+        short = n_cells - take.sum()  # rounding can never exceed a group's size, but be safe
+        keep_parts = []
+        for k in range(len(sizes)):
+            members = np.flatnonzero(codes == k)
+            if take[k]:
+                keep_parts.append(rng.choice(members, size=take[k], replace=False))
+        keep = np.concatenate(keep_parts) if keep_parts else np.array([], dtype=int)
+        if short > 0:
+            rest = np.setdiff1d(np.arange(adata.n_obs), keep)
+            keep = np.concatenate([keep, rng.choice(rest, size=short, replace=False)])
+    keep = np.sort(keep)
+    log.info("subsample: %d → %d cells (seed %d, stratified by %s)", adata.n_obs, len(keep), seed, stratify_by)
+    return adata[keep].copy()
+
+
+def summarize(adata: Any) -> dict[str, Any]:
+    """Headline numbers of a cell set (computed from the sparse counts, nothing densified).
+
+    Returns
+    -------
+    dict
+        ``n_cells``, ``n_genes``, ``median_counts_per_cell``, ``median_genes_per_cell``,
+        ``fraction_zeros`` (from the number of stored nonzeros), ``cell_type_counts``
+        (type → cells, in category order) and ``simulated``.
+    """
+    c = sp.csr_matrix(_counts(adata))
+    totals = np.asarray(c.sum(axis=1)).ravel()
+    genes = np.diff(c.indptr)
+    nnz = c.count_nonzero() if c.nnz else 0
+    size = adata.n_obs * adata.n_vars
+    if "cell_type" in adata.obs:
+        vc = adata.obs["cell_type"].value_counts(sort=False)
+        type_counts = {str(k): int(v) for k, v in vc.items()}
+    else:
+        type_counts = {}
+    return {
+        "n_cells": int(adata.n_obs),
+        "n_genes": int(adata.n_vars),
+        "median_counts_per_cell": float(np.median(totals)) if len(totals) else 0.0,
+        "median_genes_per_cell": float(np.median(genes)) if len(genes) else 0.0,
+        "fraction_zeros": float(1 - nnz / size) if size else 1.0,
+        "cell_type_counts": type_counts,
+        "simulated": bool(adata.uns.get("latentshift", {}).get("simulated", False)),
+    }
+
+
+def load_cells(cfg: Mapping[str, Any], seed: int, required_genes: Sequence[str] = ()) -> Any:
+    """Load the cells a profile names: simulated, or a local ``.h5ad``.
+
+    Parameters
+    ----------
+    cfg
+        The resolved ``data`` params section (see ``config.DEFAULTS["data"]``).
+    seed
+        Seed of the simulation.
+    required_genes
+        Genes the simulation must hold (the disease gene sets' genes); ignored for files.
+
+    Returns
+    -------
+    AnnData
+        Cells in the ``cells.h5ad`` shape (before QC).
+    """
+    source = cfg.get("source", "simulated")
+    if source == "simulated":
+        return simulate_m1(
+            cfg["simulate_n_cells"], cfg["simulate_n_genes"], seed=seed, required_genes=required_genes
+        )
+    if source == "h5ad":
+        if not cfg.get("path"):
+            raise DataError("data.source is 'h5ad' but data.path is empty: give the .h5ad file's path.")
+        return read_h5ad_counts(
+            cfg["path"],
+            symbol_column=cfg.get("symbol_column"),
+            cell_type_column=cfg.get("cell_type_column", "cell_type"),
+            donor_column=cfg.get("donor_column", "donor_id"),
+        )
+    raise DataError(f"data.source must be 'simulated' or 'h5ad' (got {source!r}).")

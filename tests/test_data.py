@@ -1,0 +1,342 @@
+"""Tests of latentshift.data: the M1 simulator, .h5ad reading, QC, subsampling, summary."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latentshift import data
+
+REQUIRED = ["APOE", "HOXA5", "PITX1", "NEFL", "SLC16A12", "IL17RB", "GFAP", "TARDBP"]
+
+
+@pytest.fixture(scope="module")
+def sim() -> ad.AnnData:
+    return data.simulate_m1(2000, 1500, seed=0, required_genes=REQUIRED)
+
+
+def _col(adata: ad.AnnData, gene: str) -> np.ndarray:
+    return adata.layers["counts"][:, adata.var_names.get_loc(gene)].toarray().ravel()
+
+
+# --- simulator ---------------------------------------------------------------------------
+
+
+def test_simulator_shape_types_and_sparsity(sim: ad.AnnData) -> None:
+    c = sim.layers["counts"]
+    assert sim.shape == (2000, 1500)
+    assert sp.isspmatrix_csr(c) and sp.isspmatrix_csr(sim.X)
+    assert c.dtype == np.int32
+    assert c.data.min() > 0  # stored values are the nonzero counts
+    assert (sim.X != c).nnz == 0
+    assert sim.X is not c  # X and the counts layer are separate objects
+    assert 1 - c.nnz / np.prod(c.shape) > 0.90
+    assert isinstance(sim.obs["cell_type"].dtype, pd.CategoricalDtype)
+    assert sim.obs_names[0] == "cell0000001"
+    assert sim.obs["donor_id"].nunique() == 4
+    assert sim.uns["latentshift"] == {
+        "simulated": True,
+        "source": "simulate_m1(n_cells=2000, n_genes=1500, seed=0)",
+    }
+    assert (sim.var["feature_name"] == sim.var_names).all()
+    assert sim.var["gene_ids"].str.fullmatch(r"ENSG9\d{10}").all()
+    assert sim.var["gene_ids"].is_unique and sim.var_names.is_unique
+    assert sim.var_names.str.upper().equals(sim.var_names)
+    assert "SIMG00001" in sim.var_names
+
+
+def test_simulator_deterministic_and_seed_dependent() -> None:
+    a = data.simulate_m1(300, 400, seed=3, required_genes=REQUIRED)
+    b = data.simulate_m1(300, 400, seed=3, required_genes=REQUIRED)
+    c = data.simulate_m1(300, 400, seed=4, required_genes=REQUIRED)
+    ca, cb, cc = a.layers["counts"], b.layers["counts"], c.layers["counts"]
+    assert np.array_equal(ca.indptr, cb.indptr)
+    assert np.array_equal(ca.indices, cb.indices)
+    assert np.array_equal(ca.data, cb.data)
+    assert a.obs.equals(b.obs) and a.var.equals(b.var)
+    assert (ca != cc).nnz > 0
+
+
+def test_markers_enriched_in_their_type(sim: ad.AnnData) -> None:
+    types = sim.obs["cell_type"].to_numpy()
+    for spec in data.M1_CELL_TYPES:
+        own = types == spec.name
+        assert own.sum() > 0, spec.name
+        x = _col(sim, spec.markers[0])
+        assert x[own].mean() > 3 * x[~own].mean(), (spec.name, spec.markers[0])
+
+
+def test_required_genes_present_and_expressed(sim: ad.AnnData) -> None:
+    for gene in REQUIRED:
+        assert gene in sim.var_names
+        assert (_col(sim, gene) > 0).mean() > 0.05, gene
+    assert (sim.var.loc[[g for g in REQUIRED if g != "GFAP"], "gene_group"] == "required").all()
+
+
+def test_proportions_follow_the_table(sim: ad.AnnData) -> None:
+    shares = sim.obs["cell_type"].value_counts(normalize=True)
+    for spec in data.M1_CELL_TYPES:
+        assert abs(shares[spec.name] - spec.proportion) < 0.002 + 0.05 * spec.proportion
+    neurons = sum(shares[t.name] for t in data.M1_CELL_TYPES if t.cell_class != "Non-neuronal")
+    assert 0.55 < neurons < 0.7
+
+
+def test_table_is_a_distribution() -> None:
+    props = [t.proportion for t in data.M1_CELL_TYPES]
+    assert abs(sum(props) - 1) < 1e-9
+    glia = {t.name: t.proportion for t in data.M1_CELL_TYPES if t.cell_class == "Non-neuronal"}
+    assert max(glia, key=glia.get) == "Oligo"
+    assert set(data.M1_MARKERS) == {t.name for t in data.M1_CELL_TYPES}
+
+
+def test_neurons_have_larger_libraries(sim: ad.AnnData) -> None:
+    totals = np.asarray(sim.layers["counts"].sum(axis=1)).ravel()
+    neuron = sim.obs["cell_class"].to_numpy() != "Non-neuronal"
+    assert np.median(totals[neuron]) > 1.5 * np.median(totals[~neuron])
+
+
+def test_too_few_genes_keeps_markers_and_required_with_warning() -> None:
+    with pytest.warns(UserWarning, match="smaller than"):
+        a = data.simulate_m1(100, 10, seed=0, required_genes=REQUIRED)
+    assert set(REQUIRED) <= set(a.var_names)
+    assert not a.var_names.str.startswith("SIMG").any()
+
+
+def test_required_genes_are_uppercased() -> None:
+    a = data.simulate_m1(60, 80, seed=0, required_genes=["apoe", "C21orf62"])
+    assert "APOE" in a.var_names and "C21ORF62" in a.var_names
+
+
+def test_sample_nb_matches_negative_binomial_moments() -> None:
+    rng = np.random.default_rng(0)
+    mean = np.array([0.2, 3.0, 25.0], dtype=np.float32)
+    theta = np.array([0.5, 1.5, 4.0], dtype=np.float32)
+    x = data._sample_nb(rng, np.tile(mean, (60_000, 1)), theta).toarray()
+    var = mean + mean**2 / theta
+    assert np.allclose(x.mean(axis=0), mean, rtol=0.03)
+    assert np.allclose(x.var(axis=0), var, rtol=0.08)
+    p0 = (theta / (theta + mean)) ** theta
+    assert np.allclose((x == 0).mean(axis=0), p0, atol=0.01)
+
+
+def test_cellxgene_schema() -> None:
+    a = data.simulate_m1(200, 300, seed=1, schema="cellxgene")
+    assert a.var_names.str.startswith("ENSG9").all()
+    assert "CUX2" in set(a.var["feature_name"])
+    assert a.X.dtype == np.float32 and sp.issparse(a.X)
+    assert not np.array_equal(a.X.data, np.round(a.X.data))
+    raw = a.raw.X
+    assert np.array_equal(raw.data, np.round(raw.data))
+    plain = data.simulate_m1(200, 300, seed=1)
+    assert (sp.csr_matrix(raw) != plain.layers["counts"]).nnz == 0
+
+
+# --- reading .h5ad -----------------------------------------------------------------------
+
+
+def test_read_counts_from_raw_with_ensembl_ids(tmp_path) -> None:
+    src = data.simulate_m1(150, 200, seed=2, schema="cellxgene")
+    src.obs = src.obs.rename(columns={"cell_type": "author_cell_type"}).assign(
+        cell_type=src.obs["cell_type"]
+    )
+    path = tmp_path / "cxg.h5ad"
+    src.write_h5ad(path)
+    got = data.read_h5ad_counts(path)
+    assert list(got.var_names) == list(src.var_names)
+    assert got.var_names[0].startswith("ENSG9")
+    assert list(got.var["feature_name"]) == list(src.var["feature_name"])
+    assert sp.isspmatrix_csr(got.layers["counts"])
+    assert got.layers["counts"].dtype.kind == "i"
+    assert (got.layers["counts"] != sp.csr_matrix(src.raw.X)).nnz == 0
+    assert (got.X != got.layers["counts"]).nnz == 0
+    assert got.uns["latentshift"]["simulated"] is False
+    assert got.uns["latentshift"]["source"] == str(path)
+    assert got.uns["latentshift"]["counts_from"] == "raw.X"
+    assert "donor_id" in got.obs and isinstance(got.obs["cell_type"].dtype, pd.CategoricalDtype)
+
+
+def test_read_counts_from_layer_and_custom_columns(tmp_path) -> None:
+    src = data.simulate_m1(120, 150, seed=0)
+    src.X = data._log1p_cp10k(src.layers["counts"])
+    src.obs["celltype"] = src.obs["cell_type"].astype(str)
+    src.obs = src.obs.drop(columns=["cell_type"])
+    src.var = src.var.rename(columns={"feature_name": "symbol"})
+    path = tmp_path / "layer.h5ad"
+    src.write_h5ad(path)
+    got = data.read_h5ad_counts(path, symbol_column="symbol", cell_type_column="celltype")
+    assert got.uns["latentshift"]["counts_from"] == "layers['counts']"
+    assert (got.layers["counts"] != src.layers["counts"]).nnz == 0
+    assert list(got.var["feature_name"]) == list(src.var["symbol"])
+    assert list(got.obs["cell_type"]) == list(src.obs["celltype"])
+
+
+def test_read_dense_integer_x(tmp_path) -> None:
+    x = np.array([[0, 2, 0], [1, 0, 5]], dtype=np.float32)
+    a = ad.AnnData(X=x, obs=pd.DataFrame({"cell_type": ["a", "b"]}, index=["c1", "c2"]))
+    path = tmp_path / "dense.h5ad"
+    a.write_h5ad(path)
+    got = data.read_h5ad_counts(path, donor_column=None)
+    assert sp.isspmatrix_csr(got.X) and got.X.dtype == np.int32
+    assert np.array_equal(got.X.toarray(), x.astype(int))
+
+
+def test_normalized_only_file_is_refused(tmp_path) -> None:
+    src = data.simulate_m1(100, 120, seed=0)
+    norm = ad.AnnData(X=data._log1p_cp10k(src.layers["counts"]), obs=src.obs, var=src.var)
+    path = tmp_path / "norm.h5ad"
+    norm.write_h5ad(path)
+    with pytest.raises(data.DataError, match="no integer counts") as err:
+        data.read_h5ad_counts(path)
+    msg = str(err.value)
+    assert "X: non-integer" in msg and "raw-count file" in msg
+
+
+def test_negative_or_nan_counts_are_refused(tmp_path) -> None:
+    obs = pd.DataFrame({"cell_type": ["a", "b"]}, index=["c1", "c2"])
+    for bad, words in ((-1.0, "negative"), (np.nan, "NaN")):
+        x = sp.csr_matrix(np.array([[1.0, 0.0], [bad, 2.0]]))
+        path = tmp_path / f"bad{words}.h5ad"
+        ad.AnnData(X=x, obs=obs).write_h5ad(path)
+        with pytest.raises(data.DataError, match=words):
+            data.read_h5ad_counts(path)
+
+
+def test_missing_symbol_column_lists_var_columns(tmp_path) -> None:
+    src = data.simulate_m1(60, 80, seed=0)
+    path = tmp_path / "s.h5ad"
+    src.write_h5ad(path)
+    with pytest.raises(data.DataError, match="gene_symbols") as err:
+        data.read_h5ad_counts(path, symbol_column="gene_symbols")
+    assert "feature_name" in str(err.value) and "gene_ids" in str(err.value)
+
+
+def test_missing_cell_type_column_lists_obs_columns(tmp_path) -> None:
+    src = data.simulate_m1(60, 80, seed=0)
+    path = tmp_path / "s.h5ad"
+    src.write_h5ad(path)
+    with pytest.raises(data.DataError, match="cluster_label") as err:
+        data.read_h5ad_counts(path, cell_type_column="cluster_label")
+    assert "cell_type" in str(err.value) and "donor_id" in str(err.value)
+
+
+def test_missing_and_non_h5ad_files(tmp_path) -> None:
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.read_h5ad_counts(tmp_path / "nope.h5ad")
+    txt = tmp_path / "cells.h5ad"
+    txt.write_text("not hdf5")
+    with pytest.raises(data.DataError, match="not an HDF5"):
+        data.read_h5ad_counts(txt)
+
+
+# --- QC, subsample, summary, load_cells --------------------------------------------------
+
+
+def test_qc_filter(sim: ad.AnnData) -> None:
+    out, stats = data.qc_filter(sim, min_genes=60, min_cells=20)
+    genes_per_cell = np.diff(sim.layers["counts"].indptr)
+    assert stats["cells_before"] == 2000 and stats["genes_before"] == 1500
+    assert stats["cells_after"] == int((genes_per_cell >= 60).sum()) == out.n_obs
+    assert 0 < stats["cells_after"] < 2000
+    assert stats["genes_after"] == out.n_vars < 1500
+    kept = sim[genes_per_cell >= 60].layers["counts"]
+    assert out.n_vars == int(((kept > 0).sum(axis=0) >= 20).sum())
+    assert (np.diff(out.layers["counts"].indptr) == out.obs["n_genes"]).all()
+    assert sp.isspmatrix_csr(out.layers["counts"]) and out.layers["counts"].dtype.kind == "i"
+    table = data.qc_table(stats)
+    assert table.loc["cells", "after QC"] == out.n_obs
+
+
+def test_qc_removing_everything_is_an_error(sim: ad.AnnData) -> None:
+    with pytest.raises(data.DataError, match="min_genes"):
+        data.qc_filter(sim, min_genes=10_000, min_cells=0)
+
+
+def test_subsample_stratified_and_deterministic(sim: ad.AnnData) -> None:
+    a = data.subsample(sim, 500, seed=1)
+    b = data.subsample(sim, 500, seed=1)
+    c = data.subsample(sim, 500, seed=2)
+    assert a.n_obs == 500
+    assert list(a.obs_names) == list(b.obs_names)
+    assert list(a.obs_names) != list(c.obs_names)
+    assert a.obs_names.is_monotonic_increasing
+    full = sim.obs["cell_type"].value_counts()
+    part = a.obs["cell_type"].value_counts()
+    for t in full.index:
+        assert abs(part[t] - full[t] * 500 / 2000) <= 1
+
+
+def test_subsample_none_all_and_too_many(sim: ad.AnnData) -> None:
+    assert data.subsample(sim, None, seed=0).n_obs == sim.n_obs
+    with pytest.warns(UserWarning, match="keeping all"):
+        assert data.subsample(sim, 5000, seed=0).n_obs == sim.n_obs
+    plain = data.subsample(sim, 300, seed=0, stratify_by=None)
+    assert plain.n_obs == 300 and plain.obs_names.is_unique
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 60), min_size=1, max_size=6),
+    frac=st.floats(0.05, 0.95),
+    seed=st.integers(0, 10),
+)
+def test_subsample_property(sizes: list[int], frac: float, seed: int) -> None:
+    labels = np.repeat([f"t{i}" for i in range(len(sizes))], sizes)
+    n = len(labels)
+    adata = ad.AnnData(
+        X=sp.csr_matrix((n, 2), dtype=np.int32),
+        obs=pd.DataFrame({"cell_type": pd.Categorical(labels)}, index=[f"c{i}" for i in range(n)]),
+    )
+    k = max(1, int(frac * n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = data.subsample(adata, k, seed=seed)
+    assert out.n_obs == min(k, n)
+    assert out.obs_names.is_unique
+    counts = out.obs["cell_type"].value_counts()
+    for i, s in enumerate(sizes):
+        assert abs(counts.get(f"t{i}", 0) - s * out.n_obs / n) < 1 + 1e-9
+
+
+def test_summarize(sim: ad.AnnData) -> None:
+    s = data.summarize(sim)
+    c = sim.layers["counts"]
+    assert s["n_cells"] == 2000 and s["n_genes"] == 1500
+    assert s["fraction_zeros"] == pytest.approx(1 - c.nnz / (2000 * 1500))
+    assert s["median_genes_per_cell"] == np.median(np.diff(c.indptr))
+    assert s["median_counts_per_cell"] == np.median(np.asarray(c.sum(axis=1)).ravel())
+    assert sum(s["cell_type_counts"].values()) == 2000
+    assert s["simulated"] is True
+
+
+def test_load_cells_dispatch(tmp_path) -> None:
+    from latentshift import config
+
+    cfg = config.section("data", {"simulate_n_cells": 100, "simulate_n_genes": 120})
+    a = data.load_cells(cfg, seed=5, required_genes=["APOE"])
+    assert a.shape == (100, 120) and "APOE" in a.var_names
+    assert a.uns["latentshift"]["source"].endswith("seed=5)")
+    path = tmp_path / "x.h5ad"
+    a.write_h5ad(path)
+    cfg = config.section("data", {"source": "h5ad", "path": str(path)})
+    b = data.load_cells(cfg, seed=0, required_genes=[])
+    assert (b.layers["counts"] != a.layers["counts"]).nnz == 0
+    assert b.uns["latentshift"]["simulated"] is False
+
+
+def test_bad_value_beyond_the_sample_is_caught(tmp_path, monkeypatch) -> None:
+    values = np.arange(1, 1001, dtype=np.float64)
+    values[500] = np.nan
+    x = sp.csr_matrix((values, (np.zeros(1000, int), np.arange(1000))), shape=(1, 1000))
+    obs = pd.DataFrame({"cell_type": ["a"]}, index=["c1"])
+    path = tmp_path / "late_nan.h5ad"
+    ad.AnnData(X=x, obs=obs).write_h5ad(path)
+    monkeypatch.setattr(data, "_SAMPLE_VALUES", 8)
+    with pytest.raises(data.DataError, match="beyond the sampled values"):
+        data.read_h5ad_counts(path)
