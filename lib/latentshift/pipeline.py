@@ -84,6 +84,12 @@ def preflight(params: dict[str, Any], params_path: Path) -> None:
             f"{params_path}: the gene-set file {gmt} (genesets.gmt) does not exist. "
             "Point genesets.gmt at a GMT file, e.g. params/genesets/disease_genesets.gmt."
         )
+    from latentshift import genesets
+
+    try:
+        genesets.select_sets(genesets.read_gmt(gmt), [e["geneset"] for e in params["perturbations"]])
+    except genesets.GeneSetError as exc:
+        raise PipelineError(f"{params_path}: {exc}") from None
 
 
 def injected_parameters(declared: set[str], params: dict[str, Any], profile: str, run_folder: Path) -> dict[str, Any]:
