@@ -1,0 +1,613 @@
+"""Factor loadings of the LDVAE, condition effects per factor, and gene-set recovery.
+
+The reason to use a *linearly decoded* VAE is that each latent factor maps to genes through a
+loading matrix ``W`` (genes × factors): the decoder's log expression rate of gene ``g`` is
+``W_g · z`` plus a per-cell constant (softmax normalisation and library size). A shift ``Δz`` of
+a cell's latent therefore changes gene ``g``'s log expression by ``W_g · Δz`` (up to a constant
+shared by all genes). This module closes that loop:
+
+1. :func:`ldvae_loadings` — ``W`` from ``LinearSCVI.get_loadings()``;
+2. :func:`factor_shifts` — per perturbation entry, the paired latent shift between each disease
+   copy and its normal source cell, with effect sizes, factors ranked by ``|effect|``;
+3. :func:`recovery` / :func:`recovery_table` — how well the perturbed genes stand out among all
+   genes when genes are scored in the expected direction, as an AUROC and a one-sided
+   Mann–Whitney p-value, for
+
+   * the most shifted factor ``k``: score ``W_gk · sign(Δz_k)``;
+   * the projected score ``W_g · Δz`` (no factor chosen by hand);
+   * the same projection with PCA components and the PCA-space shift (baseline).
+
+   The score is oriented by the perturbation's direction (× −1 for ``down``), so in every case
+   an AUROC near 1 means the set's genes are the ones the observed shift moves, in the direction
+   the perturbation moved them; 0.5 means no recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+log = logging.getLogger(__name__)
+
+#: The reference condition of the paired shifts.
+REFERENCE = "normal"
+
+
+class LoadingsError(ValueError):
+    """The inputs of the loadings analysis are unusable; the message says what and how to fix it."""
+
+
+# --- loadings --------------------------------------------------------------------------
+
+
+def ldvae_loadings(model: Any) -> pd.DataFrame:
+    """The gene × factor loading matrix of a trained ``scvi.model.LinearSCVI``.
+
+    Parameters
+    ----------
+    model
+        A trained (or loaded) ``LinearSCVI``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Genes (the model's ``var_names``) × factors (columns ``Z_0 … Z_{n_latent-1}``). With the
+        decoder's batch norm on (the scvi-tools default), scvi-tools folds its scaling in.
+    """
+    loadings = model.get_loadings()
+    loadings.index.name = "gene"
+    return loadings
+
+
+def load_ldvae_loadings(model_dir: str | Path, adata: Any) -> pd.DataFrame:
+    """Load a saved ``LinearSCVI`` (scvi-tools' own format) and return its loadings.
+
+    Parameters
+    ----------
+    model_dir
+        The folder written by ``model.save`` (``runs/<profile>/model/``).
+    adata
+        The AnnData the model was set up on (``latent.h5ad``); its genes must match the model's.
+    """
+    import scvi
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "model.pt").is_file():
+        raise LoadingsError(
+            f"{model_dir} holds no scvi-tools model (model.pt missing): run notebook 03_ldvae first."
+        )
+    try:
+        model = scvi.model.LinearSCVI.load(str(model_dir), adata=adata, accelerator="cpu")
+    except ValueError as exc:
+        raise LoadingsError(
+            f"the model in {model_dir} does not fit the cells given ({exc}); rerun 03_ldvae so "
+            "that latent.h5ad and the model come from the same run."
+        ) from None
+    return ldvae_loadings(model)
+
+
+def gene_labels(adata: Any) -> pd.Series:
+    """Readable gene names indexed by ``var_names``: ``var["feature_name"]`` if present
+    (CELLxGENE files keyed by Ensembl ID), else the ``var_names`` themselves."""
+    if "feature_name" in adata.var.columns:
+        labels = adata.var["feature_name"].astype(str)
+        return pd.Series(labels.to_numpy(), index=adata.var_names, name="label")
+    return pd.Series(np.asarray(adata.var_names), index=adata.var_names, name="label")
+
+
+def top_genes(loadings: pd.DataFrame, n: int = 15, labels: pd.Series | None = None) -> pd.DataFrame:
+    """The top positive and negative genes of each factor.
+
+    Parameters
+    ----------
+    loadings
+        Genes × factors.
+    n
+        Genes per side and factor.
+    labels
+        Optional readable names indexed like ``loadings`` (see :func:`gene_labels`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per factor and rank: ``factor``, ``rank`` (1 = strongest), ``positive_gene``,
+        ``positive_loading``, ``negative_gene``, ``negative_loading``.
+    """
+    if n < 1:
+        raise LoadingsError(
+            f"n = {n}: ask for at least 1 top gene per factor (loadings.n_top_genes)."
+        )
+    n = min(n, loadings.shape[0])
+    names = (
+        loadings.index
+        if labels is None
+        else labels.reindex(loadings.index).fillna(pd.Series(loadings.index, index=loadings.index))
+    )
+    names = np.asarray(names)
+    rows = []
+    for factor in loadings.columns:
+        w = loadings[factor].to_numpy()
+        order = np.argsort(w, kind="stable")
+        neg, pos = order[:n], order[::-1][:n]
+        for r in range(n):
+            rows.append(
+                {
+                    "factor": factor,
+                    "rank": r + 1,
+                    "positive_gene": names[pos[r]],
+                    "positive_loading": float(w[pos[r]]),
+                    "negative_gene": names[neg[r]],
+                    "negative_loading": float(w[neg[r]]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def top_genes_summary(top: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """A compact view of :func:`top_genes`: per factor, its ``n`` strongest genes each way."""
+    sub = top[top["rank"] <= n]
+    return sub.groupby("factor", sort=False).agg(
+        positive=("positive_gene", lambda g: ", ".join(map(str, g))),
+        negative=("negative_gene", lambda g: ", ".join(map(str, g))),
+    )
+
+
+def mean_latent_by_group(
+    latent: np.ndarray, groups: Sequence[Any], factor_names: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Mean latent value of each factor per group (e.g. cell type).
+
+    Parameters
+    ----------
+    latent
+        Cells × factors.
+    groups
+        One label per cell.
+    factor_names
+        Column names (default ``Z_0 …``).
+    """
+    latent = np.asarray(latent, dtype=float)
+    cols = (
+        list(factor_names)
+        if factor_names is not None
+        else [f"Z_{i}" for i in range(latent.shape[1])]
+    )
+    frame = pd.DataFrame(latent, columns=cols)
+    frame["_group"] = np.asarray(groups)
+    return frame.groupby("_group", observed=True, sort=True).mean().rename_axis(None)
+
+
+# --- paired shifts ---------------------------------------------------------------------
+
+
+def paired_differences(
+    latent: np.ndarray,
+    obs: pd.DataFrame,
+    condition: str,
+    reference: str = REFERENCE,
+    cells: str = "test",
+    perturbed_only: bool = True,
+) -> np.ndarray:
+    """Latent of each disease copy minus the latent of its normal source cell.
+
+    Copies and normal cells are paired through ``obs["source_cell"]``.
+
+    Parameters
+    ----------
+    latent
+        Cells × dims (rows in ``obs`` order).
+    obs
+        With ``condition`` and ``source_cell``; ``split`` when ``cells == "test"``; ``perturbed``
+        when ``perturbed_only``.
+    condition
+        The perturbation entry's name.
+    reference
+        The reference condition.
+    cells
+        ``"test"``: only test-split pairs (cells the model was not trained on); ``"all"``: all.
+    perturbed_only
+        Keep only copies the perturbation touched (``obs["perturbed"]``). If it touched none
+        (e.g. every copy untouched), all copies are used and a warning is logged.
+
+    Returns
+    -------
+    numpy.ndarray
+        Pairs × dims.
+    """
+    for col in ("condition", "source_cell"):
+        if col not in obs.columns:
+            raise LoadingsError(
+                f"obs has no '{col}' column: use latent.h5ad written by 03_ldvae (from 02_perturb's cells)."
+            )
+    if cells not in ("test", "all"):
+        raise LoadingsError(f"cells = {cells!r}: use 'test' or 'all' (params key loadings.cells).")
+    latent = np.asarray(latent, dtype=float)
+    if latent.shape[0] != obs.shape[0]:
+        raise LoadingsError(
+            f"latent has {latent.shape[0]} rows but obs has {obs.shape[0]}; pass the same cells."
+        )
+    cond = obs["condition"].astype(str).to_numpy()
+    source = obs["source_cell"].astype(str).to_numpy()
+    keep = np.ones(len(obs), dtype=bool)
+    if cells == "test":
+        if "split" not in obs.columns:
+            raise LoadingsError(
+                "obs has no 'split' column; pass cells='all' or use latent.h5ad from 03_ldvae."
+            )
+        keep &= obs["split"].astype(str).to_numpy() == "test"
+    if condition not in set(cond):
+        raise LoadingsError(
+            f"condition '{condition}' is not in obs['condition'] (have: {sorted(set(cond))})."
+        )
+    ref_rows = np.flatnonzero(keep & (cond == reference))
+    ref_of = pd.Series(ref_rows, index=source[ref_rows])
+    ref_of = ref_of[~ref_of.index.duplicated()]
+    copies = keep & (cond == condition)
+    if perturbed_only and "perturbed" in obs.columns:
+        touched = copies & obs["perturbed"].astype(bool).to_numpy()
+        if touched.any():
+            copies = touched
+        else:
+            log.warning("no copy of '%s' is marked perturbed; using all its copies", condition)
+    copy_rows = np.flatnonzero(copies)
+    matched = ref_of.reindex(source[copy_rows])
+    ok = matched.notna().to_numpy()
+    if not ok.any():
+        raise LoadingsError(
+            f"no '{condition}' cell ({cells} cells) has its normal source cell among the same cells; "
+            "check obs['source_cell'] (02_perturb) or use cells='all'."
+        )
+    return latent[copy_rows[ok]] - latent[matched.to_numpy()[ok].astype(int)]
+
+
+def shift_statistics(
+    diffs: np.ndarray,
+    reference: np.ndarray | None = None,
+    factor_names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Per-dimension summary of paired differences.
+
+    Parameters
+    ----------
+    diffs
+        Pairs × dims (from :func:`paired_differences`).
+    reference
+        Optional reference cells × dims, for the between-group Cohen's d.
+    factor_names
+        Row names (default ``Z_0 …``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows = dims; ``n_pairs``, ``mean_shift``, ``sd_shift``, ``ci_low``/``ci_high`` (95%
+        normal interval of the mean), ``effect_size`` (paired: mean / sd of the differences; 0
+        when every difference is 0), ``cohens_d`` (mean shift / sd of the reference cells, when
+        given).
+    """
+    diffs = np.asarray(diffs, dtype=float)
+    n, k = diffs.shape
+    names = list(factor_names) if factor_names is not None else [f"Z_{i}" for i in range(k)]
+    mean = diffs.mean(axis=0)
+    sd = diffs.std(axis=0, ddof=1) if n > 1 else np.zeros(k)
+    half = 1.96 * sd / np.sqrt(max(n, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        effect = np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), 0.0)
+    out = pd.DataFrame(
+        {
+            "n_pairs": n,
+            "mean_shift": mean,
+            "sd_shift": sd,
+            "ci_low": mean - half,
+            "ci_high": mean + half,
+            "effect_size": effect,
+        },
+        index=pd.Index(names, name="factor"),
+    )
+    if reference is not None:
+        ref_sd = np.asarray(reference, dtype=float).std(axis=0, ddof=1)
+        out["cohens_d"] = np.where(ref_sd > 0, mean / np.where(ref_sd > 0, ref_sd, 1.0), 0.0)
+    return out
+
+
+def factor_shifts(
+    latent: np.ndarray,
+    obs: pd.DataFrame,
+    conditions: Sequence[str],
+    factor_names: Sequence[str] | None = None,
+    cells: str = "test",
+    perturbed_only: bool = True,
+) -> pd.DataFrame:
+    """Paired latent shift of every condition on every factor, factors ranked by ``|effect|``.
+
+    Parameters
+    ----------
+    latent, obs, cells, perturbed_only
+        As in :func:`paired_differences`.
+    conditions
+        The perturbation entries' names.
+    factor_names
+        Names of the latent dims (default ``Z_0 …``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long table: ``condition``, ``factor``, the columns of :func:`shift_statistics`, and
+        ``rank`` (1 = largest ``|effect_size|`` within the condition).
+    """
+    latent = np.asarray(latent, dtype=float)
+    cond = obs["condition"].astype(str).to_numpy()
+    ref_mask = cond == REFERENCE
+    if cells == "test" and "split" in obs.columns:
+        ref_mask &= obs["split"].astype(str).to_numpy() == "test"
+    frames = []
+    for condition in conditions:
+        diffs = paired_differences(
+            latent, obs, condition, cells=cells, perturbed_only=perturbed_only
+        )
+        stats_ = shift_statistics(diffs, latent[ref_mask], factor_names).reset_index()
+        stats_.insert(0, "condition", condition)
+        stats_["rank"] = (
+            stats_["effect_size"].abs().rank(ascending=False, method="first").astype(int)
+        )
+        frames.append(stats_)
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- recovery --------------------------------------------------------------------------
+
+
+def direction_sign(direction: str) -> int:
+    """+1 for ``"up"``, −1 for ``"down"``."""
+    if direction not in ("up", "down"):
+        raise LoadingsError(
+            f"direction {direction!r}: a perturbation's direction is 'up' or 'down'."
+        )
+    return 1 if direction == "up" else -1
+
+
+def projected_scores(loadings: pd.DataFrame, shift: Sequence[float] | np.ndarray) -> pd.Series:
+    """Each gene's predicted log-expression change under a latent shift: ``W · Δz``.
+
+    Parameters
+    ----------
+    loadings
+        Genes × dims.
+    shift
+        One value per dim (the mean paired shift).
+    """
+    shift = np.asarray(shift, dtype=float)
+    if shift.shape != (loadings.shape[1],):
+        raise LoadingsError(
+            f"shift has shape {shift.shape}; expected ({loadings.shape[1]},), one value per factor."
+        )
+    return pd.Series(loadings.to_numpy(dtype=float) @ shift, index=loadings.index, name="projected")
+
+
+def factor_scores(loadings: pd.DataFrame, factor: str, shift: float) -> pd.Series:
+    """Gene scores on one factor, signed by the factor's observed shift: ``W_gk · sign(Δz_k)``."""
+    return pd.Series(
+        loadings[factor].to_numpy(dtype=float) * np.sign(shift), index=loadings.index, name=factor
+    )
+
+
+def recovery(scores: pd.Series, genes: Sequence[str], direction: str) -> dict[str, float]:
+    """How well a gene set stands out among all genes by a score, in the expected direction.
+
+    Parameters
+    ----------
+    scores
+        One score per gene (index = gene names); positive = expression predicted to rise.
+    genes
+        The set's genes; those missing from ``scores`` are ignored.
+    direction
+        ``"up"`` or ``"down"``: the perturbation's direction (``down`` flips the score).
+
+    Returns
+    -------
+    dict
+        ``auroc`` (set genes vs. other genes; 0.5 = chance, 1 = every set gene above every
+        other), ``p`` (one-sided Mann–Whitney U, set genes greater), ``n_set``, ``n_other``.
+    """
+    oriented = scores.to_numpy(dtype=float) * direction_sign(direction)
+    in_set = scores.index.isin(list(genes))
+    n_set = int(in_set.sum())
+    if n_set == 0 or n_set == len(in_set):
+        raise LoadingsError(
+            f"the gene set has {n_set} of {len(in_set)} scored genes; recovery needs set genes and "
+            "other genes. Check that the perturbed genes (uns['perturbation_genes']) are in the model."
+        )
+    auroc = float(roc_auc_score(in_set, oriented))
+    p = float(stats.mannwhitneyu(oriented[in_set], oriented[~in_set], alternative="greater").pvalue)
+    return {"auroc": auroc, "p": p, "n_set": n_set, "n_other": int(len(in_set) - n_set)}
+
+
+def recovery_table(
+    ldvae_loadings: pd.DataFrame,
+    ldvae_shifts: pd.DataFrame,
+    gene_sets: Mapping[str, Sequence[str]],
+    directions: Mapping[str, str],
+    pca_loadings: pd.DataFrame | None = None,
+    pca_shifts: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Gene-set recovery for every perturbation entry, LDVAE and PCA side by side.
+
+    Parameters
+    ----------
+    ldvae_loadings
+        Genes × factors (:func:`ldvae_loadings`).
+    ldvae_shifts
+        :func:`factor_shifts` on the LDVAE latent.
+    gene_sets
+        ``{condition: [genes perturbed]}`` (``uns["perturbation_genes"]``).
+    directions
+        ``{condition: "up" | "down"}``.
+    pca_loadings, pca_shifts
+        The same for the PCA baseline (components genes × dims, :func:`factor_shifts` on the
+        PCA coordinates); omitted → no PCA columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per condition: ``direction``, ``n_genes``, ``best_factor`` (largest paired
+        ``|effect_size|``; None when no factor moves), ``effect_size``, ``mean_shift``, ``auroc_ldvae_factor``,
+        ``enrichment_p`` (its one-sided Mann–Whitney p), ``auroc_ldvae_projected``,
+        ``enrichment_p_projected``, and with PCA ``auroc_pca_projected``,
+        ``enrichment_p_pca``.
+    """
+    rows = []
+    for condition, genes in gene_sets.items():
+        direction = directions[condition]
+        sh = ldvae_shifts[ldvae_shifts["condition"] == condition].set_index("factor")
+        if sh.empty:
+            raise LoadingsError(
+                f"no factor shifts for '{condition}': pass factor_shifts() over every condition."
+            )
+        sh = sh.reindex(ldvae_loadings.columns)
+        if sh["effect_size"].abs().max() > 0:
+            best: str | None = str(sh["effect_size"].abs().idxmax())
+            fac = recovery(
+                factor_scores(ldvae_loadings, best, sh.loc[best, "mean_shift"]), genes, direction
+            )
+        else:  # no factor moves at all (e.g. fold change 1: copies identical to their cells)
+            best = None
+            fac = {**recovery(pd.Series(0.0, index=ldvae_loadings.index), genes, direction)}
+        proj = recovery(
+            projected_scores(ldvae_loadings, sh["mean_shift"].to_numpy()), genes, direction
+        )
+        row: dict[str, Any] = {
+            "condition": condition,
+            "direction": direction,
+            "n_genes": fac["n_set"],
+            "best_factor": best,
+            "effect_size": float(sh.loc[best, "effect_size"]) if best else 0.0,
+            "mean_shift": float(sh.loc[best, "mean_shift"]) if best else 0.0,
+            "auroc_ldvae_factor": fac["auroc"],
+            "enrichment_p": fac["p"],
+            "auroc_ldvae_projected": proj["auroc"],
+            "enrichment_p_projected": proj["p"],
+        }
+        if pca_loadings is not None and pca_shifts is not None:
+            psh = (
+                pca_shifts[pca_shifts["condition"] == condition]
+                .set_index("factor")
+                .reindex(pca_loadings.columns)
+            )
+            pca = recovery(
+                projected_scores(pca_loadings, psh["mean_shift"].to_numpy()), genes, direction
+            )
+            row["auroc_pca_projected"] = pca["auroc"]
+            row["enrichment_p_pca"] = pca["p"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("condition")
+
+
+def oriented_scores(
+    loadings: pd.DataFrame,
+    shifts: pd.DataFrame,
+    condition: str,
+    direction: str,
+    factor: str | None = None,
+) -> pd.Series:
+    """The scores :func:`recovery` ranks, oriented so that high = moved in the expected direction.
+
+    ``factor=None`` gives the projected score ``W · Δz``; a factor name gives
+    ``W_gk · sign(Δz_k)``. Used by the ranked-loading figure.
+    """
+    sh = shifts[shifts["condition"] == condition].set_index("factor").reindex(loadings.columns)
+    if factor is None:
+        scores = projected_scores(loadings, sh["mean_shift"].to_numpy())
+    else:
+        scores = factor_scores(loadings, factor, sh.loc[factor, "mean_shift"])
+    return scores * direction_sign(direction)
+
+
+# --- PCA baseline ----------------------------------------------------------------------
+
+
+def log_normalize(counts: sp.spmatrix | np.ndarray, target_sum: float = 1e4) -> sp.csr_matrix:
+    """``log1p(counts / library size × target_sum)`` as float32 CSR (sparse in, sparse out)."""
+    counts = sp.csr_matrix(counts)
+    lib = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)
+    scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0)
+    x = sp.diags(scale) @ counts.astype(np.float64)
+    x = sp.csr_matrix(x)
+    x.data = np.log1p(x.data)
+    return x.astype(np.float32)
+
+
+def pca_baseline(
+    adata: Any, n_comps: int | None = None, seed: int = 0
+) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """PCA components (genes × dims) and coordinates (cells × dims) of the baseline.
+
+    Uses ``varm["PCs_baseline"]`` and ``obsm["X_pca_baseline"]`` when 03_ldvae stored both;
+    otherwise fits PCA of log-normalised counts on the training cells (sparse, implicitly
+    centred) and projects every cell.
+
+    Parameters
+    ----------
+    adata
+        ``latent.h5ad`` (``layers["counts"]``, ``obs["split"]``).
+    n_comps
+        Dims when fitting (default: those of ``obsm["X_pca_baseline"]``, else 10).
+    seed
+        Seed of the PCA solver.
+
+    Returns
+    -------
+    components, coordinates, source
+        ``source`` is ``"stored"`` or ``"refit"``.
+    """
+    if "PCs_baseline" in adata.varm and "X_pca_baseline" in adata.obsm:
+        pcs = np.asarray(adata.varm["PCs_baseline"], dtype=float)
+        coords = np.asarray(adata.obsm["X_pca_baseline"], dtype=float)
+        if pcs.shape[1] == coords.shape[1]:
+            cols = [f"PC_{i}" for i in range(pcs.shape[1])]
+            return pd.DataFrame(pcs, index=adata.var_names, columns=cols), coords, "stored"
+        log.warning(
+            "varm['PCs_baseline'] and obsm['X_pca_baseline'] disagree in dims; refitting PCA"
+        )
+    import scanpy as sc
+
+    if n_comps is None:
+        n_comps = adata.obsm["X_pca_baseline"].shape[1] if "X_pca_baseline" in adata.obsm else 10
+    counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    if "split" in adata.obs.columns and (adata.obs["split"].astype(str) == "train").any():
+        train = (adata.obs["split"].astype(str) == "train").to_numpy()
+    else:
+        train = np.ones(adata.n_obs, dtype=bool)
+    x_all = log_normalize(counts)
+    n_comps = int(min(n_comps, train.sum() - 1, adata.n_vars - 1))
+    if n_comps < 1:
+        raise LoadingsError("too few training cells or genes for a PCA baseline; use more cells.")
+    fit = sc.AnnData(x_all[train])
+    sc.pp.pca(fit, n_comps=n_comps, zero_center=True, random_state=seed)
+    pcs = np.asarray(fit.varm["PCs"], dtype=float)
+    mean = np.asarray(x_all[train].mean(axis=0), dtype=float).ravel()
+    coords = np.asarray(x_all @ pcs) - mean @ pcs
+    cols = [f"PC_{i}" for i in range(n_comps)]
+    log.info("fitted a %d-component PCA baseline on %d training cells", n_comps, int(train.sum()))
+    return pd.DataFrame(pcs, index=adata.var_names, columns=cols), coords, "refit"
+
+
+def metrics_from_table(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The ``metrics.json`` ``loadings`` section: per condition, the recovery numbers."""
+    keys = [
+        "best_factor",
+        "effect_size",
+        "auroc_ldvae_factor",
+        "auroc_ldvae_projected",
+        "auroc_pca_projected",
+        "enrichment_p",
+        "enrichment_p_projected",
+        "n_genes",
+    ]
+    return {str(c): {k: row[k] for k in keys if k in row.index} for c, row in table.iterrows()}

@@ -1,0 +1,273 @@
+"""Tests of latentshift.loadings: paired shifts, gene-set recovery, PCA baseline, LDVAE loadings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latentshift import loadings as L
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _synthetic(
+    seed: int,
+    n_genes: int = 2000,
+    k: int = 6,
+    n_set: int = 60,
+    carrier: int = 3,
+    shift: float = 1.0,
+    n_cells: int = 300,
+    structured: bool = True,
+):
+    """Loadings where the set's genes load strongly on factor `carrier`, and a latent whose
+    disease copies are shifted along that factor (or, unstructured, by pure noise)."""
+    rng = np.random.default_rng(seed)
+    genes = [f"G{i}" for i in range(n_genes)]
+    w = rng.normal(0, 0.5, size=(n_genes, k))
+    set_idx = rng.choice(n_genes, n_set, replace=False)
+    if structured:
+        w[set_idx, carrier] += 2.0
+    loadings = pd.DataFrame(w, index=genes, columns=[f"Z_{i}" for i in range(k)])
+    z = rng.normal(size=(n_cells, k))
+    delta = np.zeros(k)
+    if structured:
+        delta[carrier] = shift
+    dz = delta + rng.normal(0, 0.3, size=(n_cells, k))
+    latent = np.vstack([z, z + dz])
+    src = [f"c{i}" for i in range(n_cells)]
+    split = np.where(rng.random(n_cells) < 0.5, "train", "test")
+    obs = pd.DataFrame(
+        {
+            "condition": ["normal"] * n_cells + ["D"] * n_cells,
+            "source_cell": src + src,
+            "split": np.concatenate([split, split]),
+            "perturbed": [False] * n_cells + [True] * n_cells,
+        }
+    )
+    order = rng.permutation(2 * n_cells)  # pairing must not rely on row order
+    return (
+        loadings,
+        latent[order],
+        obs.iloc[order].reset_index(drop=True),
+        [genes[i] for i in set_idx],
+    )
+
+
+# --- paired shifts ---------------------------------------------------------------------
+
+
+def test_paired_differences_pairs_by_source_cell():
+    obs = pd.DataFrame(
+        {
+            "condition": ["D", "normal", "normal", "D", "D"],
+            "source_cell": ["b", "a", "b", "a", "c"],
+            "split": ["test"] * 5,
+            "perturbed": [True, False, False, True, True],
+        }
+    )
+    latent = np.array([[10.0], [1.0], [2.0], [30.0], [99.0]])
+    d = L.paired_differences(latent, obs, "D", cells="all")
+    # c has no normal cell and is dropped; b: 10-2, a: 30-1
+    assert sorted(d.ravel().tolist()) == [8.0, 29.0]
+
+
+def test_paired_differences_test_cells_only_and_unperturbed_dropped():
+    obs = pd.DataFrame(
+        {
+            "condition": ["normal", "D", "normal", "D", "normal", "D"],
+            "source_cell": ["a", "a", "b", "b", "c", "c"],
+            "split": ["test", "test", "train", "train", "test", "test"],
+            "perturbed": [False, True, False, True, False, False],
+        }
+    )
+    latent = np.array([[0.0], [1.0], [0.0], [5.0], [0.0], [7.0]])
+    assert L.paired_differences(latent, obs, "D", cells="test").ravel().tolist() == [1.0]
+    assert sorted(L.paired_differences(latent, obs, "D", cells="all").ravel().tolist()) == [
+        1.0,
+        5.0,
+    ]
+    assert sorted(
+        L.paired_differences(latent, obs, "D", cells="test", perturbed_only=False).ravel().tolist()
+    ) == [1.0, 7.0]
+
+
+def test_paired_differences_bad_input_names_fix():
+    obs = pd.DataFrame({"condition": ["normal"], "source_cell": ["a"]})
+    with pytest.raises(L.LoadingsError, match="not in obs"):
+        L.paired_differences(np.zeros((1, 2)), obs, "ALS", cells="all")
+    with pytest.raises(L.LoadingsError, match="'test' or 'all'"):
+        L.paired_differences(np.zeros((1, 2)), obs, "normal", cells="some")
+
+
+def test_factor_shifts_ranks_the_shifted_factor_first():
+    loadings, latent, obs, _ = _synthetic(0)
+    shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+    top = shifts.sort_values("rank").iloc[0]
+    assert top["factor"] == "Z_3"
+    assert top["effect_size"] > 2
+    assert {"cohens_d", "ci_low", "ci_high", "n_pairs"} <= set(shifts.columns)
+
+
+def test_zero_shift_gives_zero_effect_and_chance_recovery():
+    loadings, latent, obs, genes = _synthetic(0)
+    normal = obs["condition"] == "normal"
+    pos = pd.Series(np.arange(len(obs)), index=obs["source_cell"].where(normal))
+    ref = pos[pos.index.notna()]
+    latent = latent.copy()
+    latent[~normal.to_numpy()] = latent[ref.loc[obs.loc[~normal, "source_cell"]].to_numpy()]
+    shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+    assert (shifts["effect_size"] == 0).all()
+    table = L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"})
+    assert table.loc["D", "auroc_ldvae_projected"] == pytest.approx(0.5)
+    assert table.loc["D", "auroc_ldvae_factor"] == pytest.approx(0.5)
+    assert table.loc["D", "best_factor"] is None
+
+
+# --- recovery --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "direction,shift,sign", [("up", 1.0, 1.0), ("down", -1.0, 1.0), ("down", 1.0, -1.0)]
+)
+def test_recovery_is_high_when_one_factor_carries_the_set(direction, shift, sign):
+    """The set loads on Z_3 with sign `sign`; the latent moves along Z_3 by `shift`; the
+    perturbation moved the genes in `direction` = sign(shift × sign)."""
+    loadings, latent, obs, genes = _synthetic(1, shift=shift)
+    loadings = loadings.copy()
+    loadings["Z_3"] *= sign
+    shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+    table = L.recovery_table(loadings, shifts, {"D": genes}, {"D": direction}, loadings, shifts)
+    row = table.loc["D"]
+    assert row["best_factor"] == "Z_3"
+    assert row["auroc_ldvae_factor"] > 0.9
+    assert row["auroc_ldvae_projected"] > 0.9
+    assert row["enrichment_p"] < 1e-6
+
+
+def test_recovery_in_the_wrong_direction_is_low():
+    loadings, latent, obs, genes = _synthetic(2)
+    shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+    table = L.recovery_table(loadings, shifts, {"D": genes}, {"D": "down"})
+    assert table.loc["D", "auroc_ldvae_projected"] < 0.1
+    assert table.loc["D", "enrichment_p"] > 0.99
+
+
+def test_recovery_under_a_null_shift_sits_near_half():
+    aurocs = []
+    for seed in range(5):
+        loadings, latent, obs, genes = _synthetic(seed, n_genes=4000, n_set=200, structured=False)
+        shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+        table = L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"})
+        aurocs += [table.loc["D", "auroc_ldvae_projected"], table.loc["D", "auroc_ldvae_factor"]]
+    assert abs(np.mean(aurocs) - 0.5) < 0.1
+    assert max(abs(a - 0.5) for a in aurocs) < 0.15
+
+
+def test_recovery_needs_set_and_other_genes():
+    scores = pd.Series([1.0, 2.0], index=["a", "b"])
+    with pytest.raises(L.LoadingsError, match="perturbation_genes"):
+        L.recovery(scores, ["x"], "up")
+    with pytest.raises(L.LoadingsError, match="'up' or 'down'"):
+        L.recovery(scores, ["a"], "sideways")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    scale=st.floats(0.01, 100),
+    offset=st.floats(-100, 100),
+)
+def test_recovery_auroc_is_rank_based_and_flips_with_direction(seed, scale, offset):
+    rng = np.random.default_rng(seed)
+    scores = pd.Series(rng.normal(size=200), index=[f"g{i}" for i in range(200)])
+    genes = list(scores.index[rng.choice(200, 20, replace=False)])
+    up = L.recovery(scores, genes, "up")
+    moved = L.recovery(scores * scale + offset, genes, "up")
+    down = L.recovery(scores, genes, "down")
+    assert moved["auroc"] == pytest.approx(up["auroc"], abs=1e-9)
+    assert down["auroc"] == pytest.approx(1 - up["auroc"], abs=1e-9)
+    assert 0 <= up["p"] <= 1
+
+
+def test_projected_scores_is_loadings_times_shift():
+    loadings = pd.DataFrame([[1.0, 2.0], [-1.0, 0.5]], index=["a", "b"], columns=["Z_0", "Z_1"])
+    s = L.projected_scores(loadings, [2.0, -1.0])
+    assert s.tolist() == [0.0, -2.5]
+    with pytest.raises(L.LoadingsError, match="one value per factor"):
+        L.projected_scores(loadings, [1.0])
+
+
+def test_top_genes_and_mean_latent_by_group():
+    loadings = pd.DataFrame({"Z_0": [3.0, -2.0, 1.0, -5.0]}, index=["a", "b", "c", "d"])
+    top = L.top_genes(loadings, n=2)
+    assert top["positive_gene"].tolist() == ["a", "c"]
+    assert top["negative_gene"].tolist() == ["d", "b"]
+    means = L.mean_latent_by_group(np.array([[1.0], [3.0], [10.0]]), ["x", "x", "y"])
+    assert means.loc["x", "Z_0"] == 2.0 and means.loc["y", "Z_0"] == 10.0
+
+
+# --- PCA baseline ----------------------------------------------------------------------
+
+
+def _count_adata(n_cells: int = 120, n_genes: int = 40, seed: int = 0):
+    import anndata as ad
+
+    rng = np.random.default_rng(seed)
+    counts = sp.csr_matrix(rng.poisson(rng.gamma(2.0, 1.0, size=n_genes), size=(n_cells, n_genes)))
+    adata = ad.AnnData(counts.astype(np.float32))
+    adata.layers["counts"] = counts.astype(np.int32)
+    adata.var_names = [f"G{i}" for i in range(n_genes)]
+    adata.obs_names = [f"c{i}" for i in range(n_cells)]
+    adata.obs["split"] = np.where(np.arange(n_cells) % 3 == 0, "test", "train")
+    return adata
+
+
+def test_log_normalize_stays_sparse():
+    x = sp.csr_matrix(np.array([[1, 0, 3], [0, 0, 0]]))
+    y = L.log_normalize(x, target_sum=4)
+    assert sp.issparse(y)
+    np.testing.assert_allclose(
+        y.toarray(), [[np.log1p(1.0), 0, np.log1p(3.0)], [0, 0, 0]], rtol=1e-6
+    )
+
+
+def test_pca_baseline_refits_or_uses_stored():
+    adata = _count_adata()
+    pcs, coords, source = L.pca_baseline(adata, n_comps=5, seed=0)
+    assert source == "refit"
+    assert pcs.shape == (40, 5) and coords.shape == (120, 5)
+    train = (adata.obs["split"] == "train").to_numpy()
+    np.testing.assert_allclose(
+        coords[train].mean(axis=0), 0, atol=1e-3
+    )  # centred on training cells
+    adata.varm["PCs_baseline"] = pcs.to_numpy()
+    adata.obsm["X_pca_baseline"] = coords
+    pcs2, coords2, source2 = L.pca_baseline(adata)
+    assert source2 == "stored"
+    np.testing.assert_array_equal(coords2, coords)
+
+
+# --- LDVAE loadings --------------------------------------------------------------------
+
+
+def test_loadings_shape_matches_genes_by_latent_from_tiny_linear_scvi(tmp_path):
+    scvi = pytest.importorskip("scvi")
+    adata = _count_adata(n_cells=120, n_genes=40)
+    scvi.settings.seed = 0
+    scvi.model.LinearSCVI.setup_anndata(adata, layer="counts")
+    model = scvi.model.LinearSCVI(adata, n_latent=3, n_hidden=8)
+    model.train(max_epochs=2, batch_size=64, accelerator="cpu", enable_progress_bar=False)
+    w = L.ldvae_loadings(model)
+    assert w.shape == (adata.n_vars, 3)
+    assert list(w.index) == list(adata.var_names)
+    assert np.isfinite(w.to_numpy()).all()
+    model.save(str(tmp_path / "model"))
+    w2 = L.load_ldvae_loadings(tmp_path / "model", adata)
+    np.testing.assert_allclose(w2.to_numpy(), w.to_numpy(), rtol=1e-6)
+    with pytest.raises(L.LoadingsError, match="03_ldvae"):
+        L.load_ldvae_loadings(tmp_path / "missing", adata)
