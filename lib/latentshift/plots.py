@@ -623,8 +623,16 @@ def realised_fold_change_plot(table: Any, title: str = "") -> Any:
     from matplotlib.ticker import FuncFormatter
 
     frame = table.dropna(subset=["realised"])
+    frame = frame[(frame["realised"] > 0) & (frame["requested"] > 0)]
     entries = list(dict.fromkeys(frame["entry"]))
     colors = plt.get_cmap("tab10")
+    if frame.empty:  # e.g. the null control: fold change 1.0 touches no cell
+        fig, ax = plt.subplots(figsize=(7, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No gene was changed by any perturbation entry\n(null control: every fold change is 1.0).",
+                ha="center", va="center")
+        fig.suptitle(title or "Requested vs realised fold change per gene")
+        return fig
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
     ax = axes[0]
     for i, entry in enumerate(entries):
