@@ -76,10 +76,11 @@ DEFAULTS: dict[str, Any] = {
         "dropout_rate": 0.1,
         "gene_likelihood": "nb",
         "dispersion": "gene",
-        "max_epochs": 60,
-        "lr": 5e-3,
-        "batch_size": 256,
-        "early_stopping_patience": 8,
+        "max_epochs": 80,
+        "lr": 3e-3,
+        "batch_size": 128,
+        "early_stopping_patience": 10,
+        "kl_warmup_epochs": 10,  # epochs over which the KL weight rises to 1 (scvi-tools default: 400)
         "accelerator": "auto",
         "devices": "auto",
         "n_top_genes": None,  # None: all genes; a number: HVGs on training cells + every disease gene
@@ -96,9 +97,11 @@ DEFAULTS: dict[str, Any] = {
         "validation_fraction": 0.15,
         "patience": 20,
         "n_bootstrap": 500,
+        "n_permutations": 10,  # label-permutation control: shuffled-label refits (mean and spread reported)
     },
     "loadings": {
         "n_top_genes": 15,
+        "cells": "test",  # paired shifts from "test" cells (held out from the LDVAE) or "all" cells
     },
 }
 
@@ -177,6 +180,7 @@ RULES: dict[str, Rule] = {
     "ldvae.lr": (NUM, _pos, "a number > 0"),
     "ldvae.batch_size": (INT, lambda x: x >= 2, "a whole number >= 2"),
     "ldvae.early_stopping_patience": (INT + NONE, lambda x: x is None or x >= 1, "a whole number >= 1, or null to turn early stopping off"),
+    "ldvae.kl_warmup_epochs": (INT + NONE, lambda x: x is None or x >= 0, "a whole number >= 0, or null for scvi-tools' default (400)"),
     "ldvae.accelerator": (STR, _one_of("auto", "cpu", "gpu", "cuda", "mps"), "'auto', 'cpu', 'gpu', 'cuda' or 'mps'"),
     "ldvae.devices": (STR + INT + (list,), None, "'auto', a number of devices, or a list of device ids"),
     "ldvae.n_top_genes": (INT + NONE, lambda x: x is None or x >= 10, "a whole number >= 10, or null for all genes"),
@@ -193,7 +197,9 @@ RULES: dict[str, Rule] = {
     "classifier.validation_fraction": (NUM, _open01, "a number strictly between 0 and 1"),
     "classifier.patience": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "classifier.n_bootstrap": (INT, lambda x: x >= 10, "a whole number >= 10"),
+    "classifier.n_permutations": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "loadings.n_top_genes": (INT, lambda x: x >= 1, "a whole number >= 1"),
+    "loadings.cells": (STR, _one_of("test", "all"), "'test' or 'all'"),
 }
 
 PERTURBATION_RULES: dict[str, Rule] = {

@@ -1,0 +1,300 @@
+"""Dose-response sweep: how small a shift can the classifier detect?
+
+:func:`run_sweep` scales every perturbation entry of a profile to one fold-change level at a
+time — entries with direction ``down`` get ``fold_change = 1 / level``, ``up`` entries get
+``level`` — and runs notebooks 02–05 once per level into ``runs/<profile>/sweep/<level>/``
+(reports in ``reports/<profile>/sweep/<level>/``), all starting from the profile's own
+``runs/<profile>/cells.h5ad`` (made by running ``01_data`` first when it is missing). It then
+reads each level's ``classifier`` metrics (:func:`collect`) and writes
+``reports/<profile>/sweep.html``: accuracy with 95% intervals against fold change for the
+LDVAE latent and the PCA baseline, the chance line and the detection threshold — the lowest
+level whose interval's lower bound lies above chance (:func:`detection_threshold`). The table
+also lands in ``runs/<profile>/sweep/sweep.csv``.
+
+``python -m latentshift sweep PARAMS [--levels 1,1.5,2]`` (``make sweep``) calls
+:func:`run_sweep`.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import html
+import io
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from latentshift import artifacts, config
+
+log = logging.getLogger(__name__)
+
+#: Default fold-change levels of the sweep (1.0 is the null perturbation).
+DEFAULT_LEVELS: tuple[float, ...] = (1.0, 1.1, 1.25, 1.5, 2.0, 3.0)
+
+#: Notebooks run at each level (01_data runs once, for the profile itself).
+SWEEP_NOTEBOOKS: tuple[str, ...] = ("02", "03", "04", "05")
+
+
+class SweepError(ValueError):
+    """The sweep cannot run as asked; the message names the problem and the fix."""
+
+
+def level_name(level: float) -> str:
+    """The folder name of a level: ``1.0`` → ``"1.0"``, ``1.25`` → ``"1.25"``."""
+    return repr(float(level))
+
+
+def scaled_params(raw: Mapping[str, Any] | None, level: float) -> dict[str, Any]:
+    """The raw params with every perturbation entry set to one fold-change level.
+
+    Parameters
+    ----------
+    raw
+        The profile as parsed from YAML (``None``: all defaults).
+    level
+        Fold change >= 1: ``up`` entries get ``level``, ``down`` entries ``1 / level``.
+
+    Returns
+    -------
+    dict
+        A deep copy of ``raw`` with ``perturbations`` replaced.
+    """
+    if not level >= 1:
+        raise SweepError(f"sweep level {level} is below 1; give fold-change levels >= 1 (1.0 is the null perturbation).")
+    out = copy.deepcopy(dict(raw or {}))
+    entries = out.get("perturbations") or copy.deepcopy(config.DEFAULT_PERTURBATIONS)
+    scaled = []
+    for entry in entries:
+        entry = dict(entry)
+        entry["fold_change"] = float(level) if entry.get("direction") == "up" else 1.0 / float(level)
+        scaled.append(entry)
+    out["perturbations"] = scaled
+    return out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        if dst.stat().st_size == src.stat().st_size and dst.stat().st_mtime >= src.stat().st_mtime:
+            return
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        with artifacts.atomic_path(dst) as tmp:
+            shutil.copy2(src, tmp)
+
+
+def collect(sweep_folder: str | Path, levels: Sequence[float]) -> pd.DataFrame:
+    """The classifier numbers of each level of a sweep.
+
+    Parameters
+    ----------
+    sweep_folder
+        ``runs/<profile>/sweep``.
+    levels
+        The levels to read.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per level: ``level``, ``ldvae_accuracy``/``_low``/``_high`` (MLP on the
+        LDVAE latent), ``pca_accuracy``/``_low``/``_high`` (same MLP on the PCA baseline),
+        ``disease_genes_accuracy``, ``permutation_accuracy``, ``chance``; ``NaN`` for a level
+        without results.
+    """
+    rows = []
+    for level in levels:
+        m = artifacts.read_metrics(Path(sweep_folder) / level_name(level)).get("classifier") or {}
+        base = m.get("baseline_accuracy", {})
+        low, high = m.get("baseline_accuracy_low", {}), m.get("baseline_accuracy_high", {})
+        chance = max(m["chance_uniform"], m["chance_majority"]) if m else float("nan")
+        rows.append(
+            {
+                "level": float(level),
+                "ldvae_accuracy": m.get("accuracy", float("nan")),
+                "ldvae_low": m.get("accuracy_low", float("nan")),
+                "ldvae_high": m.get("accuracy_high", float("nan")),
+                "pca_accuracy": base.get("mlp_pca", float("nan")),
+                "pca_low": low.get("mlp_pca", float("nan")),
+                "pca_high": high.get("mlp_pca", float("nan")),
+                "disease_genes_accuracy": base.get("logreg_disease_genes", float("nan")),
+                "permutation_accuracy": m.get("permutation_accuracy", float("nan")),
+                "chance": chance,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def detection_threshold(table: pd.DataFrame, prefix: str = "ldvae", chance: float | None = None) -> float | None:
+    """The lowest level whose interval's lower bound lies above chance.
+
+    Parameters
+    ----------
+    table
+        From :func:`collect`.
+    prefix
+        ``"ldvae"`` or ``"pca"``.
+    chance
+        The chance level (default: each row's ``chance``).
+
+    Returns
+    -------
+    float or None
+        The level, or ``None`` when no level is detected.
+    """
+    t = table.dropna(subset=[f"{prefix}_low"]).sort_values("level")
+    ref = t["chance"] if chance is None else chance
+    hits = t[t[f"{prefix}_low"] > ref]
+    return float(hits["level"].iloc[0]) if len(hits) else None
+
+
+def _figure_png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def render_sweep(table: pd.DataFrame, profile: str, simulated: bool, target: Path, status: Mapping[float, int]) -> Path:
+    """Write ``sweep.html``: the accuracy-vs-fold-change figure, the threshold and the table."""
+    from latentshift import plots
+
+    chance = float(table["chance"].dropna().median()) if table["chance"].notna().any() else 1 / 3
+    thr_ldvae = detection_threshold(table, "ldvae")
+    thr_pca = detection_threshold(table, "pca")
+    label = " (simulated data)" if simulated else ""
+    fig = plots.dose_response(table, chance, thr_ldvae, title=f"dose response, profile {profile}{label}")
+    png = _figure_png(fig)
+
+    def fmt(v: Any) -> str:
+        return "–" if pd.isna(v) else f"{v:.3f}"
+
+    rows = []
+    for r in table.itertuples():
+        name = level_name(r.level)
+        ok = status.get(r.level, 0) == 0
+        link = f'<a href="sweep/{name}/index.html">{name}</a>'
+        rows.append(
+            f"<tr class='{'ok' if ok else 'failed'}'><td>{link}</td>"
+            f"<td>{fmt(r.ldvae_accuracy)} [{fmt(r.ldvae_low)}, {fmt(r.ldvae_high)}]</td>"
+            f"<td>{fmt(r.pca_accuracy)} [{fmt(r.pca_low)}, {fmt(r.pca_high)}]</td>"
+            f"<td>{fmt(r.disease_genes_accuracy)}</td><td>{fmt(r.permutation_accuracy)}</td>"
+            f"<td>{fmt(r.chance)}</td><td>{'ok' if ok else 'FAILED'}</td></tr>"
+        )
+
+    def says(thr: float | None) -> str:
+        return f"<b>{thr:g}×</b>" if thr is not None else "<b>not reached</b> at the levels tried"
+
+    banner = (
+        "<div class='banner'>SIMULATED DATA — the built-in simulated M1-like cells, not real cells. "
+        "The curve shows what the method can detect, not biology.</div>"
+        if simulated
+        else ""
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>latentshift — sweep — {html.escape(profile)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}
+tr.failed td {{ background: #fde2e2; }}
+.banner {{ background: #fff3cd; border: 2px solid #e0a800; padding: 0.8em; font-weight: bold; }}
+</style></head><body>
+<h1>Dose-response sweep — profile <code>{html.escape(profile)}</code></h1>
+{banner}
+<p>Every perturbation entry is set to one fold-change level at a time (sets that go down are
+multiplied by 1/level, sets that go up by level), and notebooks 02–05 run again on the same
+cells. Each point is the test accuracy of the classifier with its 95% bootstrap interval over
+test cells; level 1.0 is the null perturbation.</p>
+<p>Detection threshold (lowest level whose interval lies above chance, {chance:.3f}):
+LDVAE latent {says(thr_ldvae)}; PCA baseline {says(thr_pca)}.</p>
+<img alt="accuracy against fold change" src="data:image/png;base64,{png}">
+<table><tr><th>level</th><th>LDVAE MLP accuracy [95%]</th><th>PCA MLP accuracy [95%]</th>
+<th>disease genes (logreg)</th><th>label permutation</th><th>chance</th><th>run</th></tr>
+{"".join(rows)}</table>
+<p><a href="index.html">Back to the report</a></p>
+</body></html>
+"""
+    return artifacts.write_text(page, target)
+
+
+def run_sweep(
+    params_path: str | Path,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    root: str | Path | None = None,
+) -> int:
+    """Run the dose-response sweep for a profile and render ``reports/<profile>/sweep.html``.
+
+    Parameters
+    ----------
+    params_path
+        The profile YAML (e.g. ``params/demo.yaml``).
+    levels
+        Fold-change levels >= 1 (``up`` entries get ``level``, ``down`` entries ``1 / level``).
+    root
+        Project root (default: found from the current folder).
+
+    Returns
+    -------
+    int
+        0 when every level ran, 1 when a level (or 01_data) failed; the page is written with
+        the levels that ran either way.
+    """
+    from latentshift import pipeline
+
+    root = artifacts.project_root(root)
+    params_path = Path(params_path)
+    if not params_path.is_absolute() and not params_path.exists():
+        params_path = root / params_path
+    levels = sorted({float(lv) for lv in levels})
+    if not levels:
+        raise SweepError("no sweep levels given; pass fold-change levels such as 1,1.5,2.")
+    for lv in levels:
+        if not lv >= 1:
+            raise SweepError(f"sweep level {lv} is below 1; give fold-change levels >= 1 (1.0 is the null perturbation).")
+    resolved = config.load_params(params_path)  # validate the profile before anything runs
+    raw = yaml.safe_load(params_path.read_text()) or {}
+    profile = config.profile_name(params_path)
+    main_run = artifacts.run_dir(profile, None, root)
+    cells = main_run / "cells.h5ad"
+    if not cells.exists():
+        log.info("sweep: %s is missing — running 01_data first", cells)
+        if pipeline.run(params_path, root=root, select=["01"]) != 0 or not cells.exists():
+            log.error("sweep: 01_data failed; see reports/%s/", profile)
+            return 1
+    sweep_runs = main_run / "sweep"
+    sweep_reports = root / "reports" / profile / "sweep"
+    status: dict[float, int] = {}
+    for i, level in enumerate(levels):
+        name = level_name(level)
+        log.info("sweep %s: level %s (%d/%d)", profile, name, i + 1, len(levels))
+        folder = sweep_runs / name
+        _link_or_copy(cells, folder / "cells.h5ad")
+        try:
+            status[level] = pipeline.run(
+                params_path,
+                params=scaled_params(raw, level),
+                run_folder=folder,
+                report_folder=sweep_reports / name,
+                select=list(SWEEP_NOTEBOOKS),
+                root=root,
+            )
+        except (config.ParamsError, pipeline.PipelineError) as exc:
+            log.error("sweep level %s: %s", name, exc)
+            status[level] = 1
+    table = collect(sweep_runs, levels)
+    artifacts.write_csv(table, sweep_runs / "sweep.csv", index=False)
+    target = render_sweep(table, profile, resolved["data"]["source"] == "simulated", root / "reports" / profile / "sweep.html", status)
+    log.info("sweep: %s (detection threshold: LDVAE %s, PCA %s)", target,
+             detection_threshold(table, "ldvae"), detection_threshold(table, "pca"))
+    return 0 if all(v == 0 for v in status.values()) else 1
