@@ -156,7 +156,9 @@ def test_read_counts_from_raw_with_ensembl_ids(tmp_path) -> None:
     assert got.layers["counts"].dtype.kind == "i"
     assert (got.layers["counts"] != sp.csr_matrix(src.raw.X)).nnz == 0
     assert (got.X != got.layers["counts"]).nnz == 0
-    assert got.uns["latentshift"]["simulated"] is False
+    # a file written from the simulator keeps its "simulated" label
+    assert got.uns["latentshift"]["simulated"] is True
+    assert got.uns["latentshift"]["simulated_by"].startswith("simulate_m1(")
     assert got.uns["latentshift"]["source"] == str(path)
     assert got.uns["latentshift"]["counts_from"] == "raw.X"
     assert "donor_id" in got.obs and isinstance(got.obs["cell_type"].dtype, pd.CategoricalDtype)
@@ -327,7 +329,10 @@ def test_load_cells_dispatch(tmp_path) -> None:
     cfg = config.section("data", {"source": "h5ad", "path": str(path)})
     b = data.load_cells(cfg, seed=0, required_genes=[])
     assert (b.layers["counts"] != a.layers["counts"]).nnz == 0
-    assert b.uns["latentshift"]["simulated"] is False
+    assert b.uns["latentshift"]["simulated"] is True  # the file's own label is kept
+    del a.uns["latentshift"]
+    a.write_h5ad(path)
+    assert data.load_cells(cfg, seed=0).uns["latentshift"]["simulated"] is False
 
 
 def test_bad_value_beyond_the_sample_is_caught(tmp_path, monkeypatch) -> None:
@@ -340,3 +345,164 @@ def test_bad_value_beyond_the_sample_is_caught(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(data, "_SAMPLE_VALUES", 8)
     with pytest.raises(data.DataError, match="beyond the sampled values"):
         data.read_h5ad_counts(path)
+
+
+# --- simulated files, reading only a sample of rows ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cxg_file(tmp_path_factory) -> tuple:
+    """A CELLxGENE-shaped file (Ensembl IDs, feature_name, counts only in raw/X) and its source."""
+    path = tmp_path_factory.mktemp("cxg") / "cxg.h5ad"
+    data.write_simulated_h5ad(path, 900, 1000, seed=3, required_genes=REQUIRED)
+    return path, data.simulate_m1(900, 1000, seed=3, required_genes=REQUIRED, schema="cellxgene")
+
+
+def test_write_simulated_h5ad_equals_simulate_m1(cxg_file, tmp_path) -> None:
+    path, src = cxg_file
+    got = ad.read_h5ad(path)
+    assert got.var_names[0].startswith("ENSG9") and "feature_name" in got.var
+    assert got.obs.equals(src.obs) and got.var.equals(src.var)
+    assert (sp.csr_matrix(got.raw.X) != src.raw.X).nnz == 0
+    assert np.array_equal(got.X.data, src.X.data) and np.array_equal(got.X.indptr, src.X.indptr)
+    assert got.uns["latentshift"]["simulated"] is True
+    plain = data.write_simulated_h5ad(tmp_path / "plain.h5ad", 120, 150, seed=1, schema="latentshift")
+    a, b = ad.read_h5ad(plain), data.simulate_m1(120, 150, seed=1)
+    assert list(a.var_names) == list(b.var_names)
+    assert (a.layers["counts"] != b.layers["counts"]).nnz == 0 and a.layers["counts"].dtype == np.int32
+
+
+@pytest.mark.parametrize("kind", ["csr", "dense", "csc"])
+def test_read_rows_equals_full_read_then_subset(tmp_path, kind) -> None:
+    import h5py
+
+    rng = np.random.default_rng(0)
+    dense = np.ceil(sp.random(300, 40, density=0.2, random_state=1).toarray() * 9)
+    dense[5] = 0  # an empty row
+    full = sp.csr_matrix(dense)
+    x = {"csr": full, "dense": full.toarray(), "csc": full.tocsc()}[kind]
+    path = tmp_path / f"{kind}.h5ad"
+    ad.AnnData(X=x, obs=pd.DataFrame(index=[f"c{i}" for i in range(300)])).write_h5ad(path)
+    rows = np.r_[rng.choice(300, 60, replace=False), np.arange(100, 120), 5, 299, 0]  # runs, ends
+    with h5py.File(path) as f:
+        got = data.read_rows(f["X"], rows)
+        assert data.read_rows(f["X"], []).shape == (0, 40)
+        with pytest.raises(data.DataError, match="row indices"):
+            data.read_rows(f["X"], [300])
+    want = full[np.unique(rows)]
+    assert sp.isspmatrix_csr(got) and got.dtype == np.int32 and got.shape == want.shape
+    assert (got != want).nnz == 0
+
+
+def test_sample_reads_the_same_cells_as_full_read_then_subset(cxg_file) -> None:
+    path, _ = cxg_file
+    full = data.read_h5ad_counts(path)
+    passing = full[np.diff(full.layers["counts"].indptr) >= 60].copy()
+    assert 0 < passing.n_obs < full.n_obs  # the cell filter matters here
+    for strat in ("cell_type", "donor_id", None):
+        got = data.read_h5ad_sample(path, 300, seed=4, stratify_by=strat, min_genes=60)
+        want = data.subsample(passing, 300, seed=4, stratify_by=strat)
+        assert list(got.obs_names) == list(want.obs_names)
+        assert (got.layers["counts"] != want.layers["counts"]).nnz == 0
+        assert (got.X != got.layers["counts"]).nnz == 0
+        assert got.obs.equals(want.obs) and got.var.equals(want.var)
+        assert got.layers["counts"].dtype.kind == "i" and sp.isspmatrix_csr(got.layers["counts"])
+    info = got.uns["latentshift"]
+    assert info["counts_from"] == "raw.X" and info["symbol_column"] == "feature_name"
+    assert info["sample"] == {
+        "cells_in_file": 900, "cells_passing_min_genes": passing.n_obs, "min_genes": 60,
+        "n_cells": 300, "seed": 4, "stratify_by": None,
+    }
+    assert "seeded sample" in data.describe_loading(got) and "simulated" in data.describe_loading(got)
+
+
+def test_sample_stratified_and_deterministic(cxg_file) -> None:
+    path, src = cxg_file
+    a = data.read_h5ad_sample(path, 250, seed=1)
+    b = data.read_h5ad_sample(path, 250, seed=1)
+    c = data.read_h5ad_sample(path, 250, seed=2)
+    assert a.n_obs == 250 and list(a.obs_names) == list(b.obs_names) != list(c.obs_names)
+    assert (a.layers["counts"] != b.layers["counts"]).nnz == 0
+    full = src.obs["cell_type"].value_counts()
+    part = a.obs["cell_type"].value_counts()
+    for t in full.index:
+        assert abs(part.get(t, 0) - full[t] * 250 / 900) <= 1, t
+    donors = data.read_h5ad_sample(path, 200, seed=1, stratify_by="donor_id").obs["donor_id"].value_counts()
+    for d, n in src.obs["donor_id"].value_counts().items():
+        assert abs(donors[d] - n * 200 / 900) <= 1
+    everything = data.read_h5ad_sample(path, None, seed=0)
+    assert everything.n_obs == 900 and everything.obs_names.equals(src.obs_names)
+
+
+def test_sample_errors(cxg_file, tmp_path) -> None:
+    path, src = cxg_file
+    with pytest.raises(data.DataError, match="author_label") as err:
+        data.read_h5ad_sample(path, 100, seed=0, cell_type_column="author_label")
+    assert "cell_type, cell_class, donor_id" in str(err.value)
+    assert "candidates: cell_type, cell_class" in str(err.value)
+    with pytest.raises(data.DataError, match="stratify.*'batch'.*cell_class"):
+        data.read_h5ad_sample(path, 100, seed=0, stratify_by="batch")
+    with pytest.raises(data.DataError, match="min_genes"):
+        data.read_h5ad_sample(path, 100, seed=0, min_genes=10_000)
+    # Ensembl IDs and no symbol column
+    bare = src.copy()
+    bare.var = bare.var.drop(columns=["feature_name"])
+    bare.raw = None
+    bare.layers["counts"] = sp.csr_matrix(src.raw.X).astype(np.int32)
+    nosym = tmp_path / "nosym.h5ad"
+    bare.write_h5ad(nosym)
+    for reader in (data.read_h5ad_counts, lambda p: data.read_h5ad_sample(p, 50, seed=0)):
+        with pytest.raises(data.DataError, match="Ensembl IDs.*no 'feature_name'") as err:
+            reader(nosym)
+        assert "gene_ids, gene_group" in str(err.value) and "data.symbol_column" in str(err.value)
+    # no integer counts anywhere (only the normalised X)
+    norm = ad.AnnData(X=src.X, obs=src.obs, var=src.var)
+    normp = tmp_path / "norm.h5ad"
+    norm.write_h5ad(normp)
+    with pytest.raises(data.DataError, match="no integer counts.*X: non-integer"):
+        data.read_h5ad_sample(normp, 50, seed=0)
+
+
+def test_load_cells_reads_only_a_sample_when_the_file_is_larger(cxg_file) -> None:
+    from latentshift import config
+
+    path, _ = cxg_file
+    cfg = config.section("data", {"source": "h5ad", "path": str(path), "n_cells": 200, "min_genes": 20})
+    a = data.load_cells(cfg, seed=0)
+    assert a.n_obs == 200 and a.uns["latentshift"]["sample"]["cells_in_file"] == 900
+    assert data.h5ad_n_obs(path) == 900
+    cfg = config.section("data", {"source": "h5ad", "path": str(path), "n_cells": 900})
+    b = data.load_cells(cfg, seed=0)
+    assert b.n_obs == 900 and "sample" not in b.uns["latentshift"]
+
+
+def test_01_data_end_to_end_on_a_cellxgene_file(cxg_file, tmp_path, root) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    path, _ = cxg_file
+    profile = tmp_path / "cxg_tiny.yaml"
+    profile.write_text(yaml.safe_dump({
+        "seed": 0,
+        "data": {"source": "h5ad", "path": str(path), "symbol_column": "feature_name",
+                 "n_cells": 400, "min_genes": 20},
+    }))
+    run_dir, report_dir = tmp_path / "run", tmp_path / "report"
+    res = subprocess.run(
+        [sys.executable, "-m", "latentshift", "run", str(profile), "--only", "01",
+         "--run-dir", str(run_dir), "--report-dir", str(report_dir)],
+        cwd=root, capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    cells = ad.read_h5ad(run_dir / "cells.h5ad")
+    assert cells.n_obs == 400 and cells.var_names[0].startswith("ENSG9")
+    assert cells.layers["counts"].dtype.kind == "i" and sp.isspmatrix_csr(cells.layers["counts"])
+    assert "APOE" in set(cells.var["feature_name"])
+    assert cells.uns["latentshift"]["counts_from"] == "raw.X"
+    assert cells.uns["latentshift"]["simulated"] is True
+    metrics = json.loads((run_dir / "metrics.json").read_text())["data"]
+    assert metrics["cells_in_file"] == 900 and metrics["n_cells"] == 400
+    assert (report_dir / "01_data.html").is_file()
