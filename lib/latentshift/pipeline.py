@@ -75,8 +75,9 @@ def preflight(params: dict[str, Any], params_path: Path) -> None:
     if data["source"] == "h5ad" and not Path(data["path"]).is_file():
         raise PipelineError(
             f"{params_path}: the data file {data['path']} does not exist. Download it with "
-            f"`make data PARAMS={params_path}` (or `python -m latentshift fetch {params_path}`), "
-            "or point data.path at your local copy of the .h5ad file."
+            f"`make data PARAMS={params_path}` (or `python -m latentshift fetch {params_path}`; "
+            "fill in data.url first), or point data.path at your local copy of the .h5ad file. "
+            f"For a simulated file of the CELLxGENE shape: `python -m latentshift simulate {data['path']}`."
         )
     gmt = Path(params["genesets"]["gmt"])
     if not gmt.is_file():
@@ -465,6 +466,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p_fetch.add_argument("params", help="profile YAML, e.g. params/m1_seed.yaml")
     p_fetch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p_sim = sub.add_parser("simulate", help="write a simulated M1 .h5ad (CELLxGENE-shaped by default)")
+    p_sim.add_argument("out", help="the .h5ad file to write, e.g. data/sim_cellxgene.h5ad")
+    p_sim.add_argument("--cells", type=int, default=4000)
+    p_sim.add_argument("--genes", type=int, default=3000)
+    p_sim.add_argument("--seed", type=int, default=0)
+    p_sim.add_argument("--schema", choices=["cellxgene", "latentshift"], default="cellxgene")
+    p_sim.add_argument("--gmt", default="params/genesets/disease_genesets.gmt", help="gene sets whose genes must be present")
     p_check = sub.add_parser("check", help="validate a profile without running anything")
     p_check.add_argument("params")
     args = parser.parse_args(argv)
@@ -478,6 +486,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             fetch.fetch_profile(
                 config.load_params(args.params), artifacts.project_root(), progress=not args.no_progress
             )
+            return 0
+        if args.command == "simulate":
+            from latentshift import data, genesets
+
+            sets = genesets.read_gmt(artifacts.resolve_path(args.gmt))
+            required = sorted({g for gs in sets.values() for g in gs.genes})
+            data.write_simulated_h5ad(
+                Path(args.out), args.cells, args.genes, seed=args.seed, schema=args.schema, required_genes=required
+            )
+            log.info("wrote %s (simulated, %s schema)", args.out, args.schema)
             return 0
         if args.command == "sweep":
             from latentshift import sweep
@@ -497,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_folder=args.run_dir,
             report_folder=args.report_dir,
         )
-    except (config.ParamsError, PipelineError, fetch.DownloadError) as exc:
+    except (config.ParamsError, PipelineError, fetch.DownloadError, ValueError) as exc:
         log.error("error: %s", exc)
         return 2
 
