@@ -126,6 +126,7 @@ def test_match_through_ensembl_ids_and_feature_name():
     assert genes["S"] == ["ENSG00000132639", "ENSG00000999999", "ENSG00000128683"]
     assert table.loc["S", "n_found"] == 2
     assert table.loc["S", "missing"] == ["MISSING1"]
+    assert table.loc["S", "matched_on"] == "var['feature_name']"
 
 
 def test_match_explicit_symbol_column():
@@ -161,5 +162,7 @@ def test_match_summary_is_plain():
     sets = {"S": GeneSet("S", "", ("A", "B", "C"))}
     table, _ = gs.match_genesets(adata, sets, min_found_fraction=0.0)
     summary = gs.match_summary(table)
-    assert summary == {"S": {"n_genes": 3, "n_found": 2, "found_fraction": 0.6667, "missing": ["C"]}}
+    assert summary == {
+        "S": {"n_genes": 3, "n_found": 2, "found_fraction": 0.6667, "matched_on": "var_names", "missing": ["C"]}
+    }
     assert isinstance(summary["S"]["n_found"], int) and not isinstance(summary["S"]["n_found"], np.integer)

@@ -266,6 +266,11 @@ def match_genesets(
     names = list(sets) if names is None else list(names)
     chosen = select_sets(sets, names)
     symbols = symbols_of(adata, symbol_column)
+    source = (
+        f"var['{symbol_column}']" if symbol_column is not None
+        else f"var['{DEFAULT_SYMBOL_COLUMN}']" if DEFAULT_SYMBOL_COLUMN in adata.var.columns
+        else "var_names"
+    )
     positions: dict[str, list[int]] = {}
     for i, sym in enumerate(symbols.str.upper()):
         positions.setdefault(sym, []).append(i)
@@ -286,11 +291,6 @@ def match_genesets(
         if not found:
             example = ", ".join(gs.genes[:5])
             data_example = ", ".join(map(str, symbols[:5]))
-            source = (
-                f"var['{symbol_column}']" if symbol_column is not None
-                else f"var['{DEFAULT_SYMBOL_COLUMN}']" if DEFAULT_SYMBOL_COLUMN in adata.var.columns
-                else "var_names"
-            )
             raise GeneSetError(
                 f"gene set '{name}' ({n} genes, e.g. {example}) has none of its genes in the data "
                 f"(matched case-insensitively against {source}, e.g. {data_example}). If the data's "
@@ -313,6 +313,7 @@ def match_genesets(
                 "n_genes": n,
                 "n_found": len(found),
                 "found_fraction": fraction,
+                "matched_on": source,
                 "found": found,
                 "missing": missing,
             }
@@ -333,13 +334,15 @@ def match_summary(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
     Returns
     -------
     dict
-        Per set: ``n_genes``, ``n_found``, ``found_fraction``, ``missing`` (list).
+        Per set: ``n_genes``, ``n_found``, ``found_fraction``, ``matched_on`` (the column the
+        symbols came from), ``missing`` (list).
     """
     return {
         str(name): {
             "n_genes": int(row["n_genes"]),
             "n_found": int(row["n_found"]),
             "found_fraction": round(float(row["found_fraction"]), 4),
+            "matched_on": str(row["matched_on"]),
             "missing": list(row["missing"]),
         }
         for name, row in table.iterrows()
