@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"=== {name}: done in {time.perf_counter() - start:.0f} s ===\n", flush=True)
         if rc:
             failed.append(name)
+    from benchmarks.report import write_index
+
+    print(f"side-by-side summary: {write_index()}")
     if failed:
         print(f"benchmarks that missed their targets: {', '.join(failed)}")
     return 1 if failed else 0
