@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -16,16 +15,11 @@ import pytest
 import yaml
 
 from latentshift import pipeline
+from tests.conftest import run_cli
 
 
 def _run(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "latentshift", "run", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
+    return run_cli(*args)
 
 
 def test_misspelt_key_fails_before_any_notebook(root, tmp_path):
@@ -68,13 +62,11 @@ def test_failing_notebook_gets_html_and_nonzero_exit(root, tmp_path):
 
 
 @pytest.mark.pipeline
-def test_smoke_profile_end_to_end_then_resume(root, tmp_path):
-    run, rep = tmp_path / "run", tmp_path / "rep"
-    args = ("params/smoke.yaml", "--run-dir", str(run), "--report-dir", str(rep))
-    result = _run(root, *args)
-    assert result.returncode == 0, result.stderr[-4000:]
+def test_smoke_profile_end_to_end_then_resume(root, smoke_run):
+    run, rep = smoke_run.run, smoke_run.report
+    assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-4000:]
     names = [nb.stem for nb in pipeline.notebooks(root)]
-    assert names and names[0] == "01_data"
+    assert names == ["01_data", "02_perturb", "03_ldvae", "04_latent_viz", "05_classifier", "06_loadings"]
     for name in names:
         html = (rep / f"{name}.html").read_text()
         assert "SIMULATED" in html, f"{name} report does not label simulated data"
@@ -84,10 +76,12 @@ def test_smoke_profile_end_to_end_then_resume(root, tmp_path):
     index = (rep / "index.html").read_text()
     assert "SIMULATED DATA" in index and "FAILED" not in index
     metrics = json.loads((run / "metrics.json").read_text())
+    assert {"data", "perturb", "ldvae", "embedding", "classifier", "loadings"} <= set(metrics)
     assert metrics["data"]["n_cells"] > 0
-    assert (run / "cells.h5ad").exists()
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["data_sha256"] == "simulated" and provenance["packages"]["scvi-tools"]
 
     # a second run with nothing changed resumes: every notebook is up to date
-    again = _run(root, *args)
+    again = _run(root, "params/smoke.yaml", "--run-dir", str(run), "--report-dir", str(rep))
     assert again.returncode == 0
     assert again.stderr.count("up to date") == len(names)

@@ -347,6 +347,7 @@ def run(
     artifacts.write_text(yaml.safe_dump(params, sort_keys=False), run_folder / "params.yaml")
 
     lock = _lock(run_folder, profile)
+    _remove_stale_temporaries(run_folder)
     started = _dt.datetime.now().isoformat(timespec="seconds")
     prov = {**provenance(params, root, run_folder), "started": started}
     state = _load_state(run_folder)
@@ -422,6 +423,18 @@ def run(
     log.info("index: %s", report_folder / "index.html")
     lock.close()
     return 1 if failed else 0
+
+
+def _remove_stale_temporaries(run_folder: Path) -> None:
+    """Delete temporary files a killed run left behind (under the lock, nobody else writes)."""
+    import shutil
+
+    for tmp in run_folder.glob(".*.tmp"):
+        log.info("removing %s, left behind by an interrupted run", tmp.name)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
 def _lock(run_folder: Path, profile: str) -> Any:

@@ -524,7 +524,8 @@ def accuracy_comparison(table: Any, chance: float, extra: Any = None, title: str
     frame = frame.iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(frame) + 1.4))
     y = range(len(frame))
-    err = [frame["accuracy"] - frame["accuracy_low"], frame["accuracy_high"] - frame["accuracy"]]
+    # a percentile interval can sit a rounding error (or, for a degenerate null, wholly) off its point
+    err = [(frame["accuracy"] - frame["accuracy_low"]).clip(lower=0), (frame["accuracy_high"] - frame["accuracy"]).clip(lower=0)]
     ax.barh(list(y), frame["accuracy"], xerr=err, color="#4c72b0", alpha=0.85, capsize=3)
     ax.axvline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.2f})")
     ax.set_yticks(list(y), [str(i) for i in frame.index])
