@@ -76,7 +76,7 @@ DEFAULTS: dict[str, Any] = {
         "dropout_rate": 0.1,
         "gene_likelihood": "nb",
         "dispersion": "gene",
-        "max_epochs": 80,
+        "max_epochs": 150,  # an upper bound: early stopping on the validation ELBO ends sooner
         "lr": 3e-3,
         "batch_size": 128,
         "early_stopping_patience": 10,

@@ -1,0 +1,566 @@
+"""The LDVAE (scvi-tools :class:`~scvi.model.LinearSCVI`): gene choice, training, latent, save.
+
+The model is scvi-tools' own; this module only decides *which* cells and genes it sees and
+checks what comes out:
+
+- :func:`select_genes` — all genes, or highly variable genes chosen on the training cells
+  only, with every disease-set gene always kept;
+- :func:`train_ldvae` — fits on the training split (``obs["split"] == "train"``) with
+  scvi-tools' own validation split inside those cells for early stopping on the validation
+  ELBO; stops with :class:`LDVAEDivergedError` when a loss turns NaN or infinite;
+- :func:`latent_representation`, :func:`heldout_scores` — posterior means for all cells and
+  per-cell held-out ELBO / reconstruction error;
+- :func:`save_model`, :func:`load_model` — scvi-tools save/load, written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+#: Keys of the ``ldvae`` params section that :func:`train_ldvae` takes.
+TRAIN_KEYS: tuple[str, ...] = (
+    "n_latent",
+    "n_hidden",
+    "n_layers",
+    "dropout_rate",
+    "gene_likelihood",
+    "dispersion",
+    "max_epochs",
+    "lr",
+    "batch_size",
+    "early_stopping_patience",
+    "kl_warmup_epochs",
+    "accelerator",
+    "devices",
+)
+
+_DIVERGED_FIX = (
+    "Lower ldvae.lr (e.g. divide it by 10), use a smaller ldvae.n_hidden or fewer "
+    "ldvae.n_latent dimensions, and check that layers['counts'] holds raw integer counts "
+    "(no NaN, no negative or normalised values)."
+)
+
+
+class LDVAEDivergedError(ValueError):
+    """Training produced a NaN or infinite loss (or latent); the model was not saved."""
+
+
+@dataclass
+class LDVAEFit:
+    """What :func:`train_ldvae` returns.
+
+    Attributes
+    ----------
+    model
+        The trained :class:`scvi.model.LinearSCVI` (its ``adata`` holds the training cells).
+    history
+        One row per epoch: ``elbo_train``, ``elbo_validation``, ``reconstruction_loss_*``,
+        ``kl_local_*`` ... as logged by scvi-tools (losses: lower is better).
+    epochs_run
+        Epochs trained.
+    early_stopped
+        Whether early stopping on the validation ELBO ended training before ``max_epochs``.
+    stop_reason
+        scvi-tools' early-stopping message, or ``""``.
+    train_seconds
+        Wall time of ``model.train``.
+    n_train, n_validation
+        Cells in scvi-tools' training and validation parts of the training split.
+    """
+
+    model: Any
+    history: pd.DataFrame
+    epochs_run: int
+    early_stopped: bool
+    stop_reason: str = ""
+    train_seconds: float = 0.0
+    n_train: int = 0
+    n_validation: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+# --- genes -----------------------------------------------------------------------------
+
+
+def disease_genes(adata: Any) -> list[str]:
+    """Every gene that a perturbation touched (``uns["perturbation_genes"]``), in data order."""
+    sets = adata.uns.get("perturbation_genes", {}) or {}
+    wanted: set[str] = set()
+    for genes in sets.values():
+        wanted.update(str(g) for g in np.atleast_1d(genes))
+    return [g for g in adata.var_names if g in wanted]
+
+
+def select_genes(
+    adata: Any,
+    n_top_genes: int | None,
+    *,
+    keep: Sequence[str] | None = None,
+    split_key: str = "split",
+    train_value: str = "train",
+    layer: str = "counts",
+) -> list[str]:
+    """The genes the LDVAE reads.
+
+    Parameters
+    ----------
+    adata
+        Cells × genes with integer counts in ``layers[layer]`` and ``obs[split_key]``.
+    n_top_genes
+        ``None``: every gene (the original study). A number: the ``n_top_genes`` most variable
+        genes of the training cells (``flavor="seurat_v3"`` on counts), plus every gene of
+        ``keep``.
+    keep
+        Genes always kept (default: :func:`disease_genes`).
+    split_key, train_value
+        Which cells are training cells; test cells never influence the choice.
+    layer
+        The counts layer.
+
+    Returns
+    -------
+    list of str
+        Selected ``var_names`` in data order.
+    """
+    import scanpy as sc
+
+    if n_top_genes is None or n_top_genes >= adata.n_vars:
+        return list(adata.var_names)
+    keep = disease_genes(adata) if keep is None else list(keep)
+    missing = sorted(set(keep) - set(adata.var_names))
+    if missing:
+        raise ValueError(
+            f"{len(missing)} genes to keep are not in the data (e.g. {missing[:3]}); "
+            "pass var_names of this AnnData."
+        )
+    train = adata[_train_mask(adata, split_key, train_value)]
+    hvg = sc.pp.highly_variable_genes(
+        train, n_top_genes=int(n_top_genes), flavor="seurat_v3", layer=layer, inplace=False
+    )
+    chosen = set(train.var_names[np.asarray(hvg["highly_variable"], dtype=bool)]) | set(keep)
+    genes = [g for g in adata.var_names if g in chosen]
+    log.info(
+        "genes: %d highly variable (training cells) + disease genes → %d of %d",
+        n_top_genes, len(genes), adata.n_vars,
+    )
+    return genes
+
+
+def _train_mask(adata: Any, split_key: str, train_value: str) -> np.ndarray:
+    if split_key not in adata.obs:
+        raise ValueError(
+            f"obs['{split_key}'] is missing: the LDVAE trains on the training split only. "
+            "Run 02_perturb, which writes the train/test split."
+        )
+    mask = (adata.obs[split_key].astype(str) == train_value).to_numpy()
+    if mask.sum() < 10:
+        raise ValueError(
+            f"only {int(mask.sum())} cells have obs['{split_key}'] == '{train_value}'; the LDVAE "
+            "needs at least 10 training cells. Raise split.train_fraction or use more cells."
+        )
+    return mask
+
+
+# --- training --------------------------------------------------------------------------
+
+
+def _interactive() -> bool:
+    """Whether a human watches: a JupyterLab kernel (not papermill) or a terminal."""
+    if os.environ.get("LATENTSHIFT_PROGRESS"):
+        return os.environ["LATENTSHIFT_PROGRESS"] not in {"0", "false", "no"}
+    return bool(os.environ.get("JPY_SESSION_NAME")) or sys.stderr.isatty()
+
+
+def _epoch_logger(max_epochs: int, every: int | None) -> Any:
+    """A Lightning callback logging one line per group of epochs (headless runs)."""
+    from lightning.pytorch.callbacks import Callback
+
+    step = every or max(1, math.ceil(max_epochs / 10))
+
+    class EpochLog(Callback):
+        def _emit(self, trainer: Any, epoch: int) -> None:
+            m = trainer.callback_metrics
+            parts = [f"epoch {epoch}/{max_epochs}"]
+            for key in ("elbo_train", "elbo_validation"):
+                if key in m:
+                    parts.append(f"{key} {float(m[key]):.2f}")
+            log.info("LDVAE %s", ", ".join(parts))
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            done = trainer.current_epoch  # epochs finished; their metrics are complete now
+            if done and done % step == 0:
+                self._emit(trainer, done)
+
+        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+            self._emit(trainer, trainer.current_epoch)
+
+    return EpochLog()
+
+
+def history_frame(history: Mapping[str, pd.DataFrame] | None) -> pd.DataFrame:
+    """scvi-tools' ``model.history`` (one frame per metric) as one table, one row per epoch.
+
+    Keeps the per-epoch metrics (``*_train``, ``*_validation``, ``train_loss_epoch``,
+    ``validation_loss``); drops per-step ones.
+    """
+    if not history:
+        return pd.DataFrame(index=pd.Index([], name="epoch"))
+    cols = []
+    for key, frame in history.items():
+        if key.endswith(("_train", "_validation")) or key in {"train_loss_epoch", "validation_loss"}:
+            cols.append(frame[key].astype(float).rename(key))
+    table = pd.concat(cols, axis=1) if cols else pd.DataFrame()
+    table.index = table.index.astype(int)
+    table.index.name = "epoch"
+    order = sorted(table.columns, key=lambda c: (not c.startswith("elbo"), c))
+    return table.sort_index()[order]
+
+
+def _check_finite_history(history: Mapping[str, pd.DataFrame] | None) -> None:
+    """Raise :class:`LDVAEDivergedError` when a logged per-epoch loss is NaN or infinite."""
+    for key, frame in (history or {}).items():
+        if not key.startswith(("elbo", "reconstruction_loss", "kl_local", "train_loss", "validation_loss")):
+            continue
+        values = pd.to_numeric(frame[key], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            first = frame.index[np.argmax(bad)]
+            raise LDVAEDivergedError(
+                f"LDVAE training diverged: {key} became NaN or infinite (first at epoch {first}). "
+                "The model was not saved. " + _DIVERGED_FIX
+            )
+
+
+def _is_nan_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return "invalid values" in text or ("nan" in text.lower() and "constraint" in text)
+
+
+def train_ldvae(
+    adata: Any,
+    params: Mapping[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    layer: str = "counts",
+    split_key: str = "split",
+    train_value: str = "train",
+    validation_size: float = 0.1,
+    group_key: str | None = "source_cell",
+    progress_bar: bool | None = None,
+    log_every: int | None = None,
+    callbacks: Sequence[Any] | None = None,
+) -> LDVAEFit:
+    """Fit a :class:`scvi.model.LinearSCVI` on the training cells of ``adata``.
+
+    Parameters
+    ----------
+    adata
+        Cells × genes (already restricted to the chosen genes), integer counts in
+        ``layers[layer]``, ``obs[split_key]``. Not modified.
+    params
+        The ``ldvae`` params section (keys of :data:`TRAIN_KEYS`; others are ignored);
+        missing keys take :data:`latentshift.config.DEFAULTS`.
+    seed
+        ``scvi.settings.seed`` (weights, scvi's validation split, minibatch order).
+    layer
+        Counts layer registered with ``setup_anndata``.
+    split_key, train_value
+        Only cells with ``obs[split_key] == train_value`` are used for fitting.
+    validation_size
+        Fraction of the training cells scvi-tools holds out for the validation ELBO (early
+        stopping and the validation curve).
+    group_key
+        obs column grouping cells that must fall on the same side of the validation split
+        (default ``source_cell``: a normal cell and its disease copies). Without it a copy in
+        the validation part has its near-twin in the training part, and the validation ELBO
+        flatters the model. Ignored when the column is absent.
+    progress_bar
+        scvi-tools' progress bar; ``None``: on in JupyterLab or a terminal, off in headless
+        runs (papermill), which get a log line per tenth of the epochs instead.
+    log_every
+        Epochs between log lines (default: a tenth of ``max_epochs``).
+    callbacks
+        Extra Lightning callbacks passed to ``model.train``.
+
+    Returns
+    -------
+    LDVAEFit
+
+    Raises
+    ------
+    LDVAEDivergedError
+        A training or validation loss became NaN or infinite.
+    """
+    import scvi
+
+    from latentshift import config
+
+    cfg = config.section("ldvae", {k: v for k, v in (params or {}).items() if k in config.DEFAULTS["ldvae"]})
+    mask = _train_mask(adata, split_key, train_value)
+    train = adata[mask].copy()
+    _check_counts(train, layer)
+
+    scvi.settings.seed = seed
+    scvi.model.LinearSCVI.setup_anndata(train, layer=layer)
+    model = scvi.model.LinearSCVI(
+        train,
+        n_hidden=cfg["n_hidden"],
+        n_latent=cfg["n_latent"],
+        n_layers=cfg["n_layers"],
+        dropout_rate=cfg["dropout_rate"],
+        dispersion=cfg["dispersion"],
+        gene_likelihood=cfg["gene_likelihood"],
+    )
+    if progress_bar is None:
+        progress_bar = _interactive()
+    cbs = list(callbacks or [])
+    if not progress_bar:
+        cbs.append(_epoch_logger(cfg["max_epochs"], log_every))
+    patience = cfg["early_stopping_patience"]
+    plan_kwargs: dict[str, Any] = {"lr": cfg["lr"]}
+    if cfg.get("kl_warmup_epochs") is not None:
+        plan_kwargs["n_epochs_kl_warmup"] = cfg["kl_warmup_epochs"]
+    log.info(
+        "LDVAE: %d training cells (of %d), %d genes, n_latent %d, up to %d epochs",
+        train.n_obs, adata.n_obs, train.n_vars, cfg["n_latent"], cfg["max_epochs"],
+    )
+    splitter: dict[str, Any] = {}
+    if group_key and group_key in train.obs:
+        train_idx, val_idx = _grouped_validation(train.obs[group_key], validation_size, seed)
+        splitter["external_indexing"] = [train_idx, val_idx, np.array([], dtype=int)]
+    start = time.perf_counter()
+    try:
+        model.train(
+            max_epochs=cfg["max_epochs"],
+            accelerator=cfg["accelerator"],
+            devices=cfg["devices"],
+            train_size=1.0 - validation_size,
+            validation_size=validation_size,
+            datasplitter_kwargs=splitter,
+            batch_size=cfg["batch_size"],
+            early_stopping=patience is not None,
+            early_stopping_monitor="elbo_validation",
+            early_stopping_patience=patience or 1,
+            # no stop while the KL weight still ramps up: early validation values are not comparable
+            early_stopping_warmup_epochs=cfg.get("kl_warmup_epochs") or 0,
+            check_val_every_n_epoch=1,
+            plan_kwargs=plan_kwargs,
+            enable_progress_bar=progress_bar,
+            callbacks=cbs,
+        )
+    except ValueError as exc:  # torch distributions refuse NaN parameters
+        if _is_nan_error(exc):
+            raise LDVAEDivergedError(
+                f"LDVAE training diverged: the encoder produced NaN ({str(exc)[:160]}...). "
+                "The model was not saved. " + _DIVERGED_FIX
+            ) from exc
+        raise
+    seconds = time.perf_counter() - start
+    _check_finite_history(model.history)
+    history = history_frame(model.history)
+    es = getattr(model.trainer, "early_stopping_callback", None)
+    reason = str(getattr(es, "early_stopping_reason", "") or "") if es is not None else ""
+    epochs_run = int(len(history)) if len(history) else int(model.trainer.current_epoch)
+    early = bool(es is not None and getattr(es, "stopped_epoch", 0) > 0 and epochs_run < cfg["max_epochs"])
+    if "not finite" in reason:
+        raise LDVAEDivergedError(
+            f"LDVAE training diverged: {reason}. The model was not saved. " + _DIVERGED_FIX
+        )
+    n_val = int(len(model.validation_indices)) if model.validation_indices is not None else 0
+    log.info(
+        "LDVAE trained %d epochs in %.1f s%s", epochs_run, seconds,
+        " (early stopping)" if early else "",
+    )
+    return LDVAEFit(
+        model=model,
+        history=history,
+        epochs_run=epochs_run,
+        early_stopped=early,
+        stop_reason=reason,
+        train_seconds=seconds,
+        n_train=train.n_obs - n_val,
+        n_validation=n_val,
+        params=dict(cfg),
+    )
+
+
+def _grouped_validation(groups: pd.Series, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of training and validation cells, whole groups on one side (seeded)."""
+    codes, uniques = pd.factorize(groups.astype(str))
+    rng = np.random.default_rng([seed, 11])
+    n_val = max(1, int(round(fraction * len(uniques))))
+    val_groups = np.zeros(len(uniques), dtype=bool)
+    val_groups[rng.choice(len(uniques), n_val, replace=False)] = True
+    is_val = val_groups[codes]
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _check_counts(adata: Any, layer: str) -> None:
+    if layer not in adata.layers:
+        raise ValueError(
+            f"layers['{layer}'] is missing: the LDVAE reads raw integer counts from it. "
+            "Run 01_data/02_perturb, which write layers['counts']."
+        )
+    x = adata.layers[layer]
+    data = x.data if hasattr(x, "data") and not isinstance(x, np.ndarray) else np.asarray(x)
+    if data.size and (not np.isfinite(data).all() or (data < 0).any()):
+        raise ValueError(
+            f"layers['{layer}'] holds NaN, infinite or negative values; the LDVAE needs raw "
+            "integer counts. Rebuild the data with 01_data and 02_perturb."
+        )
+
+
+# --- outputs ---------------------------------------------------------------------------
+
+
+def _registered_view(model: Any, adata: Any) -> Any:
+    """A light AnnData sharing ``adata``'s counts, for scvi-tools to register.
+
+    scvi-tools adds ``_scvi_*`` columns to whatever AnnData it is given; this keeps them off
+    the caller's object (and out of the files it writes). No matrix is copied.
+    """
+    import anndata as ad
+
+    layer = model.adata_manager.data_registry["X"].attr_key
+    if list(adata.var_names) != list(model.adata.var_names):
+        raise ValueError(
+            f"the cells have {adata.n_vars} genes but the LDVAE was trained on "
+            f"{model.adata.n_vars} (or in another order); restrict them to the model's genes "
+            "(model.adata.var_names) first."
+        )
+    layers = {layer: adata.layers[layer]} if layer else {}
+    x = None if layer else adata.X
+    return ad.AnnData(X=x, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names), layers=layers)
+
+
+def latent_representation(model: Any, adata: Any, *, batch_size: int | None = None) -> np.ndarray:
+    """Posterior means (cells × ``n_latent``) for every cell of ``adata``.
+
+    ``adata`` must have the model's genes in the same order; it is registered with the
+    model's setup (scvi-tools transfers it) — the model never trains on it.
+
+    Raises
+    ------
+    LDVAEDivergedError
+        The latent holds NaN or infinite values.
+    """
+    view = _registered_view(model, adata)
+    z = np.asarray(model.get_latent_representation(view, batch_size=batch_size), dtype=np.float32)
+    if not np.isfinite(z).all():
+        raise LDVAEDivergedError(
+            f"the LDVAE latent holds NaN or infinite values for {int((~np.isfinite(z)).any(axis=1).sum())} "
+            "cells: training diverged. The model was not saved. " + _DIVERGED_FIX
+        )
+    return z
+
+
+def heldout_scores(model: Any, adata: Any, *, batch_size: int | None = None) -> pd.DataFrame:
+    """Per-cell held-out scores of ``adata`` (e.g. the test split).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``obs_names``; ``elbo``: negative ELBO (reconstruction NLL + local KL), the
+        quantity scvi-tools logs as ``elbo_validation`` (lower is better);
+        ``reconstruction_error``: the negative log-likelihood of the counts (lower is better).
+    """
+    view = _registered_view(model, adata)
+    neg_elbo = -np.asarray(model.get_elbo(view, batch_size=batch_size, return_mean=False).cpu())
+    rec = model.get_reconstruction_error(view, batch_size=batch_size, return_mean=False)
+    rec_total = sum(np.asarray(v.cpu()) for v in rec.values())
+    return pd.DataFrame(
+        {"elbo": neg_elbo.astype(float), "reconstruction_error": np.asarray(rec_total, dtype=float)},
+        index=adata.obs_names,
+    )
+
+
+def ldvae_metrics(fit: LDVAEFit, scores: pd.DataFrame, n_genes: int, n_test: int) -> dict[str, Any]:
+    """The ``ldvae`` section of ``metrics.json``."""
+    last = fit.history.iloc[-1] if len(fit.history) else pd.Series(dtype=float)
+    return {
+        "test_elbo": float(scores["elbo"].mean()),
+        "test_reconstruction_error": float(scores["reconstruction_error"].mean()),
+        "final_elbo_train": float(last.get("elbo_train", np.nan)),
+        "final_elbo_validation": float(last.get("elbo_validation", np.nan)),
+        "epochs_run": fit.epochs_run,
+        "max_epochs": fit.params.get("max_epochs"),
+        "early_stopped": fit.early_stopped,
+        "n_genes_used": n_genes,
+        "n_latent": fit.params.get("n_latent"),
+        "n_train_cells": fit.n_train,
+        "n_validation_cells": fit.n_validation,
+        "n_test_cells": n_test,
+        "train_seconds": round(fit.train_seconds, 1),
+    }
+
+
+def describe_curves(history: pd.DataFrame, early_stopped: bool, max_epochs: int) -> str:
+    """One or two sentences on what the loss curves say (converged, overfitting, stopped)."""
+    if len(history) < 2 or "elbo_validation" not in history:
+        return "Too few epochs to judge the curves."
+    tr = history["elbo_train"].to_numpy(dtype=float)
+    va = history["elbo_validation"].to_numpy(dtype=float)
+    n = len(va)
+    best = int(np.nanargmin(va))
+    tail = max(2, n // 5)
+    last, before = np.nanmean(va[-tail:]), np.nanmean(va[-2 * tail : -tail]) if n >= 2 * tail else va[0]
+    falling = (before - last) / abs(before) if before else 0.0
+    gap = (np.nanmean(va[-tail:]) - np.nanmean(tr[-tail:])) / abs(np.nanmean(tr[-tail:]))
+    parts = []
+    if early_stopped:
+        parts.append(
+            f"Early stopping ended training after {n} of {max_epochs} epochs: the validation "
+            f"ELBO last improved at epoch {history.index[best]}."
+        )
+    elif falling > 0.005 and best >= n - tail:
+        parts.append(
+            f"The validation loss was still falling at the end ({100 * falling:.1f}% between the "
+            "last two fifths of training): more epochs (ldvae.max_epochs) would help."
+        )
+    else:
+        parts.append(f"The validation loss levelled off (best at epoch {history.index[best]} of {n}).")
+    if best < n - tail and last > va[best] * 1.01 and tr[-1] < tr[best]:
+        parts.append(
+            "Validation loss rose after its best epoch while training loss kept falling: overfitting."
+        )
+    elif gap > 0.05:
+        parts.append(f"Validation loss sits {100 * gap:.1f}% above training loss at the end: some overfitting.")
+    else:
+        parts.append(f"Training and validation losses stay close ({100 * gap:+.1f}%): no clear overfitting.")
+    return " ".join(parts)
+
+
+def save_model(model: Any, path: str | Path) -> Path:
+    """Save with scvi-tools' own ``model.save`` (no AnnData), atomically into ``path``."""
+    from latentshift import artifacts
+
+    path = Path(path)
+    with artifacts.atomic_path(path, suffix="") as tmp:
+        model.save(str(tmp), save_anndata=False, overwrite=True)
+    log.info("saved LDVAE to %s", path)
+    return path
+
+
+def load_model(path: str | Path, adata: Any) -> Any:
+    """Load a model saved by :func:`save_model`; ``adata`` must have the model's genes."""
+    import scvi
+
+    path = Path(path)
+    if not (path / "model.pt").is_file():
+        raise FileNotFoundError(
+            f"{path} holds no saved LDVAE (model.pt): it is written by notebook 03_ldvae. Run it first."
+        )
+    return scvi.model.LinearSCVI.load(str(path), adata=adata)

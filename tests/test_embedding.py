@@ -1,0 +1,178 @@
+"""Tests of latentshift.embedding: PCA baseline, neighbours/UMAP/Leiden, agreement, separation."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latentshift import embedding as E
+
+
+def latent_like(n_source: int = 90, n_types: int = 3, shift: float = 3.0, seed: int = 0) -> ad.AnnData:
+    """Cells following latent.h5ad: normal + one copy per condition, a latent, counts, split.
+
+    Cell types are well separated clusters in a 4-d latent; the ``D`` copies are moved by
+    ``shift`` along one axis, the ``N`` copies not at all (a null perturbation).
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 12, (n_types, 4))
+    types = np.arange(n_source) % n_types
+    z0 = centres[types] + rng.normal(0, 1, (n_source, 4))
+    is_test = rng.random(n_source) > 0.7
+    frames, latents, blocks = [], [], []
+    genes = 30
+    for cond in ("normal", "D", "N"):
+        z = z0 + rng.normal(0, 0.05, z0.shape)
+        if cond == "D":
+            z[:, 0] += shift
+        latents.append(z)
+        mu = np.exp(np.clip(z @ rng.normal(0, 0.2, (4, genes)), -3, 3)) * 2
+        blocks.append(sp.csr_matrix(rng.poisson(mu).astype(np.int32)))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "condition": cond,
+                    "source_cell": [f"c{i}" for i in range(n_source)],
+                    "cell_type": [f"type{t}" for t in types],
+                    "split": np.where(is_test, "test", "train"),
+                },
+                index=[f"c{i}-{cond}" for i in range(n_source)],
+            )
+        )
+    obs = pd.concat(frames)
+    obs["condition"] = pd.Categorical(obs["condition"], categories=["normal", "D", "N"])
+    x = sp.vstack(blocks).tocsr()
+    adata = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(genes)]))
+    adata.layers["counts"] = x.copy()
+    adata.obsm["X_ldvae"] = np.vstack(latents).astype(np.float32)
+    return adata
+
+
+@pytest.fixture(scope="module")
+def adata() -> ad.AnnData:
+    return latent_like()
+
+
+def test_pca_baseline_fit_on_training_cells(adata):
+    z, pcs = E.pca_baseline(adata, 4, seed=0)
+    assert z.shape == (adata.n_obs, 4) and pcs.shape == (adata.n_vars, 4)
+    assert np.isfinite(z).all()
+    # training cells are centred by construction (fit on them); test cells need not be
+    train = (adata.obs["split"] == "train").to_numpy()
+    np.testing.assert_allclose(z[train].mean(axis=0), 0, atol=1e-3)
+    # changing test cells changes nothing about the axes
+    other = adata.copy()
+    counts = other.layers["counts"].tolil()
+    counts[np.flatnonzero(~train), 0] = 999
+    other.layers["counts"] = counts.tocsr()
+    z2, pcs2 = E.pca_baseline(other, 4, seed=0)
+    np.testing.assert_allclose(np.abs(pcs2), np.abs(pcs), atol=1e-4)
+    np.testing.assert_allclose(np.abs(z2[train]), np.abs(z[train]), atol=1e-3)
+    # counts untouched
+    assert adata.layers["counts"].dtype.kind == "i"
+
+
+def test_pca_baseline_too_many_dims(adata):
+    with pytest.raises(ValueError, match="n_latent"):
+        E.pca_baseline(adata, 500)
+
+
+def test_log_normalised_is_sparse_and_right(adata):
+    x = E.log_normalised(adata)
+    assert sp.issparse(x)
+    counts = adata.layers["counts"][:3].toarray().astype(float)
+    expected = np.log1p(counts / counts.sum(axis=1, keepdims=True) * 1e4)
+    np.testing.assert_allclose(x[:3].toarray(), expected, rtol=1e-5)
+
+
+def test_embed_recovers_cell_types():
+    adata = latent_like(shift=0.0)  # no disease shift: clusters are the cell types
+    a = adata.copy()
+    E.embed(a, "X_ldvae", "ldvae", n_neighbors=10, resolution=0.1, seed=0)
+    assert a.obsm["X_umap_ldvae"].shape == (a.n_obs, 2)
+    assert "ldvae_connectivities" in a.obsp
+    agree = E.cluster_agreement(a.obs["leiden_ldvae"], a.obs["cell_type"])
+    assert agree["ari"] > 0.8 and agree["nmi"] > 0.8
+    # seeded: the same labels twice
+    b = adata.copy()
+    E.embed(b, "X_ldvae", "ldvae", n_neighbors=10, resolution=0.1, seed=0)
+    assert (a.obs["leiden_ldvae"] == b.obs["leiden_ldvae"]).all()
+
+
+def test_cluster_agreement_bounds():
+    labels = ["a"] * 5 + ["b"] * 5
+    assert E.cluster_agreement(labels, labels)["ari"] == pytest.approx(1.0)
+    assert E.cluster_agreement([0] * 10, labels)["ari"] == pytest.approx(0.0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.permutations(list(range(6))))
+def test_cluster_agreement_ignores_label_names(perm):
+    labels = np.repeat(np.arange(6), 4)
+    renamed = np.asarray(perm)[labels]
+    assert E.cluster_agreement(renamed, labels)["ari"] == pytest.approx(1.0)
+    assert E.cluster_agreement(renamed, labels)["nmi"] == pytest.approx(1.0)
+
+
+def test_condition_separation_sees_shift_not_null(adata):
+    table = E.condition_separation(adata, "X_ldvae", n_neighbors=5)
+    assert set(table["condition"]) == {"D", "N"}
+    assert len(table) == 6  # 3 cell types × 2 conditions
+    d = table[table["condition"] == "D"].set_index("cell_type")
+    n = table[table["condition"] == "N"].set_index("cell_type")
+    assert (d["silhouette"] > n["silhouette"] + 0.2).all()
+    assert (d["copy_distance_ratio"] > 1).all()
+    assert (n["copy_distance_ratio"] < 0.5).all()
+    assert (table["n_pairs"] == 30).all()
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.floats(0.5, 8.0))
+def test_copy_distance_grows_with_shift(shift):
+    small = E.condition_separation(latent_like(30, 2, shift=shift), "X_ldvae", n_neighbors=5)
+    big = E.condition_separation(latent_like(30, 2, shift=shift * 2), "X_ldvae", n_neighbors=5)
+    a = small[small["condition"] == "D"]["copy_distance_ratio"].to_numpy()
+    b = big[big["condition"] == "D"]["copy_distance_ratio"].to_numpy()
+    assert (b > a).all()
+
+
+def test_embedding_metrics_shape(adata):
+    a = adata.copy()
+    a.obsm["X_pca_baseline"], _ = E.pca_baseline(a, 3)
+    seps = {}
+    for name, rep in {"ldvae": "X_ldvae", "pca": "X_pca_baseline"}.items():
+        E.embed(a, rep, name, n_neighbors=10, resolution=0.5, seed=0)
+        seps[name] = E.condition_separation(a, rep, n_neighbors=5)
+    m = E.embedding_metrics(a, {"ldvae": "LDVAE", "pca": "PCA"}, seps)
+    assert set(m) == {"ldvae", "pca"}
+    assert {"leiden_ari", "leiden_nmi", "mean_condition_silhouette"} <= set(m["ldvae"])
+    assert "type0|D" in m["ldvae"]["per_cell_type"]
+    long = E.side_by_side(seps, {"ldvae": "LDVAE", "pca": "PCA"})
+    assert set(long["embedding"]) == {"LDVAE", "PCA"}
+
+
+def test_figures_draw(adata):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from latentshift import plots
+
+    a = adata.copy()
+    E.embed(a, "X_ldvae", "ldvae", n_neighbors=10, resolution=0.5, seed=0)
+    a.obsm["X_pca_baseline"], _ = E.pca_baseline(a, 3)
+    E.embed(a, "X_pca_baseline", "pca", n_neighbors=10, resolution=0.5, seed=0)
+    assert plots.embedding_grid(a, {"ldvae": "LDVAE", "pca": "PCA"}) is not None
+    assert plots.copies_vs_normal(a, "X_umap_ldvae") is not None
+    sep = E.side_by_side({"ldvae": E.condition_separation(a, "X_ldvae", n_neighbors=5)}, {"ldvae": "LDVAE"})
+    assert plots.separation_bars(sep) is not None
+    hist = pd.DataFrame(
+        {"elbo_train": [5.0, 4.0, 3.0], "elbo_validation": [6.0, 5.0, 4.5],
+         "reconstruction_loss_train": [4.0, 3.5, 2.9], "kl_local_train": [1.0, 0.5, 0.1]},
+        index=pd.Index([0, 1, 2], name="epoch"),
+    )
+    assert plots.loss_curves(hist, early_stopped=True) is not None

@@ -1,0 +1,223 @@
+"""Tests of latentshift.ldvae: LinearSCVI training on the training split, genes, guard, save/load."""
+
+from __future__ import annotations
+
+import logging
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from latentshift import artifacts, ldvae
+
+FAST = {"n_latent": 3, "n_hidden": 16, "max_epochs": 3, "batch_size": 64, "early_stopping_patience": None}
+
+
+def perturbed_like(
+    n_source: int = 120,
+    n_genes: int = 80,
+    n_types: int = 3,
+    n_disease: int = 8,
+    train_fraction: float = 0.7,
+    seed: int = 0,
+) -> ad.AnnData:
+    """A small AnnData following the perturbed.h5ad contract (normal + ALS/HD copies)."""
+    rng = np.random.default_rng(seed)
+    genes = [f"G{i}" for i in range(n_genes)]
+    base = rng.gamma(0.8, 1.0, n_genes)
+    type_fc = np.exp(rng.normal(0, 1.0, (n_types, n_genes)) * (rng.random((n_types, n_genes)) < 0.2))
+    types = rng.integers(0, n_types, n_source)
+    size = rng.lognormal(0, 0.3, n_source)
+    is_test = rng.random(n_source) > train_fraction
+    conditions = ["normal", "ALS", "HD"]
+    blocks, frames = [], []
+    for cond in conditions:
+        fc = np.ones(n_genes)
+        if cond == "ALS":
+            fc[:n_disease] = 0.3
+        if cond == "HD":
+            fc[n_disease : 2 * n_disease] = 3.0
+        mu = size[:, None] * base[None, :] * type_fc[types] * fc[None, :]
+        counts = rng.poisson(rng.gamma(5.0, mu / 5.0))
+        blocks.append(sp.csr_matrix(counts.astype(np.int32)))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "condition": cond,
+                    "source_cell": [f"c{i}" for i in range(n_source)],
+                    "perturbed": cond != "normal",
+                    "cell_type": [f"type{t}" for t in types],
+                    "split": np.where(is_test, "test", "train"),
+                },
+                index=[f"c{i}-{cond}" for i in range(n_source)],
+            )
+        )
+    x = sp.vstack(blocks).tocsr()
+    obs = pd.concat(frames)
+    obs["condition"] = pd.Categorical(obs["condition"], categories=conditions)
+    obs["cell_type"] = obs["cell_type"].astype("category")
+    adata = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=genes))
+    adata.layers["counts"] = x.copy()
+    adata.uns["perturbation_genes"] = {"ALS": genes[:n_disease], "HD": genes[n_disease : 2 * n_disease]}
+    adata.uns["latentshift"] = {"simulated": True, "source": "test fixture"}
+    return adata
+
+
+@pytest.fixture(scope="module")
+def adata() -> ad.AnnData:
+    return perturbed_like()
+
+
+@pytest.fixture(scope="module")
+def fit(adata):
+    return ldvae.train_ldvae(adata, FAST, seed=0, progress_bar=False)
+
+
+def test_fixture_follows_contract(adata):
+    assert sp.issparse(adata.layers["counts"]) and adata.layers["counts"].dtype.kind == "i"
+    assert list(adata.obs["condition"].cat.categories) == ["normal", "ALS", "HD"]
+    assert set(adata.obs["split"]) == {"train", "test"}
+    # copies of one source cell share a split
+    assert adata.obs.groupby("source_cell", observed=True)["split"].nunique().max() == 1
+
+
+def test_trains_on_training_cells_only(adata, fit):
+    train = adata.obs_names[adata.obs["split"] == "train"]
+    assert fit.model.adata.n_obs == len(train)
+    assert list(fit.model.adata.obs_names) == list(train)
+    assert fit.n_train + fit.n_validation == len(train)
+    assert fit.n_validation > 0
+    assert fit.epochs_run == 3 and not fit.early_stopped
+
+
+def test_validation_split_keeps_copies_together(adata, fit):
+    obs = fit.model.adata.obs
+    val = set(obs["source_cell"].iloc[fit.model.validation_indices])
+    fitted = set(obs["source_cell"].iloc[fit.model.train_indices])
+    assert val and not (val & fitted)
+
+
+def test_latent_shape_finite(adata, fit):
+    z = ldvae.latent_representation(fit.model, adata)
+    assert z.shape == (adata.n_obs, 3)
+    assert np.isfinite(z).all()
+    # the caller's AnnData keeps its counts untouched
+    assert adata.layers["counts"].dtype.kind == "i"
+
+
+def test_history_has_curves(fit):
+    h = fit.history
+    assert list(h.index) == [0, 1, 2]
+    for col in ("elbo_train", "elbo_validation", "reconstruction_loss_train", "kl_local_validation"):
+        assert col in h and np.isfinite(h[col]).all()
+
+
+def test_heldout_scores_and_metrics(adata, fit):
+    test = adata[adata.obs["split"] == "test"].copy()
+    scores = ldvae.heldout_scores(fit.model, test)
+    assert list(scores.index) == list(test.obs_names)
+    assert np.isfinite(scores.to_numpy()).all()
+    # negative ELBO = reconstruction NLL + KL >= reconstruction NLL (up to sampling noise)
+    assert scores["elbo"].mean() > 0
+    metrics = ldvae.ldvae_metrics(fit, scores, n_genes=adata.n_vars, n_test=test.n_obs)
+    assert metrics["epochs_run"] == 3 and metrics["n_latent"] == 3
+    assert metrics["test_elbo"] == pytest.approx(scores["elbo"].mean())
+    assert isinstance(ldvae.describe_curves(fit.history, fit.early_stopped, 3), str)
+
+
+def test_save_reload_same_latent(adata, fit, tmp_path):
+    path = ldvae.save_model(fit.model, tmp_path / "model")
+    assert (path / "model.pt").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+    z1 = ldvae.latent_representation(fit.model, adata)
+    reloaded = ldvae.load_model(path, adata.copy())
+    z2 = ldvae.latent_representation(reloaded, adata.copy())
+    np.testing.assert_allclose(z1, z2, rtol=1e-5, atol=1e-5)
+
+
+def test_load_missing_model_says_which_notebook(tmp_path, adata):
+    with pytest.raises(FileNotFoundError, match="03_ldvae"):
+        ldvae.load_model(tmp_path / "nope", adata)
+
+
+def test_hvg_keeps_every_disease_gene(adata):
+    genes = ldvae.select_genes(adata, 20)
+    disease = ldvae.disease_genes(adata)
+    assert len(disease) == 16
+    assert set(disease) <= set(genes)
+    assert 20 <= len(genes) <= 20 + len(disease)
+    assert genes == [g for g in adata.var_names if g in set(genes)]  # data order
+    assert ldvae.select_genes(adata, None) == list(adata.var_names)
+
+
+def test_hvg_uses_training_cells_only(adata):
+    # making test cells wildly variable in some genes must not change the choice
+    changed = adata.copy()
+    counts = changed.layers["counts"].tolil()
+    test_rows = np.flatnonzero(changed.obs["split"] == "test")
+    rng = np.random.default_rng(1)
+    for j in range(60, 70):
+        counts[test_rows, j] = rng.integers(0, 500, (len(test_rows), 1))
+    changed.layers["counts"] = counts.tocsr()
+    assert ldvae.select_genes(changed, 20, keep=[]) == ldvae.select_genes(adata, 20, keep=[])
+
+
+def test_divergence_guard_fires_and_saves_nothing(adata, tmp_path, caplog):
+    out = tmp_path / "run"
+    with pytest.raises(ldvae.LDVAEDivergedError, match="lr") as info:
+        fit = ldvae.train_ldvae(adata, {**FAST, "lr": 1e6}, seed=0, progress_bar=False)
+        # if training itself survived, the latent check must catch it before saving
+        ldvae.latent_representation(fit.model, adata)
+        ldvae.save_model(fit.model, out / "model")
+    assert isinstance(info.value, ValueError)
+    assert "not saved" in str(info.value)
+    assert not (out / "model").exists()
+
+
+def test_divergence_guard_on_injected_nan_history():
+    history = {"elbo_validation": pd.DataFrame({"elbo_validation": [10.0, np.nan]}, index=[0, 1])}
+    with pytest.raises(ldvae.LDVAEDivergedError, match="epoch 1"):
+        ldvae._check_finite_history(history)
+    ldvae._check_finite_history({"elbo_train": pd.DataFrame({"elbo_train": [3.0, 2.0]})})
+
+
+def test_headless_logs_epoch_groups(adata, caplog):
+    with caplog.at_level(logging.INFO, logger="latentshift.ldvae"):
+        ldvae.train_ldvae(adata, {**FAST, "max_epochs": 4}, seed=0, progress_bar=False, log_every=2)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("LDVAE epoch")]
+    assert lines[0].startswith("LDVAE epoch 2/4") and "elbo_validation" in lines[0]
+    assert lines[-1].startswith("LDVAE epoch 4/4")
+
+
+def test_rejects_non_counts(adata):
+    bad = adata.copy()
+    bad.layers["counts"] = bad.layers["counts"].astype(np.float32)
+    bad.layers["counts"].data[0] = -1.0
+    with pytest.raises(ValueError, match="counts"):
+        ldvae.train_ldvae(bad, FAST, seed=0, progress_bar=False)
+    nosplit = adata.copy()
+    del nosplit.obs["split"]
+    with pytest.raises(ValueError, match="02_perturb"):
+        ldvae.train_ldvae(nosplit, FAST, seed=0, progress_bar=False)
+
+
+def test_seeded_training_is_reproducible(adata):
+    a = ldvae.train_ldvae(adata, {**FAST, "max_epochs": 1}, seed=3, progress_bar=False)
+    b = ldvae.train_ldvae(adata, {**FAST, "max_epochs": 1}, seed=3, progress_bar=False)
+    np.testing.assert_allclose(
+        ldvae.latent_representation(a.model, adata), ldvae.latent_representation(b.model, adata), atol=1e-5
+    )
+
+
+def test_written_through_atomic_path(tmp_path, fit):
+    # a failing save leaves no model folder behind
+    class Broken:
+        def save(self, *args, **kwargs):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        ldvae.save_model(Broken(), tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+    assert artifacts  # the module writes through latentshift.artifacts
