@@ -182,6 +182,22 @@ def update_metrics(run_folder: str | Path, section: str, values: Mapping[str, An
     return metrics
 
 
+TIMINGS_FILE = "timings.json"
+
+
+def update_timings(run_folder: str | Path, key: str, seconds: float) -> dict[str, Any]:
+    """Record a wall time in the run's ``timings.json``.
+
+    Timings live apart from ``metrics.json`` so that two runs of the same params give a
+    byte-identical ``metrics.json``.
+    """
+    path = Path(run_folder) / TIMINGS_FILE
+    timings = json.loads(path.read_text()) if path.is_file() else {}
+    timings[key] = round(float(seconds), 2)
+    write_json(timings, path)
+    return timings
+
+
 def require(path: str | Path, made_by: str) -> Path:
     """Check that an input artifact exists, or say which notebook makes it.
 

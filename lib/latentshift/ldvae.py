@@ -488,7 +488,8 @@ def heldout_scores(model: Any, adata: Any, *, batch_size: int | None = None) -> 
 
 
 def ldvae_metrics(fit: LDVAEFit, scores: pd.DataFrame, n_genes: int, n_test: int) -> dict[str, Any]:
-    """The ``ldvae`` section of ``metrics.json``."""
+    """The ``ldvae`` section of ``metrics.json`` (deterministic: the wall time goes to
+    ``timings.json`` through :func:`latentshift.artifacts.update_timings`)."""
     last = fit.history.iloc[-1] if len(fit.history) else pd.Series(dtype=float)
     return {
         "test_elbo": float(scores["elbo"].mean()),
@@ -503,7 +504,6 @@ def ldvae_metrics(fit: LDVAEFit, scores: pd.DataFrame, n_genes: int, n_test: int
         "n_train_cells": fit.n_train,
         "n_validation_cells": fit.n_validation,
         "n_test_cells": n_test,
-        "train_seconds": round(fit.train_seconds, 1),
     }
 
 

@@ -402,6 +402,7 @@ def run(
             entry["status"] = "failed"
             entry["error"] = f"{type(exc).__name__}: {exc}"
         entry["seconds"] = round(time.time() - start, 1)
+        artifacts.update_timings(run_folder, f"notebook_{name}_seconds", entry["seconds"])
         state[name] = entry
         artifacts.write_json(state, run_folder / STATE_FILE)
         if executed.exists():
