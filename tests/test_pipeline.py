@@ -85,3 +85,17 @@ def test_smoke_profile_end_to_end_then_resume(root, smoke_run):
     again = _run(root, "params/smoke.yaml", "--run-dir", str(run), "--report-dir", str(rep))
     assert again.returncode == 0
     assert again.stderr.count("up to date") == len(names)
+
+
+def test_headline_rows_put_each_number_beside_its_control():
+    metrics = {
+        "classifier": {"accuracy": 0.5, "accuracy_low": 0.45, "accuracy_high": 0.55, "chance_uniform": 1 / 3,
+                       "permutation_accuracy": 0.34, "baseline_accuracy": {"majority": 1 / 3}},
+        "loadings": {"ALS": {"auroc_ldvae_projected": 0.9, "auroc_ldvae_factor": 0.7, "best_factor": "Z_1",
+                             "auroc_pca_projected": 0.6}, "cells": "test"},
+    }
+    rows = dict(pipeline.headline_rows(metrics))
+    assert rows["classifier accuracy on the LDVAE latent [95% CI]"] == "50.0% [45.0%, 55.0%]"
+    assert rows["chance (uniform) / label-permutation control"] == "33.3% / 34.0%"
+    assert rows["ALS: gene-set recovery AUROC (LDVAE projected / best factor / PCA)"] == "0.900 / 0.700 (Z_1) / 0.600"
+    assert pipeline.headline_rows({}) == []

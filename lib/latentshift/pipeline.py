@@ -203,6 +203,47 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]], depth: int = 0
         out.append((prefix, value))
 
 
+def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """The few numbers a reader looks for first, each beside its control, as (label, value) rows."""
+    rows: list[tuple[str, str]] = []
+
+    def pct(x: Any) -> str:
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    data = metrics.get("data", {})
+    if data:
+        rows.append(("cells × genes after QC", f"{data.get('n_cells')} × {data.get('n_genes')}"))
+    for name, m in metrics.get("perturb", {}).get("genesets", {}).items():
+        rows.append((f"gene set {name}: genes found", f"{m.get('n_found')} of {m.get('n_genes')} ({m.get('matched_on', '')})"))
+    ldvae = metrics.get("ldvae", {})
+    if ldvae:
+        rows.append(("LDVAE held-out negative ELBO per cell", f"{ldvae.get('test_elbo', float('nan')):.1f} ({ldvae.get('epochs_run')} epochs)"))
+    emb = metrics.get("embedding", {})
+    if emb:
+        rows.append((
+            "Leiden vs cell type, ARI (LDVAE / PCA)",
+            f"{emb.get('ldvae', {}).get('leiden_ari', float('nan')):.3f} / {emb.get('pca', {}).get('leiden_ari', float('nan')):.3f}",
+        ))
+    clf = metrics.get("classifier", {})
+    if clf:
+        rows.append((
+            "classifier accuracy on the LDVAE latent [95% CI]",
+            f"{pct(clf.get('accuracy'))} [{pct(clf.get('accuracy_low'))}, {pct(clf.get('accuracy_high'))}]",
+        ))
+        rows.append(("chance (uniform) / label-permutation control", f"{pct(clf.get('chance_uniform'))} / {pct(clf.get('permutation_accuracy'))}"))
+        for model, acc in clf.get("baseline_accuracy", {}).items():
+            rows.append((f"baseline: {model}", pct(acc)))
+        rows.append(("split grouped by source cell; source cells on both sides", f"{clf.get('split_grouped')}; {clf.get('n_leaked_source_cells')}"))
+    for name, m in metrics.get("loadings", {}).items():
+        if isinstance(m, dict) and "auroc_ldvae_projected" in m:
+            rows.append((
+                f"{name}: gene-set recovery AUROC (LDVAE projected / best factor / PCA)",
+                f"{m['auroc_ldvae_projected']:.3f} / {m.get('auroc_ldvae_factor', float('nan')):.3f} ({m.get('best_factor')}) / "
+                f"{m.get('auroc_pca_projected', float('nan')):.3f}",
+            ))
+    return rows
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -235,6 +276,9 @@ def render_index(
     flat: list[tuple[str, Any]] = []
     _flatten("", metrics, flat)
     metric_rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td>{_fmt(v)}</td></tr>" for k, v in flat)
+    headlines = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in headline_rows(metrics)
+    ) or "<tr><td colspan=2>no numbers yet</td></tr>"
     banner = (
         "<div class='banner'>SIMULATED DATA — this report is made from the built-in simulated "
         "M1-like data set, not from real cells. Numbers show what the method does, not biology.</div>"
@@ -259,8 +303,10 @@ shift, how well can it be detected, and which latent factors carry it?</p>
 <h2>Notebooks</h2>
 <table><tr><th>notebook</th><th>status</th><th>time</th><th>error</th></tr>{"".join(rows)}</table>
 {'<p><a href="sweep.html">Dose-response sweep</a></p>' if (target.parent / "sweep.html").exists() else ""}
-<h2>Headline numbers (from <code>metrics.json</code>)</h2>
-<table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>
+<h2>Headline numbers</h2>
+<table><tr><th>what</th><th>value</th></tr>{headlines}</table>
+<details><summary>Every number in <code>metrics.json</code></summary>
+<table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table></details>
 <h2>Provenance</h2>
 <pre>{html.escape(yaml.safe_dump(prov or {}, sort_keys=False))}</pre>
 <h2>Parameters (resolved)</h2>
