@@ -22,7 +22,6 @@ Run: ``python -m benchmarks perturb`` (``--quick`` for small sizes).
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
+from benchmarks.memory import peak_rss, reset_peak_rss
 
 N_GENES = 30_000
 DENSITY = 0.06
@@ -126,37 +127,6 @@ def dense_perturb(X: sp.csr_matrix, gene_idx: np.ndarray, rng: np.random.Generat
 IMPLEMENTATIONS = {"sparse": sparse_perturb, "dense": dense_perturb}
 
 
-def _proc_status(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024  # kB
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> int:
-    """Reset the peak-RSS mark (Linux ``clear_refs`` 5) and return the current RSS in bytes.
-
-    Loading the input may have left a higher mark than the input itself; after the reset the
-    mark is the current RSS, so the next peak belongs to the measured code.
-    """
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    rss = _proc_status("VmRSS")
-    if rss is None:  # not Linux: fall back to the lifetime maximum
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return rss
-
-
-def _peak_rss() -> int:
-    hwm = _proc_status("VmHWM")
-    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def worker(variant: str, folder: str, repeats: int) -> dict:
     """Run one implementation on one matrix in this (fresh) process; return its numbers."""
     import latentshift.perturb  # noqa: F401  (import cost outside the measurement, for both variants)
@@ -164,7 +134,7 @@ def worker(variant: str, folder: str, repeats: int) -> dict:
     X = load(Path(folder))
     gene_idx = np.sort(np.random.default_rng(SEED).choice(X.shape[1], size=N_SET, replace=False))
     fn = IMPLEMENTATIONS[variant]
-    rss_input = _reset_peak_rss()  # interpreter, libraries and the input
+    rss_input = reset_peak_rss()  # interpreter, libraries and the input
     times = []
     checksum = None
     for i in range(repeats):
@@ -194,7 +164,7 @@ def worker(variant: str, folder: str, repeats: int) -> dict:
         "times_s": times,
         "median_s": statistics.median(times),
         # peak memory beyond the loaded input; the first (traced) run counts too
-        "peak_rss_increase_bytes": max(_peak_rss() - rss_input, 0),
+        "peak_rss_increase_bytes": max(peak_rss() - rss_input, 0),
         "peak_traced_bytes": int(traced_peak),
         "check": checksum,
     }

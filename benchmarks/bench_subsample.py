@@ -25,7 +25,6 @@ of the file as 5000 of 114.6k cells).
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -33,37 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.memory import peak_rss, reset_peak_rss
+
 N_CELLS = 114_600
 N_GENES = 30_000
 N_SAMPLE = 5_000
 SEED = 0
 TARGET_MEMORY_RATIO = 0.2
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _proc_status(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024  # kB
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> int:
-    """Reset the peak-RSS mark (Linux ``clear_refs`` 5); return the current RSS in bytes."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    rss = _proc_status("VmRSS")
-    return rss if rss is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _peak_rss() -> int:
-    hwm = _proc_status("VmHWM")
-    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def bench_file(n_cells: int, n_genes: int) -> tuple[Path, float]:
@@ -89,7 +65,7 @@ def worker(variant: str, path: str, n_sample: int) -> dict:
 
     from latentshift import data
 
-    rss_base = _reset_peak_rss()
+    rss_base = reset_peak_rss()
     start = time.perf_counter()
     if variant == "sample":
         sample = data.read_h5ad_sample(path, n_sample, SEED, stratify_by="cell_type", min_genes=0)
@@ -103,7 +79,7 @@ def worker(variant: str, path: str, n_sample: int) -> dict:
         counts = sp.csr_matrix(sample.raw.X)
         names = sample.obs_names
     seconds = time.perf_counter() - start
-    peak = _peak_rss()
+    peak = peak_rss()
     return {
         "variant": variant,
         "n_sample": int(counts.shape[0]),
