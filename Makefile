@@ -38,7 +38,7 @@ lint: setup ## ruff over lib, tests, benchmarks and notebooks
 	$(VENV)/bin/ruff check lib tests benchmarks notebooks
 
 lab: setup ## open JupyterLab on notebooks/ with the project kernel
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
 bench: setup ## run the benchmarks in benchmarks/ (side-by-side comparisons)
 	$(PY) -m benchmarks $(ARGS)
