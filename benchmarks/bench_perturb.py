@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from benchmarks.memory import peak_rss, reset_peak_rss
+from benchmarks.common import fmt_bytes, peak_rss, reset_peak_rss, run_worker
 
 N_GENES = 30_000
 DENSITY = 0.06
@@ -170,20 +169,7 @@ def worker(variant: str, folder: str, repeats: int) -> dict:
     }
 
 
-def run_worker(variant: str, folder: Path, repeats: int) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.bench_perturb", "--worker", variant, str(folder), str(repeats)]
-    root = Path(__file__).resolve().parent.parent
-    res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"benchmark worker {variant} on {folder} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
 # --- report ---------------------------------------------------------------------------------------
-
-
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,14 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         folders = {n: save_rows(X, n, Path(tmp) / f"rows{n}") for n in sorted({compare_cells, *scaling})}
         del X
         for variant in ("dense", "sparse"):
-            results[f"{variant}_{compare_cells}"] = r = run_worker(variant, folders[compare_cells], REPEATS[variant])
+            results[f"{variant}_{compare_cells}"] = r = run_worker("bench_perturb", variant, str(folders[compare_cells]), str(REPEATS[variant]))
             print(f"  {variant:6s} {compare_cells:>7,} cells: {r['median_s']:.3f} s, "
-                  f"peak +{_gb(r['peak_rss_increase_bytes'])} RSS", flush=True)
+                  f"peak +{fmt_bytes(r['peak_rss_increase_bytes'])} RSS", flush=True)
         for n in scaling:
             if n == compare_cells:
                 continue
-            results[f"sparse_{n}"] = r = run_worker("sparse", folders[n], REPEATS["sparse"])
-            print(f"  sparse {n:>7,} cells: {r['median_s']:.3f} s, peak +{_gb(r['peak_rss_increase_bytes'])} RSS",
+            results[f"sparse_{n}"] = r = run_worker("bench_perturb", "sparse", str(folders[n]), str(REPEATS["sparse"]))
+            print(f"  sparse {n:>7,} cells: {r['median_s']:.3f} s, peak +{fmt_bytes(r['peak_rss_increase_bytes'])} RSS",
                   flush=True)
 
     dense, sparse = results[f"dense_{compare_cells}"], results[f"sparse_{compare_cells}"]
@@ -242,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'variant':<8}{'cells':>9}{'nonzeros':>14}{'time':>10}{'peak RSS +':>13}{'peak traced':>13}{'ns/nnz':>8}")
     for r in results.values():
         print(f"{r['variant']:<8}{r['n_cells']:>9,}{r['nnz']:>14,}{r['median_s']:>9.3f}s"
-              f"{_gb(r['peak_rss_increase_bytes']):>13}{_gb(r['peak_traced_bytes']):>13}"
+              f"{fmt_bytes(r['peak_rss_increase_bytes']):>13}{fmt_bytes(r['peak_traced_bytes']):>13}"
               f"{r['median_s'] / r['nnz'] * 1e9:>8.2f}")
     print()
     ok_speed = speedup >= TARGET_SPEEDUP

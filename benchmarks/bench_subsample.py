@@ -25,14 +25,13 @@ of the file as 5000 of 114.6k cells).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.memory import peak_rss, reset_peak_rss
+from benchmarks.common import fmt_bytes, peak_rss, reset_peak_rss, run_worker
 
 N_CELLS = 114_600
 N_GENES = 30_000
@@ -96,18 +95,6 @@ def worker(variant: str, path: str, n_sample: int) -> dict:
     }
 
 
-def run_worker(variant: str, path: Path, n_sample: int) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.bench_subsample", "--worker", variant, str(path), str(n_sample)]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"benchmark worker {variant} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
-
-
 def _option(argv: list[str], name: str, default: int) -> int:
     if name in argv:
         return int(argv[argv.index(name) + 1])
@@ -133,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     path, gen_s = bench_file(n_cells, n_genes)
     size = path.stat().st_size
     made = f"written in {gen_s:.0f} s" if gen_s else "cached"
-    print(f"file: {path.relative_to(ROOT)} ({n_cells:,} cells × {n_genes:,} genes, {_gb(size)} on disk; {made})",
+    print(f"file: {path.relative_to(ROOT)} ({n_cells:,} cells × {n_genes:,} genes, {fmt_bytes(size)} on disk; {made})",
           flush=True)
     with open(path, "rb") as fh:  # warm the page cache so neither variant pays for the disk
         while fh.read(1 << 26):
@@ -141,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for variant in ("sample", "full"):
-        results[variant] = r = run_worker(variant, path, n_sample)
-        print(f"  {variant:6s}: {r['seconds']:.2f} s, peak RSS {_gb(r['peak_rss_bytes'])} "
-              f"(+{_gb(r['peak_rss_increase_bytes'])} over imports)", flush=True)
+        results[variant] = r = run_worker("bench_subsample", variant, str(path), str(n_sample))
+        print(f"  {variant:6s}: {r['seconds']:.2f} s, peak RSS {fmt_bytes(r['peak_rss_bytes'])} "
+              f"(+{fmt_bytes(r['peak_rss_increase_bytes'])} over imports)", flush=True)
     s, f = results["sample"], results["full"]
     if s["check"] != f["check"]:
         raise RuntimeError(f"the two variants read different cells or counts: {s['check']} vs {f['check']}")
@@ -159,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = {"sample": "read_h5ad_sample (sampled rows)", "full": "anndata.read_h5ad + subset"}
     for name in ("sample", "full"):
         r = results[name]
-        print(f"{labels[name]:<34}{r['seconds']:>8.2f}s{_gb(r['peak_rss_bytes']):>12}{_gb(r['peak_rss_increase_bytes']):>16}")
+        print(f"{labels[name]:<34}{r['seconds']:>8.2f}s{fmt_bytes(r['peak_rss_bytes']):>12}{fmt_bytes(r['peak_rss_increase_bytes']):>16}")
     print(f"{'ratio sample / full':<34}{s['seconds'] / f['seconds']:>9.3f}{ratio:>12.3f}{ratio_increase:>16.3f}")
     print()
     print(f"peak memory sample/full: {ratio:.3f} (target ≤ {TARGET_MEMORY_RATIO}: {'met' if ok else 'MISSED'}); "
