@@ -502,6 +502,14 @@ def _lock(run_folder: Path, profile: str) -> Any:
     return handle
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors a user causes in `simulate` (bad sizes, bad GMT): shown as one message, not a traceback."""
+    from latentshift.data import DataError
+    from latentshift.genesets import GeneSetError
+
+    return (DataError, GeneSetError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m latentshift run PARAMS [--only NB | --from NB] [--force]``."""
     parser = argparse.ArgumentParser(prog="python -m latentshift", description=__doc__.split("\n\n")[0])
@@ -575,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_folder=args.run_dir,
             report_folder=args.report_dir,
         )
-    except (config.ParamsError, PipelineError, fetch.DownloadError, ValueError) as exc:
+    except (config.ParamsError, PipelineError, fetch.DownloadError, *_user_errors()) as exc:
         log.error("error: %s", exc)
         return 2
 
