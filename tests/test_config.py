@@ -53,6 +53,8 @@ def test_unknown_key_names_key_and_closest(raw, names):
         ({"split": {"grouped": "yes"}}, "split.grouped"),
         ({"seed": True}, "seed"),
         ({"data": {"source": "csv"}}, "data.source"),
+        ({"ldvae": {"strategy": 3}}, "ldvae.strategy"),
+        ({"ldvae": {"accelerator": "tpu"}}, "ldvae.accelerator"),
         ({"perturbations": [{"name": "A", "geneset": "S", "direction": "up", "fold_change": 0}]}, "fold_change"),
         ({"perturbations": [{"name": "A", "geneset": "S", "direction": "sideways", "fold_change": 2}]}, "direction"),
     ],
@@ -74,6 +76,12 @@ def test_duplicate_and_reserved_names():
         config.validate({"perturbations": [entry, entry]})
     with pytest.raises(ParamsError, match="reserved"):
         config.validate({"perturbations": [{**entry, "name": "normal"}]})
+
+
+def test_n_cells_above_what_the_simulator_makes():
+    with pytest.raises(ParamsError, match=r"'data.n_cells' is 500, more than the 300 cells.*at most 300.*null"):
+        config.validate({"data": {"simulate_n_cells": 300, "n_cells": 500}})
+    assert config.validate({"data": {"simulate_n_cells": 300, "n_cells": None}})["data"]["n_cells"] is None
 
 
 def test_h5ad_source_needs_path():

@@ -276,8 +276,8 @@ def test_subsample_stratified_and_deterministic(sim: ad.AnnData) -> None:
 
 def test_subsample_none_all_and_too_many(sim: ad.AnnData) -> None:
     assert data.subsample(sim, None, seed=0).n_obs == sim.n_obs
-    with pytest.warns(UserWarning, match="keeping all"):
-        assert data.subsample(sim, 5000, seed=0).n_obs == sim.n_obs
+    with pytest.raises(data.DataError, match=r"data.n_cells is 5000, but only 2000 cells are available.*at most 2000, or to null"):
+        data.subsample(sim, 5000, seed=0)
     plain = data.subsample(sim, 300, seed=0, stratify_by=None)
     assert plain.n_obs == 300 and plain.obs_names.is_unique
 

@@ -221,3 +221,43 @@ def test_written_through_atomic_path(tmp_path, fit):
         ldvae.save_model(Broken(), tmp_path / "model")
     assert not (tmp_path / "model").exists()
     assert artifacts  # the module writes through latentshift.artifacts
+
+
+def test_accelerator_devices_and_strategy_reach_the_trainer(adata, monkeypatch):
+    import scvi.train
+    from lightning.pytorch.accelerators import CPUAccelerator
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    seen: dict = {}
+    original = scvi.train.Trainer.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(scvi.train.Trainer, "__init__", spy)
+    params = {**FAST, "max_epochs": 1, "accelerator": "cpu", "devices": 1, "strategy": "single_device"}
+    fit = ldvae.train_ldvae(adata, params, seed=0, progress_bar=False)
+    assert seen["accelerator"] == "cpu" and seen["devices"] == 1 and seen["strategy"] == "single_device"
+    trainer = fit.model.trainer
+    assert isinstance(trainer.accelerator, CPUAccelerator) and trainer.num_devices == 1
+    assert isinstance(trainer.strategy, SingleDeviceStrategy)
+
+
+def test_asking_for_a_gpu_without_one_names_the_fix(adata, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for accelerator in ("gpu", "cuda"):
+        with pytest.raises(ldvae.AcceleratorError, match=r"torch sees no GPU.*Set ldvae.accelerator to 'auto'"):
+            ldvae.check_accelerator({"accelerator": accelerator, "devices": "auto"})
+    with pytest.raises(ldvae.AcceleratorError, match="no GPU"):  # refused before any training
+        ldvae.train_ldvae(adata, {**FAST, "accelerator": "gpu"}, seed=0, progress_bar=False)
+    ldvae.check_accelerator({"accelerator": "auto", "devices": "auto"})  # auto falls back to the CPU
+    ldvae.check_accelerator({"accelerator": "cpu", "devices": 2})
+    # more GPUs than the machine has
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ldvae.AcceleratorError, match=r"asks for 2 GPUs, but this machine has 1"):
+        ldvae.check_accelerator({"accelerator": "gpu", "devices": [0, 1]})
+    ldvae.check_accelerator({"accelerator": "gpu", "devices": 1})

@@ -335,3 +335,22 @@ def test_split_rejects_bad_fraction():
     out = perturb.make_perturbed(small_adata(), ENTRIES, GENES, seed=0)
     with pytest.raises(PerturbError, match="train_fraction"):
         perturb.assign_split(out, 1.0)
+
+
+def test_split_with_too_few_cells_names_the_problem_and_the_fix(caplog):
+    # three source cells of three cell types: each type puts its single cell on the training side
+    out = perturb.make_perturbed(small_adata(n_cells=3), ENTRIES, GENES, seed=0)
+    with pytest.raises(PerturbError, match=r"too few cells for the split.*3 source cell.*test side empty.*raise data.n_cells"):
+        perturb.assign_split(out, 0.7, grouped=True, seed=0)
+    # ungrouped (the original plain split): sklearn's stratification error, translated
+    with pytest.raises(PerturbError, match=r"too few cells for the split.*raise data.n_cells"):
+        perturb.assign_split(out, 0.9, grouped=False, seed=0)
+    # enough cells overall, one cell type with a single source cell: split, with a warning
+    adata = small_adata(n_cells=61)
+    adata.obs["cell_type"] = adata.obs["cell_type"].cat.add_categories("Micro")
+    adata.obs.iloc[60, adata.obs.columns.get_loc("cell_type")] = "Micro"
+    out = perturb.make_perturbed(adata, ENTRIES, GENES, seed=0)
+    with caplog.at_level("WARNING", logger="latentshift.perturb"):
+        split = perturb.assign_split(out, 0.7, grouped=True, seed=0)
+    assert set(split) == {"train", "test"}
+    assert "single source cell" in caplog.text

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 import yaml
 
-from latentshift import pipeline
+from latentshift import config, pipeline
 from tests.conftest import run_cli
 
 
@@ -37,6 +37,32 @@ def test_missing_data_file_stops_before_any_notebook(root, tmp_path):
     result = _run(root, str(prof), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "make data" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_notebook_and_too_many_cells_stop_before_any_notebook(root, tmp_path):
+    run = tmp_path / "run"
+    result = _run(root, "params/smoke.yaml", "--only", "07_extra", "--run-dir", str(run))
+    assert result.returncode == 2
+    assert "'07_extra' matches no single notebook; choose from 01_data, 02_perturb" in result.stderr
+    assert not run.exists()
+    prof = tmp_path / "big.yaml"
+    prof.write_text(yaml.safe_dump({"data": {"simulate_n_cells": 100, "n_cells": 500}}))
+    result = _run(root, str(prof), "--run-dir", str(tmp_path / "run2"))
+    assert result.returncode == 2 and "at most 100" in result.stderr
+    assert not (tmp_path / "run2").exists()
+
+
+def test_gpu_asked_for_on_a_machine_without_one_stops_before_any_notebook(root, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    prof = tmp_path / "gpu.yaml"
+    prof.write_text(yaml.safe_dump({"ldvae": {"accelerator": "gpu"}}))
+    result = _run(root, str(prof), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "torch sees no GPU" in result.stderr and "'auto'" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -67,9 +93,15 @@ def test_smoke_profile_end_to_end_then_resume(root, smoke_run):
     assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-4000:]
     names = [nb.stem for nb in pipeline.notebooks(root)]
     assert names == ["01_data", "02_perturb", "03_ldvae", "04_latent_viz", "05_classifier", "06_loadings"]
+    provenance = json.loads((run / "provenance.json").read_text())
     for name in names:
         html = (rep / f"{name}.html").read_text()
         assert "SIMULATED" in html, f"{name} report does not label simulated data"
+        # every page closes with its provenance: commit, versions, data checksum, times, params
+        assert "Provenance" in html and "data SHA-256" in html, f"{name} report has no provenance"
+        assert provenance["packages"]["scvi-tools"] in html and "n_latent" in html
+        if provenance["git_commit"]:
+            assert provenance["git_commit"] in html
         executed = nbformat.read(run / "notebooks" / f"{name}.ipynb", as_version=4)
         errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
         assert not errors, f"{name} has error outputs: {errors[:1]}"
@@ -78,8 +110,18 @@ def test_smoke_profile_end_to_end_then_resume(root, smoke_run):
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"data", "perturb", "ldvae", "embedding", "classifier", "loadings"} <= set(metrics)
     assert metrics["data"]["n_cells"] > 0
-    provenance = json.loads((run / "provenance.json").read_text())
     assert provenance["data_sha256"] == "simulated" and provenance["packages"]["scvi-tools"]
+    assert provenance["started"] <= provenance["finished"]
+    timings = json.loads((run / "timings.json").read_text())
+    for name in names:  # wall time and peak memory of every notebook, recorded by the runner
+        assert timings[f"notebook_{name}_seconds"] > 0
+        assert 50e6 < timings[f"notebook_{name}_peak_rss_bytes"] < 24e9
+    assert "peak memory" in index
+    # metrics.json carries the reproducible part of the provenance (no times)
+    assert metrics["provenance"]["params"] == config.load_params(root / "params/smoke.yaml")
+    assert metrics["provenance"]["git_commit"] == provenance["git_commit"]
+    assert metrics["provenance"]["packages"] == provenance["packages"]
+    assert "started" not in metrics["provenance"] and "finished" not in metrics["provenance"]
 
     # a second run with nothing changed resumes: every notebook is up to date
     again = _run(root, "params/smoke.yaml", "--run-dir", str(run), "--report-dir", str(rep))
@@ -99,3 +141,13 @@ def test_headline_rows_put_each_number_beside_its_control():
     assert rows["chance (uniform) / label-permutation control"] == "33.3% / 34.0%"
     assert rows["ALS: gene-set recovery AUROC (LDVAE projected / best factor / PCA)"] == "0.900 / 0.700 (Z_1) / 0.600"
     assert pipeline.headline_rows({}) == []
+
+
+def test_peak_memory_sees_a_child_process_allocation():
+    import sys
+
+    script = "import numpy as np, time; a = np.ones(40_000_000); time.sleep(0.3); del a; time.sleep(0.3)"
+    with pipeline.PeakMemory(interval=0.05) as memory:
+        subprocess.run([sys.executable, "-c", script], check=True)
+    # 40 M float64 = 320 MB held by the child; its high-water mark survives the del
+    assert 300e6 < memory.peak_bytes < 2e9

@@ -185,15 +185,15 @@ def update_metrics(run_folder: str | Path, section: str, values: Mapping[str, An
 TIMINGS_FILE = "timings.json"
 
 
-def update_timings(run_folder: str | Path, key: str, seconds: float) -> dict[str, Any]:
-    """Record a wall time in the run's ``timings.json``.
+def update_timings(run_folder: str | Path, key: str, value: float) -> dict[str, Any]:
+    """Record a wall time (seconds, a float) or a peak memory (bytes, an int) in ``timings.json``.
 
-    Timings live apart from ``metrics.json`` so that two runs of the same params give a
-    byte-identical ``metrics.json``.
+    Timings and memory live apart from ``metrics.json`` so that two runs of the same params
+    give a byte-identical ``metrics.json``.
     """
     path = Path(run_folder) / TIMINGS_FILE
     timings = json.loads(path.read_text()) if path.is_file() else {}
-    timings[key] = round(float(seconds), 2)
+    timings[key] = int(value) if isinstance(value, int) else round(float(value), 2)
     write_json(timings, path)
     return timings
 

@@ -83,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
         "kl_warmup_epochs": 10,  # epochs over which the KL weight rises to 1 (scvi-tools default: 400)
         "accelerator": "auto",
         "devices": "auto",
+        "strategy": "auto",  # Lightning strategy, e.g. "ddp" for several GPUs
         "n_top_genes": None,  # None: all genes; a number: HVGs on training cells + every disease gene
     },
     "embedding": {
@@ -183,6 +184,7 @@ RULES: dict[str, Rule] = {
     "ldvae.kl_warmup_epochs": (INT + NONE, lambda x: x is None or x >= 0, "a whole number >= 0, or null for scvi-tools' default (400)"),
     "ldvae.accelerator": (STR, _one_of("auto", "cpu", "gpu", "cuda", "mps"), "'auto', 'cpu', 'gpu', 'cuda' or 'mps'"),
     "ldvae.devices": (STR + INT + (list,), None, "'auto', a number of devices, or a list of device ids"),
+    "ldvae.strategy": (STR, None, "a Lightning strategy name such as 'auto', 'ddp' or 'ddp_find_unused_parameters_true'"),
     "ldvae.n_top_genes": (INT + NONE, lambda x: x is None or x >= 10, "a whole number >= 10, or null for all genes"),
     "embedding.n_neighbors": (INT, lambda x: x >= 2, "a whole number >= 2"),
     "embedding.leiden_resolution": (NUM, _pos, "a number > 0"),
@@ -361,6 +363,13 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
         resolved[name] = _merge_section(name, raw.get(name))
     if resolved["data"]["source"] == "h5ad" and not resolved["data"]["path"]:
         raise ParamsError("params key 'data.path' is required when data.source is 'h5ad': give the .h5ad file's path.")
+    data = resolved["data"]
+    if data["source"] == "simulated" and data["n_cells"] is not None and data["n_cells"] > data["simulate_n_cells"]:
+        raise ParamsError(
+            f"params key 'data.n_cells' is {data['n_cells']}, more than the {data['simulate_n_cells']} cells the "
+            f"simulator makes (data.simulate_n_cells). Lower data.n_cells to at most {data['simulate_n_cells']}, "
+            "raise data.simulate_n_cells, or set data.n_cells to null to keep every cell."
+        )
     return resolved
 
 

@@ -1170,7 +1170,7 @@ def subsample(
     adata
         Cells.
     n_cells
-        Cells to keep. ``None`` keeps all; more than there are keeps all with a warning.
+        Cells to keep. ``None`` keeps all.
     seed
         Seed of the draw.
     stratify_by
@@ -1185,13 +1185,10 @@ def subsample(
     if n_cells is None or n_cells == adata.n_obs:
         return adata.copy()
     if n_cells > adata.n_obs:
-        warnings.warn(
-            f"subsample: asked for {n_cells} cells but only {adata.n_obs} are left after QC; "
-            "keeping all of them. Lower data.n_cells (or set it to null) to silence this.",
-            UserWarning,
-            stacklevel=2,
+        raise DataError(
+            f"data.n_cells is {n_cells}, but only {adata.n_obs} cells are available (after QC). "
+            f"Set data.n_cells to at most {adata.n_obs}, or to null to keep every cell."
         )
-        return adata.copy()
     if n_cells < 1:
         raise DataError(f"subsample: n_cells must be >= 1 or None (got {n_cells}).")
     if stratify_by is not None and stratify_by not in adata.obs.columns:

@@ -45,6 +45,7 @@ TRAIN_KEYS: tuple[str, ...] = (
     "kl_warmup_epochs",
     "accelerator",
     "devices",
+    "strategy",
 )
 
 _DIVERGED_FIX = (
@@ -56,6 +57,50 @@ _DIVERGED_FIX = (
 
 class LDVAEDivergedError(ValueError):
     """Training produced a NaN or infinite loss (or latent); the model was not saved."""
+
+
+class AcceleratorError(ValueError):
+    """The ``ldvae`` params ask for hardware this machine does not have."""
+
+
+def check_accelerator(params: Mapping[str, Any]) -> None:
+    """Refuse, with the fix, a request for GPUs that torch cannot see.
+
+    ``accelerator: auto`` never fails (Lightning takes the GPU when there is one, else the
+    CPU). ``gpu``/``cuda`` need a CUDA build of torch and a visible GPU; ``devices`` given as a
+    number or a list must not ask for more GPUs than there are.
+
+    Parameters
+    ----------
+    params
+        The ``ldvae`` params section (``accelerator``, ``devices``).
+
+    Raises
+    ------
+    AcceleratorError
+        With the problem and what to change.
+    """
+    import torch
+
+    accelerator = str(params.get("accelerator", "auto"))
+    devices = params.get("devices", "auto")
+    if accelerator not in {"gpu", "cuda"}:
+        return
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n_gpus == 0:
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise AcceleratorError(
+            f"ldvae.accelerator is '{accelerator}', but torch sees no GPU on this machine "
+            f"(torch {torch.__version__}, {build}). Set ldvae.accelerator to 'auto' (the GPU when "
+            "there is one, else the CPU) or 'cpu'; on a GPU machine, install a CUDA build of torch "
+            "as the README's GPU section shows."
+        )
+    wanted = len(devices) if isinstance(devices, list) else devices
+    if isinstance(wanted, int) and wanted > n_gpus:
+        raise AcceleratorError(
+            f"ldvae.devices asks for {wanted} GPUs, but this machine has {n_gpus}. "
+            f"Set ldvae.devices to at most {n_gpus}, or to 'auto'."
+        )
 
 
 @dataclass
@@ -303,12 +348,15 @@ def train_ldvae(
     ------
     LDVAEDivergedError
         A training or validation loss became NaN or infinite.
+    AcceleratorError
+        ``accelerator``/``devices`` ask for GPUs this machine does not have.
     """
     import scvi
 
     from latentshift import config
 
     cfg = config.section("ldvae", {k: v for k, v in (params or {}).items() if k in config.DEFAULTS["ldvae"]})
+    check_accelerator(cfg)
     mask = _train_mask(adata, split_key, train_value)
     train = adata[mask].copy()
     _check_counts(train, layer)
@@ -347,6 +395,7 @@ def train_ldvae(
             max_epochs=cfg["max_epochs"],
             accelerator=cfg["accelerator"],
             devices=cfg["devices"],
+            strategy=cfg["strategy"],
             train_size=1.0 - validation_size,
             validation_size=validation_size,
             datasplitter_kwargs=splitter,

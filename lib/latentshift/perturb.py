@@ -511,15 +511,38 @@ def assign_split(
             strata = obs[cell_type_column].astype(str).to_numpy()[first]
         else:
             strata = np.zeros(unique.size, dtype=int)
-        train_groups = unique[_stratified_choice(strata, train_fraction, rng)]
+        chosen = _stratified_choice(strata, train_fraction, rng)
+        if chosen.all() or not chosen.any():
+            side = "test" if chosen.all() else "training"
+            raise PerturbError(
+                f"split: a class has too few cells for the split — {unique.size} source cell(s) with "
+                f"split.train_fraction {train_fraction} leave the {side} side empty, so nothing could be "
+                "trained or tested. Use more cells (raise data.n_cells; a few hundred at least) or a "
+                "split.train_fraction nearer 0.5."
+            )
+        types, n_per_type = np.unique(strata, return_counts=True)
+        lonely = types[n_per_type < 2]
+        if lonely.size:
+            log.warning(
+                "split: cell type(s) %s have a single source cell, so they sit on one side of the split "
+                "only; raise data.n_cells to have them on both sides.", ", ".join(map(str, lonely)),
+            )
+        train_groups = unique[chosen]
         is_train = np.isin(groups, train_groups)
     else:
         from sklearn.model_selection import train_test_split
 
         idx = np.arange(adata.n_obs)
-        train_idx, _ = train_test_split(
-            idx, train_size=train_fraction, stratify=obs[condition_column].astype(str).to_numpy(), random_state=seed
-        )
+        labels = obs[condition_column].astype(str).to_numpy()
+        try:
+            train_idx, _ = train_test_split(idx, train_size=train_fraction, stratify=labels, random_state=seed)
+        except ValueError as exc:
+            counts = pd.Series(labels).value_counts()
+            raise PerturbError(
+                f"split: a class has too few cells for the split (smallest condition: "
+                f"'{counts.index[-1]}' with {counts.iloc[-1]} cell(s); {exc}). Use more cells (raise "
+                "data.n_cells) or a split.train_fraction nearer 0.5."
+            ) from exc
         is_train = np.zeros(adata.n_obs, dtype=bool)
         is_train[train_idx] = True
     split = pd.Series(np.where(is_train, "train", "test"), index=obs.index, name="split")

@@ -79,6 +79,12 @@ def preflight(params: dict[str, Any], params_path: Path) -> None:
             "fill in data.url first), or point data.path at your local copy of the .h5ad file. "
             f"For a simulated file of the CELLxGENE shape: `python -m latentshift simulate {data['path']}`."
         )
+    from latentshift import ldvae
+
+    try:
+        ldvae.check_accelerator(params["ldvae"])
+    except ldvae.AcceleratorError as exc:
+        raise PipelineError(f"{params_path}: {exc}") from None
     gmt = Path(params["genesets"]["gmt"])
     if not gmt.is_file():
         raise PipelineError(
@@ -184,12 +190,60 @@ def provenance(params: dict[str, Any], root: Path, run_folder: Path) -> dict[str
 # --- rendering -------------------------------------------------------------------------
 
 
-def render_html(executed: Path, target: Path) -> Path:
-    """Render an executed notebook to one self-contained HTML file with nbconvert."""
+def provenance_markdown(prov: dict[str, Any], params: dict[str, Any], profile: str, entry: dict[str, Any]) -> str:
+    """The provenance block closing every notebook's HTML page (Markdown).
+
+    Parameters
+    ----------
+    prov
+        The run's provenance (:func:`provenance` plus ``started``).
+    params
+        The params as resolved (defaults filled in).
+    profile
+        The profile name.
+    entry
+        This notebook's state entry (``started``, ``finished``, ``seconds``, ``status``).
+    """
+    packages = ", ".join(f"{k} {v}" for k, v in prov.get("packages", {}).items() if v)
+    dirty = prov.get("git_dirty")
+    commit = prov.get("git_commit") or "unknown (not a git checkout)"
+    if dirty:
+        commit += " (working tree had uncommitted changes)"
+    lines = [
+        "---",
+        "## Provenance",
+        "",
+        f"- **profile**: `{profile}`; data: "
+        + ("**simulated** (built-in simulator)" if params["data"]["source"] == "simulated" else f"`{params['data']['path']}`"),
+        f"- **data SHA-256**: `{prov.get('data_sha256')}`",
+        f"- **git commit**: `{commit}`",
+        f"- **this notebook**: started {entry.get('started', '?')}, finished {entry.get('finished', '?')} "
+        f"({entry.get('seconds', '?')} s, {entry.get('status', '?')}); run started {prov.get('started', '?')}",
+        f"- **Python** {prov.get('python')}; {packages}",
+        "",
+        "<details><summary>Parameters (resolved)</summary>",
+        "",
+        "```yaml",
+        yaml.safe_dump(params, sort_keys=False).rstrip(),
+        "```",
+        "",
+        "</details>",
+    ]
+    return "\n".join(lines)
+
+
+def render_html(executed: Path, target: Path, footer: str | None = None) -> Path:
+    """Render an executed notebook to one self-contained HTML file with nbconvert.
+
+    ``footer`` (Markdown) is appended as a last cell of the rendered page only; the executed
+    notebook is not changed.
+    """
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(executed), as_version=4)
+    if footer:
+        nb.cells.append(nbformat.v4.new_markdown_cell(footer))
     exporter = HTMLExporter(template_name="lab", embed_images=True)
     body, _ = exporter.from_notebook_node(nb)
     return artifacts.write_text(body, target)
@@ -266,15 +320,17 @@ def render_index(
         entry = state.get(name, {})
         status = entry.get("status", "not run")
         secs = entry.get("seconds")
+        peak = entry.get("peak_rss_bytes")
         link = f'<a href="{name}.html">{name}</a>' if (target.parent / f"{name}.html").exists() else name
         mark = {"ok": "✔ ok", "failed": "✘ FAILED", "skipped": "✔ up to date"}.get(status, status)
         error = html.escape(entry.get("error", ""))
         rows.append(
             f"<tr class='{status}'><td>{link}</td><td>{mark}</td>"
-            f"<td>{'' if secs is None else f'{secs:.0f} s'}</td><td><code>{error}</code></td></tr>"
+            f"<td>{'' if secs is None else f'{secs:.0f} s'}</td>"
+            f"<td>{'' if not peak else f'{peak / 1e9:.2f} GB'}</td><td><code>{error}</code></td></tr>"
         )
     flat: list[tuple[str, Any]] = []
-    _flatten("", metrics, flat)
+    _flatten("", {k: v for k, v in metrics.items() if k != "provenance"}, flat)
     metric_rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td>{_fmt(v)}</td></tr>" for k, v in flat)
     headlines = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in headline_rows(metrics)
@@ -301,7 +357,8 @@ pre {{ background: #f6f6f6; padding: 1em; overflow: auto; }}
 <p>Does an interpretable generative model (LDVAE) of motor-cortex cells see a simulated disease
 shift, how well can it be detected, and which latent factors carry it?</p>
 <h2>Notebooks</h2>
-<table><tr><th>notebook</th><th>status</th><th>time</th><th>error</th></tr>{"".join(rows)}</table>
+<table><tr><th>notebook</th><th>status</th><th>time</th><th>peak memory</th><th>error</th></tr>{"".join(rows)}</table>
+<p>Time: wall time of the notebook; peak memory: the high-water mark of its kernel's resident memory.</p>
 {'<p><a href="sweep.html">Dose-response sweep</a></p>' if (target.parent / "sweep.html").exists() else ""}
 <h2>Headline numbers</h2>
 <table><tr><th>what</th><th>value</th></tr>{headlines}</table>
@@ -318,6 +375,63 @@ shift, how well can it be detected, and which latent factors carry it?</p>
 
 
 # --- running ---------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Peak resident memory of the processes a notebook runs in, watched from the runner.
+
+    A thread reads, every ``interval`` seconds, the kernel's (and its children's) high-water
+    mark of resident memory (``VmHWM`` from ``/proc``, exact, not sampled; on other systems the
+    current RSS from psutil, sampled). :attr:`peak_bytes` is the largest of them.
+
+    Use as a context manager around one notebook's execution.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        import threading
+
+        self.interval = interval
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="peak-memory")
+
+    @staticmethod
+    def _high_water(proc: Any) -> int:
+        try:
+            with open(f"/proc/{proc.pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return int(proc.memory_info().rss)
+
+    def _sample(self) -> None:
+        import psutil
+
+        try:
+            children = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return
+        for child in children:
+            try:
+                self.peak_bytes = max(self.peak_bytes, self._high_water(child))
+            except psutil.Error:
+                continue
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+
 
 
 def run(
@@ -365,6 +479,7 @@ def run(
     if not params_path.is_absolute() and not params_path.exists():
         params_path = root / params_path
     resolved = config.validate(params) if params is not None else config.load_params(params_path)
+    params_as_given = resolved  # paths as written in the profile: the same in every checkout
     params = resolve_paths(resolved, root)
     profile = config.profile_name(params_path)
     preflight(params, params_path)
@@ -430,16 +545,18 @@ def run(
         entry: dict[str, Any] = {"stamp": stamp, "started": _dt.datetime.now().isoformat(timespec="seconds")}
         state[name] = {"status": "running", **entry}
         artifacts.write_json(state, run_folder / STATE_FILE)
+        memory = PeakMemory()
         try:
-            pm.execute_notebook(
-                str(nb),
-                str(executed),
-                parameters=injected,
-                kernel_name=KERNEL_NAME,
-                progress_bar=sys.stderr.isatty() or bool(os.environ.get("LATENTSHIFT_PROGRESS")),
-                log_output=False,
-                cwd=str(nb.parent),
-            )
+            with memory:
+                pm.execute_notebook(
+                    str(nb),
+                    str(executed),
+                    parameters=injected,
+                    kernel_name=KERNEL_NAME,
+                    progress_bar=sys.stderr.isatty() or bool(os.environ.get("LATENTSHIFT_PROGRESS")),
+                    log_output=False,
+                    cwd=str(nb.parent),
+                )
             entry["status"] = "ok"
         except pm.PapermillExecutionError as exc:
             entry["status"] = "failed"
@@ -448,11 +565,14 @@ def run(
             entry["status"] = "failed"
             entry["error"] = f"{type(exc).__name__}: {exc}"
         entry["seconds"] = round(time.time() - start, 1)
+        entry["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
+        entry["peak_rss_bytes"] = memory.peak_bytes
         artifacts.update_timings(run_folder, f"notebook_{name}_seconds", entry["seconds"])
+        artifacts.update_timings(run_folder, f"notebook_{name}_peak_rss_bytes", memory.peak_bytes)
         state[name] = entry
         artifacts.write_json(state, run_folder / STATE_FILE)
         if executed.exists():
-            render_html(executed, html_path)
+            render_html(executed, html_path, provenance_markdown(prov, params_as_given, profile, entry))
         if entry["status"] == "failed":
             failed = name
             log.error(
@@ -460,10 +580,19 @@ def run(
                 i + 1, len(all_nbs), name, entry["seconds"], entry["error"], executed, html_path,
             )
             break
-        log.info("[%d/%d] %s: done in %.0f s → %s", i + 1, len(all_nbs), name, entry["seconds"], html_path)
+        log.info(
+            "[%d/%d] %s: done in %.0f s, peak memory %.2f GB → %s",
+            i + 1, len(all_nbs), name, entry["seconds"], memory.peak_bytes / 1e9, html_path,
+        )
     prov["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
     prov["notebooks"] = {n: state.get(n, {}).get("status", "not run") for n in names}
     artifacts.write_json(prov, run_folder / "provenance.json")
+    # the reproducible part of the provenance also goes into metrics.json (times stay out of it)
+    artifacts.update_metrics(run_folder, "provenance", {
+        "profile": profile,
+        "params": params_as_given,
+        **{k: prov[k] for k in ("python", "packages", "git_commit", "git_dirty", "data_sha256")},
+    })
     render_index(
         profile, params, artifacts.read_metrics(run_folder), state, names, report_folder / "index.html", prov
     )
