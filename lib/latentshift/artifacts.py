@@ -110,13 +110,80 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
             tmp.unlink()
 
 
+COUNTS_IN_X = "counts_in_X"  # uns flag: layers["counts"] was X and is restored from it on read
+
+
+def same_matrix(a: Any, b: Any, chunk: int = 1 << 24) -> bool:
+    """Whether two count matrices hold the same values (sparse CSR/CSC or dense).
+
+    Identity is checked first; sparse matrices are compared structure and values chunk by
+    chunk, so no array of the matrices' size is allocated.
+    """
+    import scipy.sparse as sp
+
+    if a is b:
+        return True
+    if a is None or b is None or a.shape != b.shape:
+        return False
+    if sp.issparse(a) and sp.issparse(b):
+        if a.format != b.format or a.nnz != b.nnz:
+            return False
+        for x, y in ((a.indptr, b.indptr), (a.indices, b.indices), (a.data, b.data)):
+            if x is y:
+                continue
+            for start in range(0, len(x), chunk):
+                if not np.array_equal(x[start : start + chunk], y[start : start + chunk]):
+                    return False
+        return True
+    if sp.issparse(a) or sp.issparse(b):
+        return False
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+
+
 def write_h5ad(adata: Any, path: str | Path) -> Path:
-    """Write an AnnData to ``.h5ad`` atomically (lzf-compressed: fast, and sparse stays sparse)."""
+    """Write an AnnData to ``.h5ad`` atomically (lzf-compressed: fast, and sparse stays sparse).
+
+    When ``layers["counts"]`` holds the same values as ``X`` (our files keep the raw counts in
+    both), the counts are stored once, in ``X``, and ``uns["counts_in_X"]`` says so;
+    :func:`read_h5ad` puts the layer back as the same matrix object. This halves the file and
+    the memory of reading it (at atlas scale, gigabytes).
+    """
     path = Path(path)
-    with atomic_path(path) as tmp:
-        adata.write_h5ad(tmp, compression="lzf")
+    layers = adata.layers
+    counts = layers["counts"] if "counts" in layers else None
+    dedupe = counts is not None and same_matrix(adata.X, counts)
+    if dedupe:
+        del layers["counts"]
+        adata.uns[COUNTS_IN_X] = True
+    try:
+        with atomic_path(path) as tmp:
+            adata.write_h5ad(tmp, compression="lzf")
+    finally:
+        if dedupe:
+            layers["counts"] = counts
+            adata.uns.pop(COUNTS_IN_X, None)
     log.info("wrote %s (%d cells × %d genes)", path, adata.n_obs, adata.n_vars)
     return path
+
+
+def read_h5ad(path: str | Path, made_by: str | None = None) -> Any:
+    """Read an ``.h5ad`` written by :func:`write_h5ad`, restoring ``layers["counts"]``.
+
+    Parameters
+    ----------
+    path
+        The file.
+    made_by
+        The notebook that writes it; when given, a missing file raises the
+        :func:`require` message naming that notebook.
+    """
+    import anndata as ad
+
+    path = require(path, made_by) if made_by else Path(path)
+    adata = ad.read_h5ad(path)
+    if adata.uns.pop(COUNTS_IN_X, False):
+        adata.layers["counts"] = adata.X  # the same object: no second copy in memory
+    return adata
 
 
 def write_text(text: str, path: str | Path) -> Path:
