@@ -54,6 +54,71 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
+#: Pipeline profiles whose recorded runs the index shows against their targets (issue: scale).
+PROFILE_TARGETS: dict[str, dict[str, float]] = {
+    "seed_size": {"wall_seconds": 20 * 60},
+    "atlas_scale": {"peak_rss_bytes": 12e9},
+}
+
+
+def profile_runs(root: str | Path | None = None) -> dict[str, Any]:
+    """Wall time and peak memory per notebook of the recorded scale-profile runs.
+
+    Reads ``runs/<profile>/state.json`` (written by the pipeline runner) and the held-out ELBO
+    from ``metrics.json``; a profile never run is left out. Ratios are measured / target
+    (at most 1 meets the target).
+    """
+    root = artifacts.project_root(root)
+    out: dict[str, Any] = {}
+    for profile, targets in PROFILE_TARGETS.items():
+        run = root / "runs" / profile
+        state_path = run / "state.json"
+        if not state_path.is_file():
+            continue
+        state = json.loads(state_path.read_text())
+        notebooks = {
+            name: {"status": e.get("status"), "seconds": e.get("seconds"), "peak_rss_gb": round(e.get("peak_rss_bytes", 0) / 1e9, 2),
+                   "finished": e.get("finished")}
+            for name, e in sorted(state.items()) if isinstance(e, dict)
+        }
+        wall = sum(e.get("seconds") or 0 for e in state.values() if isinstance(e, dict))
+        peak = max((e.get("peak_rss_bytes") or 0 for e in state.values() if isinstance(e, dict)), default=0)
+        metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+        entry: dict[str, Any] = {
+            "complete": all(e["status"] in {"ok", "skipped"} for e in notebooks.values()) and len(notebooks) == 6,
+            "wall_minutes": round(wall / 60, 1),
+            "peak_rss_gb": round(peak / 1e9, 2),
+            "heldout_neg_elbo": metrics.get("ldvae", {}).get("test_elbo"),
+            "notebooks": notebooks,
+        }
+        if "wall_seconds" in targets:
+            entry["target_wall_minutes"] = targets["wall_seconds"] / 60
+            entry["wall_ratio_to_target"] = round(wall / targets["wall_seconds"], 2)
+        if "peak_rss_bytes" in targets:
+            entry["target_peak_rss_gb"] = targets["peak_rss_bytes"] / 1e9
+            entry["peak_ratio_to_target"] = round(peak / targets["peak_rss_bytes"], 2)
+        out[profile] = entry
+    return out
+
+
+def _profile_section(runs: dict[str, Any]) -> str:
+    if not runs:
+        return ""
+    parts = ["<h2>Pipeline profiles at scale (recorded runs of <code>make report PARAMS=params/&lt;profile&gt;.yaml</code>)</h2>"]
+    for profile, entry in runs.items():
+        head = {k: v for k, v in entry.items() if k != "notebooks"}
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in head.items())
+        nb_rows = "".join(
+            f"<tr><td>{html.escape(n)}</td><td>{_fmt(e['status'])}</td><td>{_fmt(e['seconds'])} s</td><td>{_fmt(e['peak_rss_gb'])} GB</td></tr>"
+            for n, e in entry["notebooks"].items()
+        )
+        parts.append(
+            f"<h3>{html.escape(profile)}</h3><table>{rows}</table>"
+            f"<table><tr><th>notebook</th><th>status</th><th>wall time</th><th>peak memory</th></tr>{nb_rows}</table>"
+        )
+    return "".join(parts)
+
+
 def write_index(folder: str | Path | None = None) -> Path:
     """Render ``index.html`` (and ``index.json``) from the JSON files in ``folder``."""
     folder = Path(folder) if folder else artifacts.project_root() / "reports" / "bench"
@@ -73,7 +138,8 @@ def write_index(folder: str | Path | None = None) -> Path:
             f"<table><tr><th>measure</th><th>value</th></tr>{rows}</table>"
         )
     info = machine()
-    artifacts.write_json({"machine": info, "comparisons": summary}, folder / "index.json")
+    runs = profile_runs()
+    artifacts.write_json({"machine": info, "comparisons": summary, "profiles": runs}, folder / "index.json")
     mrows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in info.items())
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>latentshift benchmarks</title>
 <style>body {{ font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; }}
@@ -83,6 +149,7 @@ table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }} td, th {{ border: 
 straightforward or default alternative. Generated {_dt.datetime.now().isoformat(timespec="seconds")}.</p>
 <h2>Machine</h2><table>{mrows}</table>
 {"".join(sections) or "<p>No benchmark results yet: run <code>make bench</code>.</p>"}
+{_profile_section(runs)}
 </body></html>
 """
     return artifacts.write_text(page, folder / "index.html")

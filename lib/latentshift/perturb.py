@@ -446,7 +446,7 @@ def make_perturbed(
         raise PerturbError("obs_names of the perturbed data are not unique; make the input's obs_names unique.")
     X = sp.vstack(blocks, format="csr")
     out = ad.AnnData(X=X, obs=obs, var=adata.var.copy())
-    out.layers["counts"] = X.copy()
+    out.layers["counts"] = X  # the same matrix: no second copy (gigabytes at atlas scale); never normalise X in place
     out.uns["latentshift"] = dict(adata.uns.get("latentshift", {}))
     out.uns["perturbation_genes"] = genes_out
     out.uns["perturbation_fold_changes"] = fcs_out
