@@ -176,3 +176,32 @@ def test_figures_draw(adata):
         index=pd.Index([0, 1, 2], name="epoch"),
     )
     assert plots.loss_curves(hist, early_stopped=True) is not None
+
+
+def test_large_data_neighbours_use_approximate_knn_scanpy_accepts(monkeypatch):
+    # above EXACT_NEIGHBOURS_BELOW, scanpy switches to pynndescent, whose csr_array output scanpy
+    # 1.11.5 cannot read with scipy >= 1.17; our transformer hands it a csr_matrix instead
+    monkeypatch.setattr(E, "EXACT_NEIGHBOURS_BELOW", 100)
+    a = latent_like(shift=0.0)
+    E.embed(a, "X_ldvae", "ldvae", n_neighbors=10, resolution=0.1, seed=0)
+    dist = a.obsp["ldvae_distances"]
+    assert (np.diff(dist.indptr) >= 9).all()  # at least n_neighbors - 1 per cell
+    agree = E.cluster_agreement(a.obs["leiden_ldvae"], a.obs["cell_type"])
+    assert agree["ari"] > 0.8
+
+
+def test_neighbours_above_scanpys_exact_limit():
+    import scanpy as sc
+
+    n = E.EXACT_NEIGHBOURS_BELOW + 200
+    x = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
+    a = ad.AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(n)]), obsm={"X_z": x})
+    sc.pp.neighbors(a, use_rep="X_z", n_neighbors=15, transformer=E.CSRMatrixKNN(15, n, random_state=0))
+    assert a.obsp["connectivities"].shape == (n, n)
+    # approximate neighbours: nearly all of the exact 14 nearest are found
+    from sklearn.neighbors import NearestNeighbors
+
+    exact = NearestNeighbors(n_neighbors=15).fit(x).kneighbors(x[:500], return_distance=False)[:, 1:]
+    d = a.obsp["distances"].tocsr()
+    recall = np.mean([len(set(exact[i]) & set(d.indices[d.indptr[i]:d.indptr[i + 1]])) / 14 for i in range(500)])
+    assert recall > 0.9

@@ -88,6 +88,68 @@ def pca_baseline(
     return z, pca.components_.T.astype(np.float32)
 
 
+#: Above this many cells scanpy leaves exact neighbours for pynndescent's approximate ones.
+EXACT_NEIGHBOURS_BELOW = 8192
+
+
+def _sklearn_bases() -> tuple[type, ...]:
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+    return (TransformerMixin, BaseEstimator)
+
+
+class CSRMatrixKNN(*_sklearn_bases()):
+    """A kNN transformer (scikit-learn API) that hands scanpy a ``scipy.sparse.csr_matrix``.
+
+    Runs the approximate-neighbour search scanpy itself picks for large data
+    (:class:`pynndescent.PyNNDescentTransformer` with UMAP's ``n_trees``/``n_iters``). Needed
+    because pynndescent 0.7 returns a ``csr_array`` and scanpy 1.11.5 calls ``getnnz`` on it,
+    which scipy >= 1.17 removed from sparse arrays: without this, ``sc.pp.neighbors`` fails on
+    every data set above 8,192 cells (``AttributeError: 'csr_array' object has no attribute
+    'getnnz'``). Drop it once scanpy handles sparse arrays there.
+
+    Parameters
+    ----------
+    n_neighbors
+        Neighbours per cell, the cell itself included (scanpy's convention).
+    n_obs
+        Number of cells (sets the search effort as UMAP does).
+    random_state
+        Seed.
+    n_jobs
+        Threads (``None``: pynndescent's default).
+    """
+
+    def __init__(self, n_neighbors: int = 15, n_obs: int = 10_000, random_state: int = 0, n_jobs: int | None = None) -> None:
+        self.n_neighbors = n_neighbors
+        self.n_obs = n_obs
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _inner(self) -> Any:
+        from pynndescent import PyNNDescentTransformer
+
+        return PyNNDescentTransformer(
+            n_neighbors=self.n_neighbors,
+            metric="euclidean",
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+            n_trees=min(64, 5 + round(self.n_obs**0.5 / 20.0)),
+            n_iters=max(5, round(np.log2(self.n_obs))),
+        )
+
+    def fit(self, X: Any, y: Any = None) -> CSRMatrixKNN:
+        self.inner_ = self._inner().fit(X)
+        return self
+
+    def transform(self, X: Any) -> sp.csr_matrix:
+        return sp.csr_matrix(self.inner_.transform(X))
+
+    def fit_transform(self, X: Any, y: Any = None) -> sp.csr_matrix:
+        self.inner_ = self._inner()
+        return sp.csr_matrix(self.inner_.fit_transform(X))
+
+
 def embed(
     adata: Any,
     use_rep: str,
@@ -104,7 +166,14 @@ def embed(
     """
     import scanpy as sc
 
-    sc.pp.neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, random_state=seed, key_added=name)
+    transformer = (
+        CSRMatrixKNN(n_neighbors, adata.n_obs, random_state=seed, n_jobs=sc.settings.n_jobs)
+        if adata.n_obs >= EXACT_NEIGHBOURS_BELOW
+        else None  # scanpy's exact neighbours
+    )
+    sc.pp.neighbors(
+        adata, use_rep=use_rep, n_neighbors=n_neighbors, random_state=seed, key_added=name, transformer=transformer
+    )
     sc.tl.umap(adata, neighbors_key=name, random_state=seed, key_added=f"X_umap_{name}")
     sc.tl.leiden(
         adata,
