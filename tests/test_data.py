@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentshift import data
+from latentshift import artifacts, data
 
 REQUIRED = ["APOE", "HOXA5", "PITX1", "NEFL", "SLC16A12", "IL17RB", "GFAP", "TARDBP"]
 
@@ -36,7 +36,7 @@ def test_simulator_shape_types_and_sparsity(sim: ad.AnnData) -> None:
     assert c.dtype == np.int32
     assert c.data.min() > 0  # stored values are the nonzero counts
     assert (sim.X != c).nnz == 0
-    assert sim.X is not c  # X and the counts layer are separate objects
+    assert sim.X is c  # one matrix in memory: X and the counts layer are the same object
     assert 1 - c.nnz / np.prod(c.shape) > 0.90
     assert isinstance(sim.obs["cell_type"].dtype, pd.CategoricalDtype)
     assert sim.obs_names[0] == "cell0000001"
@@ -497,7 +497,7 @@ def test_01_data_end_to_end_on_a_cellxgene_file(cxg_file, tmp_path, root) -> Non
         cwd=root, capture_output=True, text=True, timeout=180, check=False,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    cells = ad.read_h5ad(run_dir / "cells.h5ad")
+    cells = artifacts.read_h5ad(run_dir / "cells.h5ad")
     assert cells.n_obs == 400 and cells.var_names[0].startswith("ENSG9")
     assert cells.layers["counts"].dtype.kind == "i" and sp.isspmatrix_csr(cells.layers["counts"])
     assert "APOE" in set(cells.var["feature_name"])
@@ -506,3 +506,24 @@ def test_01_data_end_to_end_on_a_cellxgene_file(cxg_file, tmp_path, root) -> Non
     metrics = json.loads((run_dir / "metrics.json").read_text())["data"]
     assert metrics["cells_in_file"] == 900 and metrics["n_cells"] == 400
     assert (report_dir / "01_data.html").is_file()
+
+
+def test_subset_copies_shared_counts_once_and_matches_anndata():
+    sim = data.simulate_m1(300, 200, seed=2)
+    assert sim.layers["counts"] is sim.X
+    rows = np.zeros(sim.n_obs, dtype=bool)
+    rows[::3] = True
+    cols = np.arange(0, sim.n_vars, 2)
+    got = data.subset(sim, rows, cols)
+    want = sim[rows][:, cols].copy()
+    assert got.layers["counts"] is got.X and got.X is not sim.X
+    assert (got.X != want.X).nnz == 0
+    pd.testing.assert_frame_equal(got.obs, want.obs)
+    pd.testing.assert_frame_equal(got.var, want.var)
+    assert list(got.obs["cell_type"].cat.categories) == list(want.obs["cell_type"].cat.categories)
+    # the input is untouched; a separate counts layer takes anndata's own path
+    assert sim.n_obs == 300 and sim.layers["counts"] is sim.X
+    sep = sim.copy()
+    assert sep.layers["counts"] is not sep.X
+    assert (data.subset(sep, rows).layers["counts"] != sim.X[rows]).nnz == 0
+    assert data.subsample(sim, None, seed=0) is sim  # nothing dropped, nothing copied

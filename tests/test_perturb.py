@@ -354,3 +354,21 @@ def test_split_with_too_few_cells_names_the_problem_and_the_fix(caplog):
         split = perturb.assign_split(out, 0.7, grouped=True, seed=0)
     assert set(split) == {"train", "test"}
     assert "single source cell" in caplog.text
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 1000), n_blocks=st.integers(1, 4), extra=st.booleans())
+def test_row_stacker_equals_vstack(seed, n_blocks, extra):
+    from latentshift.perturb import _RowStacker
+
+    blocks = [random_counts(int(np.random.default_rng([seed, b]).integers(1, 30)), 12, seed=seed + b) for b in range(n_blocks)]
+    # capacity too small when `extra`: the stacker must grow and still match
+    capacity = blocks[0].nnz if extra else sum(b.nnz for b in blocks)
+    stack = _RowStacker(12, max(capacity, 1), blocks[0].dtype)
+    for b in blocks:
+        stack.append(b)
+    got, want = stack.tocsr(), sp.vstack(blocks, format="csr")
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.data, want.data)

@@ -322,8 +322,8 @@ def simulate_m1(
         adata = ad.AnnData(X=_log1p_cp10k(counts), obs=obs, var=var, uns=uns)
         adata.raw = raw
     else:
-        adata = ad.AnnData(X=counts.copy(), obs=obs, var=var, uns=uns)
-        adata.layers["counts"] = counts
+        adata = ad.AnnData(X=counts, obs=obs, var=var, uns=uns)
+        adata.layers["counts"] = counts  # the same matrix: one copy of the counts in memory
     log.info(
         "simulate_m1: %d cells × %d genes (%d markers, %d required, %d filler), %.1f%% zeros, %.1f s",
         n_cells, plan.n_genes, plan.n_markers, plan.n_required, plan.n_filler,
@@ -365,6 +365,7 @@ class _SimulationPlan:
             block = _sample_nb(np.random.default_rng([self.seed, 3, c]), mu, self.theta)
             del mu
             block.indices = block.indices.astype(np.int32, copy=False)
+            block.data = block.data.astype(np.int32, copy=False)  # int32 in, int32 out of vstack
             log.info(
                 "simulate_m1: chunk %d/%d (cells %d-%d) done, %.1f s", c + 1, n_chunks, lo, hi - 1,
                 time.time() - start,
@@ -1082,9 +1083,10 @@ def qc_filter(adata: Any, min_genes: int, min_cells: int) -> tuple[Any, dict[str
 
     counts = _counts(adata)
     cell_mask, _ = sc.pp.filter_cells(counts, min_genes=min_genes, inplace=False)
-    sub = adata[cell_mask]
-    gene_mask, _ = sc.pp.filter_genes(_counts(sub), min_cells=min_cells, inplace=False)
-    out = sub[:, gene_mask].copy()
+    cell_mask = np.asarray(cell_mask, dtype=bool)
+    gene_mask, _ = sc.pp.filter_genes(counts[cell_mask] if not cell_mask.all() else counts, min_cells=min_cells, inplace=False)
+    gene_mask = np.asarray(gene_mask, dtype=bool)
+    out = subset(adata, None if cell_mask.all() else cell_mask, None if gene_mask.all() else gene_mask)
     c = _counts(out)
     out.obs["total_counts"] = np.asarray(c.sum(axis=1)).ravel().astype(np.int64)
     out.obs["n_genes"] = np.diff(c.indptr).astype(np.int64)
@@ -1160,6 +1162,67 @@ def choose_cells(
     return np.sort(keep)
 
 
+def subset(adata: Any, rows: Any = None, cols: Any = None) -> Any:
+    """``adata[rows, cols].copy()`` that keeps ``X`` and ``layers["counts"]`` one matrix.
+
+    When ``layers["counts"]`` is the very object ``X`` (as :func:`simulate_m1` and
+    :func:`latentshift.perturb.make_perturbed` make them), anndata's copy would copy the counts
+    twice; this copies them once and shares the result again. Otherwise it is anndata's own
+    ``adata[rows, cols].copy()``.
+
+    Parameters
+    ----------
+    adata
+        Cells × genes.
+    rows, cols
+        Boolean masks or integer positions; ``None`` keeps all.
+    """
+    import copy
+
+    import anndata as ad
+
+    shared = (
+        "counts" in adata.layers
+        and adata.layers["counts"] is adata.X
+        and len(adata.layers) == 1
+        and not len(adata.obsp)
+        and not len(adata.varp)
+        and adata.raw is None
+    )
+    if not shared:
+        view = adata
+        if rows is not None:
+            view = view[rows]
+        if cols is not None:
+            view = view[:, cols]
+        return view.copy()
+    rows_ix = slice(None) if rows is None else np.asarray(rows)
+    cols_ix = slice(None) if cols is None else np.asarray(cols)
+    X = adata.X
+    if rows is not None:
+        X = X[rows_ix]
+    if cols is not None:
+        X = X[:, cols_ix]
+    if X is adata.X:
+        X = X.copy()
+    obs = adata.obs.iloc[rows_ix].copy()
+    var = adata.var.iloc[cols_ix].copy()
+    for frame in (obs, var):
+        for c in frame.columns:
+            if isinstance(frame[c].dtype, pd.CategoricalDtype):
+                frame[c] = frame[c].cat.remove_unused_categories()
+    out = ad.AnnData(
+        X=X,
+        obs=obs,
+        var=var,
+        uns=copy.deepcopy(dict(adata.uns)),
+        obsm={k: v[rows_ix] for k, v in adata.obsm.items()},
+        varm={k: v[cols_ix] for k, v in adata.varm.items()},
+    )
+    out.layers["counts"] = out.X
+    return out
+
+
 def subsample(
     adata: Any, n_cells: int | None, seed: int, stratify_by: str | None = "cell_type"
 ) -> Any:
@@ -1180,10 +1243,11 @@ def subsample(
     Returns
     -------
     AnnData
-        A copy holding the chosen cells in their original order.
+        The chosen cells in their original order: a copy, or the input itself when every cell
+        is kept (``n_cells`` None or equal to the number of cells).
     """
     if n_cells is None or n_cells == adata.n_obs:
-        return adata.copy()
+        return adata  # nothing to drop: no copy (gigabytes at atlas scale)
     if n_cells > adata.n_obs:
         raise DataError(
             f"data.n_cells is {n_cells}, but only {adata.n_obs} cells are available (after QC). "
@@ -1199,7 +1263,7 @@ def subsample(
     labels = None if stratify_by is None else adata.obs[stratify_by].to_numpy()
     keep = choose_cells(adata.n_obs, n_cells, seed, labels)
     log.info("subsample: %d → %d cells (seed %d, stratified by %s)", adata.n_obs, len(keep), seed, stratify_by)
-    return adata[keep].copy()
+    return subset(adata, rows=keep)
 
 
 def summarize(adata: Any) -> dict[str, Any]:

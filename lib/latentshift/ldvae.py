@@ -166,8 +166,9 @@ def select_genes(
         Cells × genes with integer counts in ``layers[layer]`` and ``obs[split_key]``.
     n_top_genes
         ``None``: every gene (the original study). A number: the ``n_top_genes`` most variable
-        genes of the training cells (``flavor="seurat_v3"`` on counts), plus every gene of
-        ``keep``.
+        genes of the training cells (``flavor="seurat_v3"`` on counts; of the *normal* training
+        cells when ``obs["condition"]`` is present, since the copies repeat them), plus every
+        gene of ``keep``.
     keep
         Genes always kept (default: :func:`disease_genes`).
     split_key, train_value
@@ -191,7 +192,14 @@ def select_genes(
             f"{len(missing)} genes to keep are not in the data (e.g. {missing[:3]}); "
             "pass var_names of this AnnData."
         )
-    train = adata[_train_mask(adata, split_key, train_value)]
+    mask = _train_mask(adata, split_key, train_value)
+    if "condition" in adata.obs:
+        # the disease copies repeat their normal cells (and their perturbed genes are kept
+        # anyway): rank variability on the normal training cells, a third of the memory
+        normal = mask & (adata.obs["condition"].astype(str) == "normal").to_numpy()
+        if normal.sum() >= 10:
+            mask = normal
+    train = adata[mask]
     hvg = sc.pp.highly_variable_genes(
         train, n_top_genes=int(n_top_genes), flavor="seurat_v3", layer=layer, inplace=False
     )
@@ -356,9 +364,11 @@ def train_ldvae(
     from latentshift import config
 
     cfg = config.section("ldvae", {k: v for k, v in (params or {}).items() if k in config.DEFAULTS["ldvae"]})
+    from latentshift.data import subset
+
     check_accelerator(cfg)
     mask = _train_mask(adata, split_key, train_value)
-    train = adata[mask].copy()
+    train = subset(adata, rows=mask)  # counts copied once when X is the counts layer
     _check_counts(train, layer)
 
     scvi.settings.seed = seed

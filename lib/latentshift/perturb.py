@@ -399,7 +399,8 @@ def make_perturbed(
     if cell_type_column != "cell_type" and cell_type_column in obs0.columns:
         obs0["cell_type"] = obs0[cell_type_column]
     source = adata.obs_names.astype(str)
-    blocks = [counts]
+    stack = _RowStacker(counts.shape[1], counts.nnz * (1 + len(entries)), counts.dtype)
+    stack.append(counts)
     obs_parts = []
     normal = obs0.copy()
     normal["source_cell"] = source.to_numpy()
@@ -424,7 +425,7 @@ def make_perturbed(
         gene_rng, cell_rng, count_rng = (np.random.default_rng(s) for s in ss.spawn(3))
         fc = gene_fold_changes(entry["fold_change"], len(idx), entry["lfc_sd"], entry["method"], gene_rng)
         mask = cell_mask_for(adata, entry["target_cell_types"], entry["penetrance"], cell_rng, cell_type_column)
-        blocks.append(perturb_counts(counts, idx, fc, entry["method"], count_rng, cell_mask=mask))
+        stack.append(perturb_counts(counts, idx, fc, entry["method"], count_rng, cell_mask=mask))
         part = obs0.copy()
         part["source_cell"] = source.to_numpy()
         part["perturbed"] = mask & bool(np.any(fc != 1.0))
@@ -444,7 +445,7 @@ def make_perturbed(
         obs["cell_type"] = obs["cell_type"].astype("category")
     if not obs.index.is_unique:
         raise PerturbError("obs_names of the perturbed data are not unique; make the input's obs_names unique.")
-    X = sp.vstack(blocks, format="csr")
+    X = stack.tocsr()
     out = ad.AnnData(X=X, obs=obs, var=adata.var.copy())
     out.layers["counts"] = X  # the same matrix: no second copy (gigabytes at atlas scale); never normalise X in place
     out.uns["latentshift"] = dict(adata.uns.get("latentshift", {}))
@@ -455,6 +456,49 @@ def make_perturbed(
 
 
 # --- train/test split -----------------------------------------------------------------------
+
+
+class _RowStacker:
+    """Stacks CSR blocks row-wise into one preallocated CSR matrix, block by block.
+
+    ``scipy.sparse.vstack`` needs every block in memory next to its output; here each block can
+    be freed as soon as it is copied in, so stacking the normal cells with two disease copies
+    peaks at the output plus one block instead of the output plus all blocks (at atlas scale,
+    about 8 GB instead of 12). The result is identical to ``vstack``.
+    """
+
+    def __init__(self, n_cols: int, capacity: int, dtype: np.dtype) -> None:
+        self.n_cols = n_cols
+        self.index_dtype = np.int32 if capacity < np.iinfo(np.int32).max else np.int64
+        self.data = np.empty(capacity, dtype=dtype)
+        self.indices = np.empty(capacity, dtype=self.index_dtype)
+        self.indptr = [np.zeros(1, dtype=np.int64)]
+        self.nnz = 0
+
+    def append(self, block: sp.csr_matrix) -> None:
+        block = sp.csr_matrix(block)
+        if block.shape[1] != self.n_cols:
+            raise PerturbError(f"block has {block.shape[1]} columns, expected {self.n_cols}.")
+        end = self.nnz + block.nnz
+        if end > len(self.data):  # more nonzeros than planned: grow (a copy, rare)
+            size = max(end, int(1.5 * len(self.data)))
+            self.data = np.resize(self.data, size)
+            self.indices = np.resize(self.indices, size)
+        self.data[self.nnz : end] = block.data
+        self.indices[self.nnz : end] = block.indices
+        self.indptr.append(block.indptr[1:].astype(np.int64) + self.nnz)
+        self.nnz = end
+
+    def tocsr(self) -> sp.csr_matrix:
+        indptr = np.concatenate(self.indptr)
+        index_dtype = self.index_dtype if self.nnz < np.iinfo(np.int32).max else np.int64
+        out = sp.csr_matrix(
+            (self.data[: self.nnz], self.indices[: self.nnz].astype(index_dtype, copy=False), indptr.astype(index_dtype)),
+            shape=(len(indptr) - 1, self.n_cols),
+            copy=False,
+        )
+        self.data = self.indices = None  # type: ignore[assignment]
+        return out
 
 
 def _stratified_choice(labels: np.ndarray, train_fraction: float, rng: np.random.Generator) -> np.ndarray:
