@@ -550,7 +550,7 @@ def assign_split(
     rng = np.random.default_rng(seed)
     if grouped:
         groups = obs[group_column].astype(str).to_numpy()
-        unique, first = np.unique(groups, return_index=True)
+        unique, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
         if cell_type_column in obs.columns:
             strata = obs[cell_type_column].astype(str).to_numpy()[first]
         else:
@@ -571,8 +571,7 @@ def assign_split(
                 "split: cell type(s) %s have a single source cell, so they sit on one side of the split "
                 "only; raise data.n_cells to have them on both sides.", ", ".join(map(str, lonely)),
             )
-        train_groups = unique[chosen]
-        is_train = np.isin(groups, train_groups)
+        is_train = chosen[inverse]  # (np.isin on strings took minutes at 343.8k cells)
     else:
         from sklearn.model_selection import train_test_split
 
