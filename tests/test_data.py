@@ -527,3 +527,17 @@ def test_subset_copies_shared_counts_once_and_matches_anndata():
     assert sep.layers["counts"] is not sep.X
     assert (data.subset(sep, rows).layers["counts"] != sim.X[rows]).nnz == 0
     assert data.subsample(sim, None, seed=0) is sim  # nothing dropped, nothing copied
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 60), g=st.integers(1, 30), chunk=st.integers(1, 200),
+       density=st.floats(0.0, 0.6))
+def test_row_sums_match_scipy_in_any_chunking(seed, n, g, chunk, density):
+    rng = np.random.default_rng(seed)
+    x = sp.random(n, g, density=density, format="csr", random_state=rng, data_rvs=lambda k: rng.integers(1, 50, k)).astype(np.int32)
+    got = data.row_sums(x, chunk_nnz=chunk)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, np.asarray(x.sum(axis=1)).ravel())
+    np.testing.assert_array_equal(data.row_sums(x.tocsc()), got)
+    np.testing.assert_allclose(data.row_sums(x.astype(np.float32)), got)
+    np.testing.assert_array_equal(data.row_sums(x.toarray()), got)

@@ -63,6 +63,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from latentshift.data import row_sums
+
 log = logging.getLogger(__name__)
 
 #: Metric names :func:`bootstrap_ci` computes from the confusion matrix (fast path).
@@ -710,7 +712,7 @@ def disease_gene_features(
     if not len(genes):
         raise ClassifierError("no disease-set genes given; uns['perturbation_genes'] is empty — check 02_perturb's output.")
     idx = adata.var_names.get_indexer(list(genes))
-    lib = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)
+    lib = row_sums(counts).astype(np.float64)
     lib[lib == 0] = 1.0
     sub = counts[:, idx]
     sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)

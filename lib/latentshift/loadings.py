@@ -35,6 +35,8 @@ import scipy.sparse as sp
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from latentshift.data import row_sums
+
 log = logging.getLogger(__name__)
 
 #: The reference condition of the paired shifts.
@@ -535,7 +537,7 @@ def oriented_scores(
 def log_normalize(counts: sp.spmatrix | np.ndarray, target_sum: float = 1e4) -> sp.csr_matrix:
     """``log1p(counts / library size × target_sum)`` as float32 CSR (sparse in, sparse out)."""
     counts = sp.csr_matrix(counts)
-    lib = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)
+    lib = row_sums(counts).astype(np.float64)
     scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0)
     x = sp.diags(scale) @ counts.astype(np.float64)
     x = sp.csr_matrix(x)

@@ -41,6 +41,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from latentshift.data import row_sums
+
 log = logging.getLogger(__name__)
 
 METHODS: tuple[str, ...] = ("thin", "poisson", "scale")
@@ -684,7 +686,7 @@ def realised_fold_changes(perturbed: ad.AnnData) -> pd.DataFrame:
 def library_sizes(adata: ad.AnnData, layer: str | None = "counts") -> pd.Series:
     """Total counts per cell (sparse row sums), indexed like ``obs``."""
     counts = adata.layers[layer] if layer is not None else adata.X
-    return pd.Series(np.asarray(counts.sum(axis=1)).ravel(), index=adata.obs_names, name="library_size")
+    return pd.Series(row_sums(counts), index=adata.obs_names, name="library_size")
 
 
 def mean_expression(
@@ -718,7 +720,7 @@ def mean_expression(
         Rows: genes; columns: a MultiIndex of the groups (empty groups dropped).
     """
     counts = sp.csr_matrix(adata.layers[layer] if layer is not None else adata.X)
-    lib = np.asarray(counts.sum(axis=1)).ravel().astype(float)
+    lib = row_sums(counts).astype(float)
     lib[lib == 0] = 1.0
     cols = adata.var_names.get_indexer(list(genes))
     if np.any(cols < 0):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from latentshift.data import row_sums
+
 
 def is_simulated(adata: Any) -> bool:
     """Whether an AnnData comes from :func:`latentshift.data.simulate_m1`."""
@@ -187,7 +189,7 @@ def qc_distributions(adata: Any, groupby: str = "cell_type") -> Any:
     frame = pd.DataFrame(
         {
             groupby: adata.obs[groupby].astype(str).to_numpy(),
-            "total counts per cell": np.asarray(counts.sum(axis=1)).ravel(),
+            "total counts per cell": row_sums(counts),
             "genes detected per cell": np.diff(counts.indptr),
         }
     )
@@ -252,7 +254,7 @@ def marker_dotplot(adata: Any, markers: Any, groupby: str = "cell_type") -> Any:
             groups.setdefault(group, []).append(key)
             cols.append(var)
     counts = sp.csr_matrix(adata.layers["counts"] if "counts" in adata.layers else adata.X)
-    totals = np.asarray(counts.sum(axis=1)).ravel().astype(float)
+    totals = row_sums(counts).astype(float)
     idx = [adata.var_names.get_loc(v) for v in cols]
     sub = counts[:, idx].astype(np.float32)
     scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)
@@ -670,7 +672,6 @@ def realised_fold_change_plot(table: Any, title: str = "") -> Any:
 def library_size_by_condition(adata: Any, layer: str | None = "counts") -> Any:
     """Box plot of total counts per cell, one box per condition (log scale)."""
     import matplotlib.pyplot as plt
-    import numpy as np
     import pandas as pd
     import scipy.sparse as sp
     import seaborn as sns
@@ -679,7 +680,7 @@ def library_size_by_condition(adata: Any, layer: str | None = "counts") -> Any:
     frame = pd.DataFrame(
         {
             "condition": adata.obs["condition"].to_numpy(),
-            "total counts per cell": np.asarray(counts.sum(axis=1)).ravel(),
+            "total counts per cell": row_sums(counts),
         }
     )
     cond = adata.obs["condition"]
