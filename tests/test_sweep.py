@@ -65,8 +65,10 @@ def test_collect_threshold_and_page(tmp_path):
     assert sweep.detection_threshold(table, "ldvae") == 2.0
     assert sweep.detection_threshold(table, "pca") == 2.0
     assert sweep.detection_threshold(table, "ldvae", chance=0.9) is None
-    page = sweep.render_sweep(table, "demo", True, tmp_path / "sweep.html", {1.0: 0, 1.5: 0, 2.0: 0, 3.0: 1})
+    prov = {"git_commit": "abc123", "packages": {"scvi-tools": "1.4.2"}, "started": "2026-01-01T00:00:00"}
+    page = sweep.render_sweep(table, "demo", True, tmp_path / "sweep.html", {1.0: 0, 1.5: 0, 2.0: 0, 3.0: 1}, prov)
     text = page.read_text()
+    assert "Provenance" in text and "abc123" in text and "scvi-tools: 1.4.2" in text
     assert "data:image/png;base64," in text and "SIMULATED DATA" in text
     assert "<b>2×</b>" in text and "FAILED" in text
     assert 'href="sweep/1.5/index.html"' in text

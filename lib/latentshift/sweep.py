@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime as _dt
 import html
 import io
 import logging
@@ -166,8 +167,16 @@ def _figure_png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def render_sweep(table: pd.DataFrame, profile: str, simulated: bool, target: Path, status: Mapping[float, int]) -> Path:
-    """Write ``sweep.html``: the accuracy-vs-fold-change figure, the threshold and the table."""
+def render_sweep(
+    table: pd.DataFrame,
+    profile: str,
+    simulated: bool,
+    target: Path,
+    status: Mapping[float, int],
+    prov: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``sweep.html``: the accuracy-vs-fold-change figure, the threshold, the table and
+    the provenance (``prov``: package versions, git commit, data checksum, start/end times)."""
     from latentshift import plots
 
     chance = float(table["chance"].dropna().median()) if table["chance"].notna().any() else 1 / 3
@@ -224,6 +233,8 @@ LDVAE latent {says(thr_ldvae)}; PCA baseline {says(thr_pca)}.</p>
 <th>disease genes (logreg)</th><th>label permutation</th><th>chance</th><th>run</th></tr>
 {"".join(rows)}</table>
 <p><a href="index.html">Back to the report</a></p>
+<h2>Provenance</h2>
+<pre>{html.escape(yaml.safe_dump(dict(prov or {}), sort_keys=False))}</pre>
 </body></html>
 """
     return artifacts.write_text(page, target)
@@ -273,6 +284,7 @@ def run_sweep(
         if pipeline.run(params_path, root=root, select=["01"]) != 0 or not cells.exists():
             log.error("sweep: 01_data failed; see reports/%s/", profile)
             return 1
+    started = _dt.datetime.now().isoformat(timespec="seconds")
     sweep_runs = main_run / "sweep"
     sweep_reports = root / "reports" / profile / "sweep"
     status: dict[float, int] = {}
@@ -295,7 +307,16 @@ def run_sweep(
             status[level] = 1
     table = collect(sweep_runs, levels)
     artifacts.write_csv(table, sweep_runs / "sweep.csv", index=False)
-    target = render_sweep(table, profile, resolved["data"]["source"] == "simulated", root / "reports" / profile / "sweep.html", status)
+    prov = {
+        **pipeline.provenance(pipeline.resolve_paths(resolved, root), root, main_run),
+        "levels": levels,
+        "started": started,
+        "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+        "params": resolved,
+    }
+    target = render_sweep(
+        table, profile, resolved["data"]["source"] == "simulated", root / "reports" / profile / "sweep.html", status, prov
+    )
     log.info("sweep: %s (detection threshold: LDVAE %s, PCA %s)", target,
              detection_threshold(table, "ldvae"), detection_threshold(table, "pca"))
     return 0 if all(v == 0 for v in status.values()) else 1
