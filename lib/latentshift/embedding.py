@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +93,7 @@ def pca_baseline(
 EXACT_NEIGHBOURS_BELOW = 8192
 
 
-def _sklearn_bases() -> tuple[type, ...]:
-    from sklearn.base import BaseEstimator, TransformerMixin
-
-    return (TransformerMixin, BaseEstimator)
-
-
-class CSRMatrixKNN(*_sklearn_bases()):
+class CSRMatrixKNN(TransformerMixin, BaseEstimator):
     """A kNN transformer (scikit-learn API) that hands scanpy a ``scipy.sparse.csr_matrix``.
 
     Runs the approximate-neighbour search scanpy itself picks for large data
