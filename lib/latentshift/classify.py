@@ -734,19 +734,12 @@ def perturbation_gene_list(adata: Any) -> list[str]:
 def pca_features(adata: Any, n_comps: int, train_mask: np.ndarray, seed: int = 0, layer: str = "counts") -> np.ndarray:
     """PCA of log-normalised counts fit on training cells (fallback when ``obsm["X_pca_baseline"]`` is absent).
 
-    Normalisation (``normalize_total`` + ``log1p``) stays sparse; the PCA is scikit-learn's
-    ARPACK solver on the sparse matrix (implicitly centred), so no full matrix is densified.
+    The same baseline 03_ldvae stores (:func:`latentshift.embedding.pca_of_counts`).
     """
-    import scanpy as sc
-    from sklearn.decomposition import PCA
+    from latentshift.embedding import pca_of_counts
 
-    tmp = sc.AnnData(X=(adata.layers[layer] if layer in adata.layers else adata.X).astype(np.float32))
-    sc.pp.normalize_total(tmp, target_sum=1e4)
-    sc.pp.log1p(tmp)
-    X = sp.csr_matrix(tmp.X)
-    pca = PCA(n_components=min(n_comps, X.shape[1] - 1), svd_solver="arpack", random_state=seed)
-    pca.fit(X[np.asarray(train_mask, dtype=bool)])
-    return pca.transform(X)
+    counts = adata.layers[layer] if layer in adata.layers else adata.X
+    return pca_of_counts(counts, train_mask, min(n_comps, counts.shape[1] - 1), seed)[0]
 
 
 def split_report(obs: pd.DataFrame, declared_grouped: bool | None = None) -> dict[str, Any]:

@@ -23,20 +23,69 @@ from sklearn.base import BaseEstimator, TransformerMixin
 log = logging.getLogger(__name__)
 
 
-def log_normalised(adata: Any, *, layer: str = "counts", target_sum: float = 1e4) -> sp.csr_matrix:
+def log_normalised(
+    adata: Any = None, *, layer: str | None = "counts", target_sum: float = 1e4, counts: Any = None
+) -> sp.csr_matrix:
     """Counts → ``log1p(counts / total × target_sum)`` as a new float32 CSR matrix.
 
     Uses :func:`scanpy.pp.normalize_total` and :func:`scanpy.pp.log1p` on a sparse copy; the
-    counts are left untouched.
+    counts are left untouched. Give an AnnData (``layers[layer]``, or ``X`` when ``layer`` is
+    None or absent) or the ``counts`` matrix itself.
     """
     import anndata as ad
     import scanpy as sc
 
-    counts = adata.layers[layer] if layer else adata.X
+    if counts is None:
+        counts = adata.layers[layer] if layer and layer in adata.layers else adata.X
     tmp = ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32))
     sc.pp.normalize_total(tmp, target_sum=target_sum)
     sc.pp.log1p(tmp)
     return tmp.X
+
+
+def pca_of_counts(
+    counts: Any, train_mask: np.ndarray, n_comps: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """PCA of log-normalised counts fit on the training rows, every row projected.
+
+    The one PCA baseline of the project: 03_ldvae stores it, and the classifier and loadings
+    fall back to it when it was not stored. The matrix stays sparse (ARPACK, implicit centring).
+
+    Parameters
+    ----------
+    counts
+        Cells × genes counts (sparse or dense).
+    train_mask
+        Boolean per cell: the rows the PCA is fit on.
+    n_comps
+        Dimensions; must be below ``min(training cells, genes)``.
+    seed
+        ``random_state`` of the ARPACK solver.
+
+    Returns
+    -------
+    coordinates, components
+        Cells × ``n_comps`` and genes × ``n_comps`` (float32); coordinates are
+        ``(x - mean_train) @ components``.
+    """
+    from sklearn.decomposition import PCA
+
+    train = np.asarray(train_mask, dtype=bool)
+    x = log_normalised(counts=counts)
+    limit = min(int(train.sum()), x.shape[1]) - 1
+    if n_comps > limit:
+        raise ValueError(
+            f"the PCA baseline needs n_comps < min(training cells, genes) = {limit + 1}, got "
+            f"{n_comps}; lower ldvae.n_latent or use more cells/genes."
+        )
+    pca = PCA(n_components=n_comps, svd_solver="arpack", random_state=seed)
+    pca.fit(x[train])
+    z = pca.transform(x).astype(np.float32)
+    log.info(
+        "PCA baseline: %d dims fit on %d training cells explain %.1f%% of variance",
+        n_comps, int(train.sum()), 100 * float(pca.explained_variance_ratio_.sum()),
+    )
+    return z, pca.components_.T.astype(np.float32)
 
 
 def pca_baseline(
@@ -69,24 +118,9 @@ def pca_baseline(
         Cells × ``n_comps`` (float32) and genes × ``n_comps`` (the principal axes; coordinates
         are ``(x - mean_train) @ components``). The matrix stays sparse: centring is implicit.
     """
-    from sklearn.decomposition import PCA
-
-    x = log_normalised(adata, layer=layer)
     train = (adata.obs[split_key].astype(str) == train_value).to_numpy()
-    limit = min(int(train.sum()), x.shape[1]) - 1
-    if n_comps > limit:
-        raise ValueError(
-            f"the PCA baseline needs n_comps < min(training cells, genes) = {limit + 1}, got "
-            f"{n_comps}; lower ldvae.n_latent or use more cells/genes."
-        )
-    pca = PCA(n_components=n_comps, svd_solver="arpack", random_state=seed)
-    pca.fit(x[train])
-    z = pca.transform(x).astype(np.float32)
-    log.info(
-        "PCA baseline: %d dims fit on %d training cells explain %.1f%% of variance",
-        n_comps, int(train.sum()), 100 * float(pca.explained_variance_ratio_.sum()),
-    )
-    return z, pca.components_.T.astype(np.float32)
+    counts = adata.layers[layer] if layer and layer in adata.layers else adata.X
+    return pca_of_counts(counts, train, n_comps, seed)
 
 
 #: Above this many cells scanpy leaves exact neighbours for pynndescent's approximate ones.

@@ -31,11 +31,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from scipy import stats
 from sklearn.metrics import roc_auc_score
-
-from latentshift.data import row_sums
 
 log = logging.getLogger(__name__)
 
@@ -534,17 +531,6 @@ def oriented_scores(
 # --- PCA baseline ----------------------------------------------------------------------
 
 
-def log_normalize(counts: sp.spmatrix | np.ndarray, target_sum: float = 1e4) -> sp.csr_matrix:
-    """``log1p(counts / library size × target_sum)`` as float32 CSR (sparse in, sparse out)."""
-    counts = sp.csr_matrix(counts)
-    lib = row_sums(counts).astype(np.float64)
-    scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0)
-    x = sp.diags(scale) @ counts.astype(np.float64)
-    x = sp.csr_matrix(x)
-    x.data = np.log1p(x.data)
-    return x.astype(np.float32)
-
-
 def pca_baseline(
     adata: Any, n_comps: int | None = None, seed: int = 0
 ) -> tuple[pd.DataFrame, np.ndarray, str]:
@@ -577,7 +563,7 @@ def pca_baseline(
         log.warning(
             "varm['PCs_baseline'] and obsm['X_pca_baseline'] disagree in dims; refitting PCA"
         )
-    import scanpy as sc
+    from latentshift.embedding import pca_of_counts
 
     if n_comps is None:
         n_comps = adata.obsm["X_pca_baseline"].shape[1] if "X_pca_baseline" in adata.obsm else 10
@@ -586,15 +572,11 @@ def pca_baseline(
         train = (adata.obs["split"].astype(str) == "train").to_numpy()
     else:
         train = np.ones(adata.n_obs, dtype=bool)
-    x_all = log_normalize(counts)
     n_comps = int(min(n_comps, train.sum() - 1, adata.n_vars - 1))
     if n_comps < 1:
         raise LoadingsError("too few training cells or genes for a PCA baseline; use more cells.")
-    fit = sc.AnnData(x_all[train])
-    sc.pp.pca(fit, n_comps=n_comps, zero_center=True, random_state=seed)
-    pcs = np.asarray(fit.varm["PCs"], dtype=float)
-    mean = np.asarray(x_all[train].mean(axis=0), dtype=float).ravel()
-    coords = np.asarray(x_all @ pcs) - mean @ pcs
+    coords, pcs = pca_of_counts(counts, train, n_comps, seed)
+    coords, pcs = coords.astype(float), pcs.astype(float)
     cols = [f"PC_{i}" for i in range(n_comps)]
     log.info("fitted a %d-component PCA baseline on %d training cells", n_comps, int(train.sum()))
     return pd.DataFrame(pcs, index=adata.var_names, columns=cols), coords, "refit"
