@@ -166,7 +166,7 @@ def test_read_counts_from_raw_with_ensembl_ids(tmp_path) -> None:
 
 def test_read_counts_from_layer_and_custom_columns(tmp_path) -> None:
     src = data.simulate_m1(120, 150, seed=0)
-    src.X = data._log1p_cp10k(src.layers["counts"])
+    src.X = data.log_normalise(src.layers["counts"])
     src.obs["celltype"] = src.obs["cell_type"].astype(str)
     src.obs = src.obs.drop(columns=["cell_type"])
     src.var = src.var.rename(columns={"feature_name": "symbol"})
@@ -191,7 +191,7 @@ def test_read_dense_integer_x(tmp_path) -> None:
 
 def test_normalized_only_file_is_refused(tmp_path) -> None:
     src = data.simulate_m1(100, 120, seed=0)
-    norm = ad.AnnData(X=data._log1p_cp10k(src.layers["counts"]), obs=src.obs, var=src.var)
+    norm = ad.AnnData(X=data.log_normalise(src.layers["counts"]), obs=src.obs, var=src.var)
     path = tmp_path / "norm.h5ad"
     norm.write_h5ad(path)
     with pytest.raises(data.DataError, match="no integer counts") as err:

@@ -319,7 +319,7 @@ def simulate_m1(
     if schema == "cellxgene":
         var.index = pd.Index(var["gene_ids"].to_numpy(), name=None)
         raw = ad.AnnData(X=counts.astype(np.float32), obs=obs.copy(), var=var.copy())
-        adata = ad.AnnData(X=_log1p_cp10k(counts), obs=obs, var=var, uns=uns)
+        adata = ad.AnnData(X=log_normalise(counts), obs=obs, var=var, uns=uns)
         adata.raw = raw
     else:
         adata = ad.AnnData(X=counts, obs=obs, var=var, uns=uns)
@@ -511,7 +511,7 @@ def write_simulated_h5ad(
             for block in plan.blocks():
                 values = {
                     "raw/X": block.data.astype(np.float32),
-                    "X": _log1p_cp10k(block).data if schema == "cellxgene" else block.data,
+                    "X": log_normalise(block).data if schema == "cellxgene" else block.data,
                     "layers/counts": block.data,
                 }
                 for key in targets:
@@ -532,14 +532,20 @@ def write_simulated_h5ad(
     return Path(path)
 
 
-def _log1p_cp10k(counts: sp.csr_matrix) -> sp.csr_matrix:
-    """log1p of counts scaled to 10,000 per cell, float32 CSR (no densifying)."""
-    totals = row_sums(counts).astype(np.float64)
-    scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)
-    out = counts.astype(np.float32)
-    out.data *= np.repeat(scale, np.diff(out.indptr)).astype(np.float32)
-    np.log1p(out.data, out=out.data)
-    return out
+def log_normalise(counts: Any, target_sum: float = 1e4) -> sp.csr_matrix:
+    """``log1p(counts / total × target_sum)`` as a new float32 CSR matrix (no densifying).
+
+    scanpy's :func:`~scanpy.pp.normalize_total` and :func:`~scanpy.pp.log1p` on a sparse
+    float32 copy; ``counts`` is left untouched. The one log-normalisation of the project (the
+    simulator's CELLxGENE-shaped ``X``, the PCA baseline).
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    tmp = ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32))
+    sc.pp.normalize_total(tmp, target_sum=target_sum)
+    sc.pp.log1p(tmp)
+    return sp.csr_matrix(tmp.X)
 
 
 # --- reading a local .h5ad ---------------------------------------------------------------

@@ -28,19 +28,15 @@ def log_normalised(
 ) -> sp.csr_matrix:
     """Counts → ``log1p(counts / total × target_sum)`` as a new float32 CSR matrix.
 
-    Uses :func:`scanpy.pp.normalize_total` and :func:`scanpy.pp.log1p` on a sparse copy; the
-    counts are left untouched. Give an AnnData (``layers[layer]``, or ``X`` when ``layer`` is
+    :func:`latentshift.data.log_normalise` (scanpy's ``normalize_total`` + ``log1p`` on a sparse
+    copy); the counts are left untouched. Give an AnnData (``layers[layer]``, or ``X`` when ``layer`` is
     None or absent) or the ``counts`` matrix itself.
     """
-    import anndata as ad
-    import scanpy as sc
+    from latentshift.data import log_normalise
 
     if counts is None:
         counts = adata.layers[layer] if layer and layer in adata.layers else adata.X
-    tmp = ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32))
-    sc.pp.normalize_total(tmp, target_sum=target_sum)
-    sc.pp.log1p(tmp)
-    return tmp.X
+    return log_normalise(counts, target_sum)
 
 
 def pca_of_counts(
