@@ -19,7 +19,7 @@ epochs, cells per second (training cells × epochs / second), final held-out ELB
 quality and the ratio (defaults / ours). Target: ours at least 2× faster at an equal or better
 final held-out ELBO (within 1%).
 
-Sizes: ``--size demo`` (default; 6,000 cells × 3,000 genes — the demo after its disease copies),
+Sizes: ``--size demo`` (default; 6,000 cells × 3,000 genes — the demo's cells after their disease copies, every simulated gene),
 ``--size seed`` (the original study's 15,000 cells × 30,000 genes; about an hour or more on
 2 CPU cores, minutes on a GPU), ``--quick`` (a tiny check that the code runs).
 Results are printed and written to ``reports/bench/ldvae.json``.
