@@ -272,3 +272,96 @@ def test_loadings_shape_matches_genes_by_latent_from_tiny_linear_scvi(tmp_path):
     np.testing.assert_allclose(w2.to_numpy(), w.to_numpy(), rtol=1e-6)
     with pytest.raises(L.LoadingsError, match="03_ldvae"):
         L.load_ldvae_loadings(tmp_path / "missing", adata)
+
+
+# --- expression-matched controls -------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), chunk=st.integers(1, 50), density=st.floats(0.0, 0.6))
+def test_gene_means_equal_dense_means_over_the_chosen_rows(seed, chunk, density):
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((40, 12)) < density) * rng.integers(1, 9, size=(40, 12))
+    rows = rng.random(40) < 0.5
+    rows[0] = True
+    counts = sp.csr_matrix(dense.astype(np.int32))
+    expected = dense[rows].mean(axis=0)
+    np.testing.assert_allclose(L.gene_means(counts, rows, chunk_rows=chunk), expected)
+    np.testing.assert_allclose(L.gene_means(counts.tocsc(), np.flatnonzero(rows)), expected)
+    np.testing.assert_allclose(L.gene_means(dense, rows), expected)
+    np.testing.assert_allclose(L.gene_means(counts), dense.mean(axis=0))
+    with pytest.raises(L.LoadingsError, match="non-empty"):
+        L.gene_means(counts, np.zeros(40, dtype=bool))
+
+
+def test_expression_matched_keeps_other_genes_within_the_sets_range():
+    means = pd.Series([0.1, 0.5, 1.0, 2.0, 5.0, 0.6, 1.5, 9.0], index=list("abcdefgh"))
+    matched = L.expression_matched(means, ["c", "d", "x"], quantiles=(0.0, 1.0))  # range [1, 2]
+    assert matched == ["g"]
+    assert L.expression_matched(means, ["b", "d"], quantiles=(0.0, 1.0)) == ["c", "f", "g"]
+    with pytest.raises(L.LoadingsError, match="quantiles"):
+        L.expression_matched(means, ["c"], quantiles=(0.9, 0.1))
+    with pytest.raises(L.LoadingsError, match="no gene of the set"):
+        L.expression_matched(means, ["x"])
+
+
+def _expression(loadings: pd.DataFrame, genes: list[str], seed: int) -> pd.Series:
+    """Set genes more highly expressed than most genes, overlapping the upper half of the others."""
+    rng = np.random.default_rng(seed)
+    means = pd.Series(rng.uniform(0.0, 2.0, len(loadings)), index=loadings.index)
+    means[genes] = rng.uniform(1.0, 2.0, len(genes))
+    return means
+
+
+def test_matched_control_sees_through_a_score_that_only_tracks_expression():
+    """A 'shift' whose projected score is the genes' expression level: the plain AUROC is high,
+    the expression-matched one is near chance."""
+    loadings, latent, obs, genes = _synthetic(3, n_genes=3000, n_set=150, structured=False)
+    means = _expression(loadings, genes, 3)
+    loadings = loadings.copy()
+    loadings["Z_0"] = means.to_numpy()  # Z_0 loads by expression level alone
+    shifted = latent.copy()
+    shifted[(obs["condition"] == "D").to_numpy(), 0] += 5.0  # and the copies move along Z_0
+    shifts = L.factor_shifts(shifted, obs, ["D"], list(loadings.columns))
+    row = L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"}, mean_expression=means).loc["D"]
+    assert row["auroc_ldvae_projected"] > 0.7
+    assert row["auroc_expression"] > 0.7
+    assert abs(row["auroc_ldvae_matched"] - 0.5) < 0.1
+    assert row["n_matched_background"] > 500
+
+
+def test_matched_control_keeps_a_real_recovery_high_and_a_null_at_chance():
+    loadings, latent, obs, genes = _synthetic(4, n_genes=3000, n_set=150)
+    means = _expression(loadings, genes, 4)
+    shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+    row = L.recovery_table(
+        loadings, shifts, {"D": genes}, {"D": "up"}, loadings, shifts, mean_expression=means
+    ).loc["D"]
+    assert row["auroc_ldvae_matched"] > 0.9 and row["auroc_pca_matched"] > 0.9
+    metrics = L.metrics_from_table(
+        L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"}, mean_expression=means)
+    )
+    assert metrics["D"]["auroc_ldvae_matched"] == pytest.approx(row["auroc_ldvae_matched"])
+
+    null = latent.copy()  # copies identical to their cells: no factor moves
+    normal = (obs["condition"] == "normal").to_numpy()
+    ref = pd.Series(np.flatnonzero(normal), index=obs.loc[normal, "source_cell"])
+    null[~normal] = latent[ref.loc[obs.loc[~normal, "source_cell"]].to_numpy()]
+    shifts0 = L.factor_shifts(null, obs, ["D"], list(loadings.columns))
+    row0 = L.recovery_table(loadings, shifts0, {"D": genes}, {"D": "up"}, mean_expression=means).loc["D"]
+    assert row0["auroc_ldvae_matched"] == pytest.approx(0.5)
+
+
+def test_too_few_matched_genes_give_no_matched_auroc():
+    loadings, latent, obs, genes = _synthetic(5, n_genes=200, n_set=20)
+    means = pd.Series(np.arange(200, dtype=float), index=loadings.index)
+    means[genes] = 1000.0 + np.arange(20)  # no other gene is expressed like the set
+    shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+    table = L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"}, mean_expression=means)
+    assert table.loc["D", "n_matched_background"] == 0
+    assert np.isnan(table.loc["D", "auroc_ldvae_matched"])
+    assert table.loc["D", "auroc_expression"] == pytest.approx(1.0)
+    assert L.metrics_from_table(table)["D"]["auroc_ldvae_matched"] is None
+    assert L.format_auroc(table.loc["D", "auroc_ldvae_matched"]).startswith("n/a")
+    with pytest.raises(L.LoadingsError, match="lacks 1"):
+        L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"}, mean_expression=means.iloc[1:])

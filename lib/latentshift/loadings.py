@@ -20,6 +20,11 @@ shared by all genes). This module closes that loop:
    The score is oriented by the perturbation's direction (× −1 for ``down``), so in every case
    an AUROC near 1 means the set's genes are the ones the observed shift moves, in the direction
    the perturbation moved them; 0.5 means no recovery.
+
+   Two controls sit beside them: the same AUROCs against only the genes whose mean expression
+   lies in the set's range (:func:`expression_matched`; disease-set genes are often more highly
+   expressed than the average gene), and the AUROC of mean expression alone — what a score that
+   knows nothing of the shift would reach.
 """
 
 from __future__ import annotations
@@ -428,6 +433,88 @@ def recovery(scores: pd.Series, genes: Sequence[str], direction: str) -> dict[st
     return {"auroc": auroc, "p": p, "n_set": n_set, "n_other": int(len(in_set) - n_set)}
 
 
+def gene_means(counts: Any, rows: np.ndarray | None = None, chunk_rows: int = 20_000) -> np.ndarray:
+    """Mean count per cell of every gene over ``rows``, in bounded memory.
+
+    Parameters
+    ----------
+    counts
+        Cells × genes, scipy sparse or dense.
+    rows
+        Boolean mask or indices of the cells to average over (default: all).
+    chunk_rows
+        Cells per block (sparse input): only one block's values are ever converted to float.
+
+    Returns
+    -------
+    numpy.ndarray
+        One float64 mean per gene.
+    """
+    import scipy.sparse as sp
+
+    idx = np.arange(counts.shape[0]) if rows is None else np.asarray(rows)
+    if idx.dtype == bool:
+        idx = np.flatnonzero(idx)
+    if len(idx) == 0:
+        raise LoadingsError("no cells to average gene expression over; pass a non-empty rows mask.")
+    if not sp.issparse(counts):
+        return np.asarray(counts)[idx].mean(axis=0, dtype=np.float64).ravel()
+    counts = counts if counts.format == "csr" else sp.csr_matrix(counts)
+    total = np.zeros(counts.shape[1], dtype=np.float64)
+    for lo in range(0, len(idx), chunk_rows):
+        block = counts[idx[lo : lo + chunk_rows]]
+        total += np.bincount(block.indices, weights=block.data, minlength=counts.shape[1])
+    return total / len(idx)
+
+
+def expression_matched(
+    mean_expression: pd.Series, genes: Sequence[str], quantiles: tuple[float, float] = (0.1, 0.9)
+) -> list[str]:
+    """Genes outside a set whose mean expression lies within the set's own range.
+
+    A background for recovery that a score favouring highly expressed genes cannot beat: the
+    set's genes are compared only with genes expressed like them.
+
+    Parameters
+    ----------
+    mean_expression
+        One mean per gene (index = gene names), e.g. :func:`gene_means` over the normal cells.
+    genes
+        The set's genes; those missing from ``mean_expression`` are ignored.
+    quantiles
+        The range: these quantiles of the set genes' means (inclusive).
+
+    Returns
+    -------
+    list of str
+        Non-set genes within the range, in ``mean_expression`` order.
+    """
+    lo_q, hi_q = quantiles
+    if not 0 <= lo_q < hi_q <= 1:
+        raise LoadingsError(f"quantiles {quantiles}: use two numbers 0 <= low < high <= 1.")
+    in_set = mean_expression.index.isin(list(genes))
+    if not in_set.any():
+        raise LoadingsError("no gene of the set has a mean expression; pass means of the model's genes.")
+    lo, hi = np.quantile(mean_expression.to_numpy()[in_set], [lo_q, hi_q])
+    values = mean_expression.to_numpy()
+    keep = ~in_set & (values >= lo) & (values <= hi)
+    return list(mean_expression.index[keep])
+
+
+#: Fewer expression-matched background genes than this: the matched AUROC is not reported.
+MIN_MATCHED_BACKGROUND = 20
+
+
+def _matched_recovery(
+    scores: pd.Series, genes: Sequence[str], direction: str, background: Sequence[str]
+) -> float:
+    """AUROC of the set's genes against only ``background`` genes (NaN when too few)."""
+    if len(background) < MIN_MATCHED_BACKGROUND:
+        return float("nan")
+    keep = scores.index.isin(list(genes)) | scores.index.isin(list(background))
+    return recovery(scores[keep], genes, direction)["auroc"]
+
+
 def recovery_table(
     ldvae_loadings: pd.DataFrame,
     ldvae_shifts: pd.DataFrame,
@@ -435,6 +522,7 @@ def recovery_table(
     directions: Mapping[str, str],
     pca_loadings: pd.DataFrame | None = None,
     pca_shifts: pd.DataFrame | None = None,
+    mean_expression: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Gene-set recovery for every perturbation entry, LDVAE and PCA side by side.
 
@@ -451,6 +539,12 @@ def recovery_table(
     pca_loadings, pca_shifts
         The same for the PCA baseline (components genes × dims, :func:`factor_shifts` on the
         PCA coordinates); omitted → no PCA columns.
+    mean_expression
+        Mean expression per gene (:func:`gene_means`, index = gene names); given → the controls
+        ``auroc_expression`` (AUROC of mean expression alone), ``n_matched_background``
+        (:func:`expression_matched` genes), ``auroc_ldvae_matched`` (projected score against
+        those genes only) and, with PCA, ``auroc_pca_matched``. A matched AUROC is NaN when fewer
+        than :data:`MIN_MATCHED_BACKGROUND` genes match.
 
     Returns
     -------
@@ -504,6 +598,25 @@ def recovery_table(
             )
             row["auroc_pca_projected"] = pca["auroc"]
             row["enrichment_p_pca"] = pca["p"]
+        if mean_expression is not None:
+            expr = mean_expression.reindex(ldvae_loadings.index)
+            if expr.isna().any():
+                raise LoadingsError(
+                    f"mean_expression lacks {int(expr.isna().sum())} of the model's genes; "
+                    "pass gene_means() over the same genes as the loadings."
+                )
+            background = expression_matched(expr, genes)
+            row["auroc_expression"] = recovery(expr, genes, "up")["auroc"]
+            row["n_matched_background"] = len(background)
+            row["auroc_ldvae_matched"] = _matched_recovery(
+                projected_scores(ldvae_loadings, sh["mean_shift"].to_numpy()), genes, direction,
+                background,
+            )
+            if pca_loadings is not None and pca_shifts is not None:
+                row["auroc_pca_matched"] = _matched_recovery(
+                    projected_scores(pca_loadings, psh["mean_shift"].to_numpy()), genes,
+                    direction, background,
+                )
         rows.append(row)
     return pd.DataFrame(rows).set_index("condition")
 
@@ -582,6 +695,13 @@ def pca_baseline(
     return pd.DataFrame(pcs, index=adata.var_names, columns=cols), coords, "refit"
 
 
+def format_auroc(value: float | None) -> str:
+    """An AUROC for a sentence: three decimals, or why there is none (too few matched genes)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return f"n/a (fewer than {MIN_MATCHED_BACKGROUND} genes)"
+    return f"{value:.3f}"
+
+
 def metrics_from_table(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """The ``metrics.json`` ``loadings`` section: per condition, the recovery numbers."""
     keys = [
@@ -590,8 +710,18 @@ def metrics_from_table(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
         "auroc_ldvae_factor",
         "auroc_ldvae_projected",
         "auroc_pca_projected",
+        "auroc_ldvae_matched",
+        "auroc_pca_matched",
+        "auroc_expression",
+        "n_matched_background",
         "enrichment_p",
         "enrichment_p_projected",
         "n_genes",
     ]
-    return {str(c): {k: row[k] for k in keys if k in row.index} for c, row in table.iterrows()}
+
+    def clean(value: Any) -> Any:  # NaN (a matched AUROC with too few genes) → null in JSON
+        return None if isinstance(value, float) and np.isnan(value) else value
+
+    return {
+        str(c): {k: clean(row[k]) for k in keys if k in row.index} for c, row in table.iterrows()
+    }
