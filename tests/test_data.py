@@ -541,3 +541,20 @@ def test_row_sums_match_scipy_in_any_chunking(seed, n, g, chunk, density):
     np.testing.assert_array_equal(data.row_sums(x.tocsc()), got)
     np.testing.assert_allclose(data.row_sums(x.astype(np.float32)), got)
     np.testing.assert_array_equal(data.row_sums(x.toarray()), got)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), chunk=st.integers(1, 50), density=st.floats(0.0, 0.6))
+def test_gene_means_equal_dense_means_over_the_chosen_rows(seed, chunk, density):
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((40, 12)) < density) * rng.integers(1, 9, size=(40, 12))
+    rows = rng.random(40) < 0.5
+    rows[0] = True
+    counts = sp.csr_matrix(dense.astype(np.int32))
+    expected = dense[rows].mean(axis=0)
+    np.testing.assert_allclose(data.gene_means(counts, rows, chunk_rows=chunk), expected)
+    np.testing.assert_allclose(data.gene_means(counts.tocsc(), np.flatnonzero(rows)), expected)
+    np.testing.assert_allclose(data.gene_means(dense, rows), expected)
+    np.testing.assert_allclose(data.gene_means(counts), dense.mean(axis=0))
+    with pytest.raises(data.DataError, match="non-empty"):
+        data.gene_means(counts, np.zeros(40, dtype=bool))

@@ -277,23 +277,6 @@ def test_loadings_shape_matches_genes_by_latent_from_tiny_linear_scvi(tmp_path):
 # --- expression-matched controls -------------------------------------------------------
 
 
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), chunk=st.integers(1, 50), density=st.floats(0.0, 0.6))
-def test_gene_means_equal_dense_means_over_the_chosen_rows(seed, chunk, density):
-    rng = np.random.default_rng(seed)
-    dense = (rng.random((40, 12)) < density) * rng.integers(1, 9, size=(40, 12))
-    rows = rng.random(40) < 0.5
-    rows[0] = True
-    counts = sp.csr_matrix(dense.astype(np.int32))
-    expected = dense[rows].mean(axis=0)
-    np.testing.assert_allclose(L.gene_means(counts, rows, chunk_rows=chunk), expected)
-    np.testing.assert_allclose(L.gene_means(counts.tocsc(), np.flatnonzero(rows)), expected)
-    np.testing.assert_allclose(L.gene_means(dense, rows), expected)
-    np.testing.assert_allclose(L.gene_means(counts), dense.mean(axis=0))
-    with pytest.raises(L.LoadingsError, match="non-empty"):
-        L.gene_means(counts, np.zeros(40, dtype=bool))
-
-
 def test_expression_matched_keeps_other_genes_within_the_sets_range():
     means = pd.Series([0.1, 0.5, 1.0, 2.0, 5.0, 0.6, 1.5, 9.0], index=list("abcdefgh"))
     matched = L.expression_matched(means, ["c", "d", "x"], quantiles=(0.0, 1.0))  # range [1, 2]

@@ -1205,6 +1205,39 @@ def row_sums(X: Any, chunk_nnz: int = 1 << 22) -> np.ndarray:
     return out
 
 
+def gene_means(counts: Any, rows: np.ndarray | None = None, chunk_rows: int = 20_000) -> np.ndarray:
+    """Mean count per cell of every gene over ``rows``, in bounded memory (the column twin of
+    :func:`row_sums`).
+
+    Parameters
+    ----------
+    counts
+        Cells × genes, scipy sparse or dense.
+    rows
+        Boolean mask or indices of the cells to average over (default: all).
+    chunk_rows
+        Cells per block (sparse input): only one block's values are ever converted to float.
+
+    Returns
+    -------
+    numpy.ndarray
+        One float64 mean per gene.
+    """
+    idx = np.arange(counts.shape[0]) if rows is None else np.asarray(rows)
+    if idx.dtype == bool:
+        idx = np.flatnonzero(idx)
+    if len(idx) == 0:
+        raise DataError("no cells to average gene expression over; pass a non-empty rows mask.")
+    if not sp.issparse(counts):
+        return np.asarray(counts)[idx].mean(axis=0, dtype=np.float64).ravel()
+    counts = counts if counts.format == "csr" else sp.csr_matrix(counts)
+    total = np.zeros(counts.shape[1], dtype=np.float64)
+    for lo in range(0, len(idx), chunk_rows):
+        block = counts[idx[lo : lo + chunk_rows]]
+        total += np.bincount(block.indices, weights=block.data, minlength=counts.shape[1])
+    return total / len(idx)
+
+
 def subset(adata: Any, rows: Any = None, cols: Any = None) -> Any:
     """``adata[rows, cols].copy()`` that keeps ``X`` and ``layers["counts"]`` one matrix.
 

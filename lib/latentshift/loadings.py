@@ -433,40 +433,6 @@ def recovery(scores: pd.Series, genes: Sequence[str], direction: str) -> dict[st
     return {"auroc": auroc, "p": p, "n_set": n_set, "n_other": int(len(in_set) - n_set)}
 
 
-def gene_means(counts: Any, rows: np.ndarray | None = None, chunk_rows: int = 20_000) -> np.ndarray:
-    """Mean count per cell of every gene over ``rows``, in bounded memory.
-
-    Parameters
-    ----------
-    counts
-        Cells × genes, scipy sparse or dense.
-    rows
-        Boolean mask or indices of the cells to average over (default: all).
-    chunk_rows
-        Cells per block (sparse input): only one block's values are ever converted to float.
-
-    Returns
-    -------
-    numpy.ndarray
-        One float64 mean per gene.
-    """
-    import scipy.sparse as sp
-
-    idx = np.arange(counts.shape[0]) if rows is None else np.asarray(rows)
-    if idx.dtype == bool:
-        idx = np.flatnonzero(idx)
-    if len(idx) == 0:
-        raise LoadingsError("no cells to average gene expression over; pass a non-empty rows mask.")
-    if not sp.issparse(counts):
-        return np.asarray(counts)[idx].mean(axis=0, dtype=np.float64).ravel()
-    counts = counts if counts.format == "csr" else sp.csr_matrix(counts)
-    total = np.zeros(counts.shape[1], dtype=np.float64)
-    for lo in range(0, len(idx), chunk_rows):
-        block = counts[idx[lo : lo + chunk_rows]]
-        total += np.bincount(block.indices, weights=block.data, minlength=counts.shape[1])
-    return total / len(idx)
-
-
 def expression_matched(
     mean_expression: pd.Series, genes: Sequence[str], quantiles: tuple[float, float] = (0.1, 0.9)
 ) -> list[str]:
@@ -478,7 +444,8 @@ def expression_matched(
     Parameters
     ----------
     mean_expression
-        One mean per gene (index = gene names), e.g. :func:`gene_means` over the normal cells.
+        One mean per gene (index = gene names), e.g. :func:`latentshift.data.gene_means` over the
+        normal cells.
     genes
         The set's genes; those missing from ``mean_expression`` are ignored.
     quantiles
@@ -540,7 +507,7 @@ def recovery_table(
         The same for the PCA baseline (components genes × dims, :func:`factor_shifts` on the
         PCA coordinates); omitted → no PCA columns.
     mean_expression
-        Mean expression per gene (:func:`gene_means`, index = gene names); given → the controls
+        Mean expression per gene (:func:`latentshift.data.gene_means`, index = gene names); given → the controls
         ``auroc_expression`` (AUROC of mean expression alone), ``n_matched_background``
         (:func:`expression_matched` genes), ``auroc_ldvae_matched`` (projected score against
         those genes only) and, with PCA, ``auroc_pca_matched``. A matched AUROC is NaN when fewer
@@ -572,9 +539,8 @@ def recovery_table(
         else:  # no factor moves at all (e.g. fold change 1: copies identical to their cells)
             best = None
             fac = {**recovery(pd.Series(0.0, index=ldvae_loadings.index), genes, direction)}
-        proj = recovery(
-            projected_scores(ldvae_loadings, sh["mean_shift"].to_numpy()), genes, direction
-        )
+        proj_scores = projected_scores(ldvae_loadings, sh["mean_shift"].to_numpy())
+        proj = recovery(proj_scores, genes, direction)
         row: dict[str, Any] = {
             "condition": condition,
             "direction": direction,
@@ -593,9 +559,8 @@ def recovery_table(
                 .set_index("factor")
                 .reindex(pca_loadings.columns)
             )
-            pca = recovery(
-                projected_scores(pca_loadings, psh["mean_shift"].to_numpy()), genes, direction
-            )
+            pca_scores = projected_scores(pca_loadings, psh["mean_shift"].to_numpy())
+            pca = recovery(pca_scores, genes, direction)
             row["auroc_pca_projected"] = pca["auroc"]
             row["enrichment_p_pca"] = pca["p"]
         if mean_expression is not None:
@@ -603,20 +568,14 @@ def recovery_table(
             if expr.isna().any():
                 raise LoadingsError(
                     f"mean_expression lacks {int(expr.isna().sum())} of the model's genes; "
-                    "pass gene_means() over the same genes as the loadings."
+                    "pass data.gene_means() over the same genes as the loadings."
                 )
             background = expression_matched(expr, genes)
             row["auroc_expression"] = recovery(expr, genes, "up")["auroc"]
             row["n_matched_background"] = len(background)
-            row["auroc_ldvae_matched"] = _matched_recovery(
-                projected_scores(ldvae_loadings, sh["mean_shift"].to_numpy()), genes, direction,
-                background,
-            )
+            row["auroc_ldvae_matched"] = _matched_recovery(proj_scores, genes, direction, background)
             if pca_loadings is not None and pca_shifts is not None:
-                row["auroc_pca_matched"] = _matched_recovery(
-                    projected_scores(pca_loadings, psh["mean_shift"].to_numpy()), genes,
-                    direction, background,
-                )
+                row["auroc_pca_matched"] = _matched_recovery(pca_scores, genes, direction, background)
         rows.append(row)
     return pd.DataFrame(rows).set_index("condition")
 
