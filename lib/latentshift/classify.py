@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from latentshift.data import row_sums
+from latentshift.data import counts_matrix, row_sums
 
 log = logging.getLogger(__name__)
 
@@ -702,7 +702,7 @@ def disease_gene_features(
     numpy.ndarray
         ``(n_cells, n_genes)`` float array.
     """
-    counts = adata.layers[layer] if layer in adata.layers else adata.X
+    counts = counts_matrix(adata, layer)
     missing = [g for g in genes if g not in adata.var_names]
     if missing:
         raise ClassifierError(
@@ -738,7 +738,7 @@ def pca_features(adata: Any, n_comps: int, train_mask: np.ndarray, seed: int = 0
     """
     from latentshift.embedding import pca_of_counts
 
-    counts = adata.layers[layer] if layer in adata.layers else adata.X
+    counts = counts_matrix(adata, layer)
     return pca_of_counts(counts, train_mask, min(n_comps, counts.shape[1] - 1), seed)[0]
 
 

@@ -1060,8 +1060,14 @@ def read_h5ad_sample(
 # --- QC, subsampling, summary ------------------------------------------------------------
 
 
-def _counts(adata: Any) -> sp.csr_matrix:
-    return adata.layers["counts"] if "counts" in adata.layers else adata.X
+def counts_matrix(adata: Any, layer: str | None = "counts") -> Any:
+    """The raw counts of an AnnData: ``layers[layer]`` when present, else ``X``.
+
+    The one place the project decides where counts live (our files keep them in
+    ``layers["counts"]``; a bare AnnData of counts has them in ``X``). The matrix itself, not a
+    copy.
+    """
+    return adata.layers[layer] if layer and layer in adata.layers else adata.X
 
 
 def qc_filter(adata: Any, min_genes: int, min_cells: int) -> tuple[Any, dict[str, int]]:
@@ -1087,13 +1093,13 @@ def qc_filter(adata: Any, min_genes: int, min_cells: int) -> tuple[Any, dict[str
     """
     import scanpy as sc
 
-    counts = _counts(adata)
+    counts = counts_matrix(adata)
     cell_mask, _ = sc.pp.filter_cells(counts, min_genes=min_genes, inplace=False)
     cell_mask = np.asarray(cell_mask, dtype=bool)
     gene_mask, _ = sc.pp.filter_genes(counts[cell_mask] if not cell_mask.all() else counts, min_cells=min_cells, inplace=False)
     gene_mask = np.asarray(gene_mask, dtype=bool)
     out = subset(adata, None if cell_mask.all() else cell_mask, None if gene_mask.all() else gene_mask)
-    c = _counts(out)
+    c = counts_matrix(out)
     out.obs["total_counts"] = row_sums(c).astype(np.int64)
     out.obs["n_genes"] = np.diff(c.indptr).astype(np.int64)
     stats = {
@@ -1352,7 +1358,7 @@ def summarize(adata: Any) -> dict[str, Any]:
         ``fraction_zeros`` (from the number of stored nonzeros), ``cell_type_counts``
         (type → cells, in category order) and ``simulated``.
     """
-    c = sp.csr_matrix(_counts(adata))
+    c = sp.csr_matrix(counts_matrix(adata))
     totals = row_sums(c)
     genes = np.diff(c.indptr)
     nnz = c.count_nonzero() if c.nnz else 0

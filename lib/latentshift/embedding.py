@@ -20,6 +20,8 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from latentshift.data import counts_matrix, log_normalise
+
 log = logging.getLogger(__name__)
 
 
@@ -32,10 +34,8 @@ def log_normalised(
     copy); the counts are left untouched. Give an AnnData (``layers[layer]``, or ``X`` when ``layer`` is
     None or absent) or the ``counts`` matrix itself.
     """
-    from latentshift.data import log_normalise
-
     if counts is None:
-        counts = adata.layers[layer] if layer and layer in adata.layers else adata.X
+        counts = counts_matrix(adata, layer)
     return log_normalise(counts, target_sum)
 
 
@@ -67,7 +67,7 @@ def pca_of_counts(
     from sklearn.decomposition import PCA
 
     train = np.asarray(train_mask, dtype=bool)
-    x = log_normalised(counts=counts)
+    x = log_normalise(counts)
     limit = min(int(train.sum()), x.shape[1]) - 1
     if n_comps > limit:
         raise ValueError(
@@ -115,7 +115,7 @@ def pca_baseline(
         are ``(x - mean_train) @ components``). The matrix stays sparse: centring is implicit.
     """
     train = (adata.obs[split_key].astype(str) == train_value).to_numpy()
-    counts = adata.layers[layer] if layer and layer in adata.layers else adata.X
+    counts = counts_matrix(adata, layer)
     return pca_of_counts(counts, train, n_comps, seed)
 
 

@@ -522,6 +522,14 @@ def recovery_table(
         ``enrichment_p_projected``, and with PCA ``auroc_pca_projected``,
         ``enrichment_p_pca``.
     """
+    expr = None
+    if mean_expression is not None:
+        expr = mean_expression.reindex(ldvae_loadings.index)
+        if expr.isna().any():
+            raise LoadingsError(
+                f"mean_expression lacks {int(expr.isna().sum())} of the model's genes; "
+                "pass data.gene_means() over the same genes as the loadings."
+            )
     rows = []
     for condition, genes in gene_sets.items():
         direction = directions[condition]
@@ -563,13 +571,7 @@ def recovery_table(
             pca = recovery(pca_scores, genes, direction)
             row["auroc_pca_projected"] = pca["auroc"]
             row["enrichment_p_pca"] = pca["p"]
-        if mean_expression is not None:
-            expr = mean_expression.reindex(ldvae_loadings.index)
-            if expr.isna().any():
-                raise LoadingsError(
-                    f"mean_expression lacks {int(expr.isna().sum())} of the model's genes; "
-                    "pass data.gene_means() over the same genes as the loadings."
-                )
+        if expr is not None:
             background = expression_matched(expr, genes)
             row["auroc_expression"] = recovery(expr, genes, "up")["auroc"]
             row["n_matched_background"] = len(background)
@@ -635,11 +637,12 @@ def pca_baseline(
         log.warning(
             "varm['PCs_baseline'] and obsm['X_pca_baseline'] disagree in dims; refitting PCA"
         )
+    from latentshift.data import counts_matrix
     from latentshift.embedding import pca_of_counts
 
     if n_comps is None:
         n_comps = adata.obsm["X_pca_baseline"].shape[1] if "X_pca_baseline" in adata.obsm else 10
-    counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    counts = counts_matrix(adata)
     if "split" in adata.obs.columns and (adata.obs["split"].astype(str) == "train").any():
         train = (adata.obs["split"].astype(str) == "train").to_numpy()
     else:

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from latentshift.data import row_sums
+from latentshift.data import counts_matrix, row_sums
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ def perturb_counts(
 
 
 def _counts_of(adata: ad.AnnData) -> sp.csr_matrix:
-    counts = adata.layers["counts"] if "counts" in adata.layers else adata.X
+    counts = counts_matrix(adata)
     if not sp.issparse(counts):
         raise PerturbError(
             "the cells' counts are dense; 01_data stores them as a sparse CSR matrix in "

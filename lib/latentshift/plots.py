@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from latentshift.data import row_sums
+from latentshift.data import counts_matrix, row_sums
 
 
 def is_simulated(adata: Any) -> bool:
@@ -185,7 +185,7 @@ def qc_distributions(adata: Any, groupby: str = "cell_type") -> Any:
     import scipy.sparse as sp
     import seaborn as sns
 
-    counts = sp.csr_matrix(adata.layers["counts"] if "counts" in adata.layers else adata.X)
+    counts = sp.csr_matrix(counts_matrix(adata))
     frame = pd.DataFrame(
         {
             groupby: adata.obs[groupby].astype(str).to_numpy(),
@@ -253,7 +253,7 @@ def marker_dotplot(adata: Any, markers: Any, groupby: str = "cell_type") -> Any:
             seen.add(key)
             groups.setdefault(group, []).append(key)
             cols.append(var)
-    counts = sp.csr_matrix(adata.layers["counts"] if "counts" in adata.layers else adata.X)
+    counts = sp.csr_matrix(counts_matrix(adata))
     totals = row_sums(counts).astype(float)
     idx = [adata.var_names.get_loc(v) for v in cols]
     sub = counts[:, idx].astype(np.float32)
