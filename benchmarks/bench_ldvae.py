@@ -1,7 +1,7 @@
 """Time to quality of the LDVAE: our training settings vs scvi-tools' defaults, side by side.
 
 Both runs train :class:`scvi.model.LinearSCVI` (same architecture: n_hidden 128, n_latent 10,
-one encoder layer) on the SAME simulated cells (:func:`latentshift.data.simulate_m1`, split
+one encoder layer) on the SAME simulated cells (:func:`latentshift.simulate.simulate_m1`, split
 70/30 into training and held-out cells by the same seed):
 
 * **ours** — :func:`latentshift.ldvae.train_ldvae` with the ``ldvae`` defaults of
@@ -49,9 +49,9 @@ log = logging.getLogger("bench_ldvae")
 
 def simulated_cells(n_cells: int, n_genes: int, seed: int) -> Any:
     """Simulated M1-like counts with a 70/30 train/test split in ``obs["split"]``."""
-    from latentshift import data
+    from latentshift import simulate
 
-    adata = data.simulate_m1(n_cells, n_genes, seed=seed)
+    adata = simulate.simulate_m1(n_cells, n_genes, seed=seed)
     rng = np.random.default_rng([seed, 7])
     adata.obs["split"] = np.where(rng.random(adata.n_obs) < 0.7, "train", "test")
     return adata

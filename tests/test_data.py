@@ -12,14 +12,14 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentshift import artifacts, data
+from latentshift import artifacts, counts, data, errors, h5ad, simulate
 
 REQUIRED = ["APOE", "HOXA5", "PITX1", "NEFL", "SLC16A12", "IL17RB", "GFAP", "TARDBP"]
 
 
 @pytest.fixture(scope="module")
 def sim() -> ad.AnnData:
-    return data.simulate_m1(2000, 1500, seed=0, required_genes=REQUIRED)
+    return simulate.simulate_m1(2000, 1500, seed=0, required_genes=REQUIRED)
 
 
 def _col(adata: ad.AnnData, gene: str) -> np.ndarray:
@@ -53,9 +53,9 @@ def test_simulator_shape_types_and_sparsity(sim: ad.AnnData) -> None:
 
 
 def test_simulator_deterministic_and_seed_dependent() -> None:
-    a = data.simulate_m1(300, 400, seed=3, required_genes=REQUIRED)
-    b = data.simulate_m1(300, 400, seed=3, required_genes=REQUIRED)
-    c = data.simulate_m1(300, 400, seed=4, required_genes=REQUIRED)
+    a = simulate.simulate_m1(300, 400, seed=3, required_genes=REQUIRED)
+    b = simulate.simulate_m1(300, 400, seed=3, required_genes=REQUIRED)
+    c = simulate.simulate_m1(300, 400, seed=4, required_genes=REQUIRED)
     ca, cb, cc = a.layers["counts"], b.layers["counts"], c.layers["counts"]
     assert np.array_equal(ca.indptr, cb.indptr)
     assert np.array_equal(ca.indices, cb.indices)
@@ -66,7 +66,7 @@ def test_simulator_deterministic_and_seed_dependent() -> None:
 
 def test_markers_enriched_in_their_type(sim: ad.AnnData) -> None:
     types = sim.obs["cell_type"].to_numpy()
-    for spec in data.M1_CELL_TYPES:
+    for spec in simulate.M1_CELL_TYPES:
         own = types == spec.name
         assert own.sum() > 0, spec.name
         x = _col(sim, spec.markers[0])
@@ -82,18 +82,18 @@ def test_required_genes_present_and_expressed(sim: ad.AnnData) -> None:
 
 def test_proportions_follow_the_table(sim: ad.AnnData) -> None:
     shares = sim.obs["cell_type"].value_counts(normalize=True)
-    for spec in data.M1_CELL_TYPES:
+    for spec in simulate.M1_CELL_TYPES:
         assert abs(shares[spec.name] - spec.proportion) < 0.002 + 0.05 * spec.proportion
-    neurons = sum(shares[t.name] for t in data.M1_CELL_TYPES if t.cell_class != "Non-neuronal")
+    neurons = sum(shares[t.name] for t in simulate.M1_CELL_TYPES if t.cell_class != "Non-neuronal")
     assert 0.55 < neurons < 0.7
 
 
 def test_table_is_a_distribution() -> None:
-    props = [t.proportion for t in data.M1_CELL_TYPES]
+    props = [t.proportion for t in simulate.M1_CELL_TYPES]
     assert abs(sum(props) - 1) < 1e-9
-    glia = {t.name: t.proportion for t in data.M1_CELL_TYPES if t.cell_class == "Non-neuronal"}
+    glia = {t.name: t.proportion for t in simulate.M1_CELL_TYPES if t.cell_class == "Non-neuronal"}
     assert max(glia, key=glia.get) == "Oligo"
-    assert set(data.M1_MARKERS) == {t.name for t in data.M1_CELL_TYPES}
+    assert set(simulate.M1_MARKERS) == {t.name for t in simulate.M1_CELL_TYPES}
 
 
 def test_neurons_have_larger_libraries(sim: ad.AnnData) -> None:
@@ -104,13 +104,13 @@ def test_neurons_have_larger_libraries(sim: ad.AnnData) -> None:
 
 def test_too_few_genes_keeps_markers_and_required_with_warning() -> None:
     with pytest.warns(UserWarning, match="smaller than"):
-        a = data.simulate_m1(100, 10, seed=0, required_genes=REQUIRED)
+        a = simulate.simulate_m1(100, 10, seed=0, required_genes=REQUIRED)
     assert set(REQUIRED) <= set(a.var_names)
     assert not a.var_names.str.startswith("SIMG").any()
 
 
 def test_required_genes_are_uppercased() -> None:
-    a = data.simulate_m1(60, 80, seed=0, required_genes=["apoe", "C21orf62"])
+    a = simulate.simulate_m1(60, 80, seed=0, required_genes=["apoe", "C21orf62"])
     assert "APOE" in a.var_names and "C21ORF62" in a.var_names
 
 
@@ -118,7 +118,7 @@ def test_sample_nb_matches_negative_binomial_moments() -> None:
     rng = np.random.default_rng(0)
     mean = np.array([0.2, 3.0, 25.0], dtype=np.float32)
     theta = np.array([0.5, 1.5, 4.0], dtype=np.float32)
-    x = data._sample_nb(rng, np.tile(mean, (60_000, 1)), theta).toarray()
+    x = simulate._sample_nb(rng, np.tile(mean, (60_000, 1)), theta).toarray()
     var = mean + mean**2 / theta
     assert np.allclose(x.mean(axis=0), mean, rtol=0.03)
     assert np.allclose(x.var(axis=0), var, rtol=0.08)
@@ -127,14 +127,14 @@ def test_sample_nb_matches_negative_binomial_moments() -> None:
 
 
 def test_cellxgene_schema() -> None:
-    a = data.simulate_m1(200, 300, seed=1, schema="cellxgene")
+    a = simulate.simulate_m1(200, 300, seed=1, schema="cellxgene")
     assert a.var_names.str.startswith("ENSG9").all()
     assert "CUX2" in set(a.var["feature_name"])
     assert a.X.dtype == np.float32 and sp.issparse(a.X)
     assert not np.array_equal(a.X.data, np.round(a.X.data))
     raw = a.raw.X
     assert np.array_equal(raw.data, np.round(raw.data))
-    plain = data.simulate_m1(200, 300, seed=1)
+    plain = simulate.simulate_m1(200, 300, seed=1)
     assert (sp.csr_matrix(raw) != plain.layers["counts"]).nnz == 0
 
 
@@ -142,13 +142,13 @@ def test_cellxgene_schema() -> None:
 
 
 def test_read_counts_from_raw_with_ensembl_ids(tmp_path) -> None:
-    src = data.simulate_m1(150, 200, seed=2, schema="cellxgene")
+    src = simulate.simulate_m1(150, 200, seed=2, schema="cellxgene")
     src.obs = src.obs.rename(columns={"cell_type": "author_cell_type"}).assign(
         cell_type=src.obs["cell_type"]
     )
     path = tmp_path / "cxg.h5ad"
     src.write_h5ad(path)
-    got = data.read_h5ad_counts(path)
+    got = h5ad.read_h5ad_counts(path)
     assert list(got.var_names) == list(src.var_names)
     assert got.var_names[0].startswith("ENSG9")
     assert list(got.var["feature_name"]) == list(src.var["feature_name"])
@@ -165,14 +165,14 @@ def test_read_counts_from_raw_with_ensembl_ids(tmp_path) -> None:
 
 
 def test_read_counts_from_layer_and_custom_columns(tmp_path) -> None:
-    src = data.simulate_m1(120, 150, seed=0)
-    src.X = data.log_normalise(src.layers["counts"])
+    src = simulate.simulate_m1(120, 150, seed=0)
+    src.X = counts.log_normalise(src.layers["counts"])
     src.obs["celltype"] = src.obs["cell_type"].astype(str)
     src.obs = src.obs.drop(columns=["cell_type"])
     src.var = src.var.rename(columns={"feature_name": "symbol"})
     path = tmp_path / "layer.h5ad"
     src.write_h5ad(path)
-    got = data.read_h5ad_counts(path, symbol_column="symbol", cell_type_column="celltype")
+    got = h5ad.read_h5ad_counts(path, symbol_column="symbol", cell_type_column="celltype")
     assert got.uns["latentshift"]["counts_from"] == "layers['counts']"
     assert (got.layers["counts"] != src.layers["counts"]).nnz == 0
     assert list(got.var["feature_name"]) == list(src.var["symbol"])
@@ -184,18 +184,18 @@ def test_read_dense_integer_x(tmp_path) -> None:
     a = ad.AnnData(X=x, obs=pd.DataFrame({"cell_type": ["a", "b"]}, index=["c1", "c2"]))
     path = tmp_path / "dense.h5ad"
     a.write_h5ad(path)
-    got = data.read_h5ad_counts(path, donor_column=None)
+    got = h5ad.read_h5ad_counts(path, donor_column=None)
     assert sp.isspmatrix_csr(got.X) and got.X.dtype == np.int32
     assert np.array_equal(got.X.toarray(), x.astype(int))
 
 
 def test_normalized_only_file_is_refused(tmp_path) -> None:
-    src = data.simulate_m1(100, 120, seed=0)
-    norm = ad.AnnData(X=data.log_normalise(src.layers["counts"]), obs=src.obs, var=src.var)
+    src = simulate.simulate_m1(100, 120, seed=0)
+    norm = ad.AnnData(X=counts.log_normalise(src.layers["counts"]), obs=src.obs, var=src.var)
     path = tmp_path / "norm.h5ad"
     norm.write_h5ad(path)
-    with pytest.raises(data.DataError, match="no integer counts") as err:
-        data.read_h5ad_counts(path)
+    with pytest.raises(errors.DataError, match="no integer counts") as err:
+        h5ad.read_h5ad_counts(path)
     msg = str(err.value)
     assert "X: non-integer" in msg and "raw-count file" in msg
 
@@ -206,35 +206,35 @@ def test_negative_or_nan_counts_are_refused(tmp_path) -> None:
         x = sp.csr_matrix(np.array([[1.0, 0.0], [bad, 2.0]]))
         path = tmp_path / f"bad{words}.h5ad"
         ad.AnnData(X=x, obs=obs).write_h5ad(path)
-        with pytest.raises(data.DataError, match=words):
-            data.read_h5ad_counts(path)
+        with pytest.raises(errors.DataError, match=words):
+            h5ad.read_h5ad_counts(path)
 
 
 def test_missing_symbol_column_lists_var_columns(tmp_path) -> None:
-    src = data.simulate_m1(60, 80, seed=0)
+    src = simulate.simulate_m1(60, 80, seed=0)
     path = tmp_path / "s.h5ad"
     src.write_h5ad(path)
-    with pytest.raises(data.DataError, match="gene_symbols") as err:
-        data.read_h5ad_counts(path, symbol_column="gene_symbols")
+    with pytest.raises(errors.DataError, match="gene_symbols") as err:
+        h5ad.read_h5ad_counts(path, symbol_column="gene_symbols")
     assert "feature_name" in str(err.value) and "gene_ids" in str(err.value)
 
 
 def test_missing_cell_type_column_lists_obs_columns(tmp_path) -> None:
-    src = data.simulate_m1(60, 80, seed=0)
+    src = simulate.simulate_m1(60, 80, seed=0)
     path = tmp_path / "s.h5ad"
     src.write_h5ad(path)
-    with pytest.raises(data.DataError, match="cluster_label") as err:
-        data.read_h5ad_counts(path, cell_type_column="cluster_label")
+    with pytest.raises(errors.DataError, match="cluster_label") as err:
+        h5ad.read_h5ad_counts(path, cell_type_column="cluster_label")
     assert "cell_type" in str(err.value) and "donor_id" in str(err.value)
 
 
 def test_missing_and_non_h5ad_files(tmp_path) -> None:
-    with pytest.raises(data.DataError, match="does not exist"):
-        data.read_h5ad_counts(tmp_path / "nope.h5ad")
+    with pytest.raises(errors.DataError, match="does not exist"):
+        h5ad.read_h5ad_counts(tmp_path / "nope.h5ad")
     txt = tmp_path / "cells.h5ad"
     txt.write_text("not hdf5")
-    with pytest.raises(data.DataError, match="not an HDF5"):
-        data.read_h5ad_counts(txt)
+    with pytest.raises(errors.DataError, match="not an HDF5"):
+        h5ad.read_h5ad_counts(txt)
 
 
 # --- QC, subsample, summary, load_cells --------------------------------------------------
@@ -256,7 +256,7 @@ def test_qc_filter(sim: ad.AnnData) -> None:
 
 
 def test_qc_removing_everything_is_an_error(sim: ad.AnnData) -> None:
-    with pytest.raises(data.DataError, match="min_genes"):
+    with pytest.raises(errors.DataError, match="min_genes"):
         data.qc_filter(sim, min_genes=10_000, min_cells=0)
 
 
@@ -276,7 +276,7 @@ def test_subsample_stratified_and_deterministic(sim: ad.AnnData) -> None:
 
 def test_subsample_none_all_and_too_many(sim: ad.AnnData) -> None:
     assert data.subsample(sim, None, seed=0).n_obs == sim.n_obs
-    with pytest.raises(data.DataError, match=r"data.n_cells is 5000, but only 2000 cells are available.*at most 2000, or to null"):
+    with pytest.raises(errors.DataError, match=r"data.n_cells is 5000, but only 2000 cells are available.*at most 2000, or to null"):
         data.subsample(sim, 5000, seed=0)
     plain = data.subsample(sim, 300, seed=0, stratify_by=None)
     assert plain.n_obs == 300 and plain.obs_names.is_unique
@@ -342,9 +342,9 @@ def test_bad_value_beyond_the_sample_is_caught(tmp_path, monkeypatch) -> None:
     obs = pd.DataFrame({"cell_type": ["a"]}, index=["c1"])
     path = tmp_path / "late_nan.h5ad"
     ad.AnnData(X=x, obs=obs).write_h5ad(path)
-    monkeypatch.setattr(data, "_SAMPLE_VALUES", 8)
-    with pytest.raises(data.DataError, match="beyond the sampled values"):
-        data.read_h5ad_counts(path)
+    monkeypatch.setattr(h5ad, "_SAMPLE_VALUES", 8)
+    with pytest.raises(errors.DataError, match="beyond the sampled values"):
+        h5ad.read_h5ad_counts(path)
 
 
 # --- simulated files, reading only a sample of rows ----------------------------------------
@@ -354,8 +354,8 @@ def test_bad_value_beyond_the_sample_is_caught(tmp_path, monkeypatch) -> None:
 def cxg_file(tmp_path_factory) -> tuple:
     """A CELLxGENE-shaped file (Ensembl IDs, feature_name, counts only in raw/X) and its source."""
     path = tmp_path_factory.mktemp("cxg") / "cxg.h5ad"
-    data.write_simulated_h5ad(path, 900, 1000, seed=3, required_genes=REQUIRED)
-    return path, data.simulate_m1(900, 1000, seed=3, required_genes=REQUIRED, schema="cellxgene")
+    simulate.write_simulated_h5ad(path, 900, 1000, seed=3, required_genes=REQUIRED)
+    return path, simulate.simulate_m1(900, 1000, seed=3, required_genes=REQUIRED, schema="cellxgene")
 
 
 def test_write_simulated_h5ad_equals_simulate_m1(cxg_file, tmp_path) -> None:
@@ -366,8 +366,8 @@ def test_write_simulated_h5ad_equals_simulate_m1(cxg_file, tmp_path) -> None:
     assert (sp.csr_matrix(got.raw.X) != src.raw.X).nnz == 0
     assert np.array_equal(got.X.data, src.X.data) and np.array_equal(got.X.indptr, src.X.indptr)
     assert got.uns["latentshift"]["simulated"] is True
-    plain = data.write_simulated_h5ad(tmp_path / "plain.h5ad", 120, 150, seed=1, schema="latentshift")
-    a, b = ad.read_h5ad(plain), data.simulate_m1(120, 150, seed=1)
+    plain = simulate.write_simulated_h5ad(tmp_path / "plain.h5ad", 120, 150, seed=1, schema="latentshift")
+    a, b = ad.read_h5ad(plain), simulate.simulate_m1(120, 150, seed=1)
     assert list(a.var_names) == list(b.var_names)
     assert (a.layers["counts"] != b.layers["counts"]).nnz == 0 and a.layers["counts"].dtype == np.int32
 
@@ -385,10 +385,10 @@ def test_read_rows_equals_full_read_then_subset(tmp_path, kind) -> None:
     ad.AnnData(X=x, obs=pd.DataFrame(index=[f"c{i}" for i in range(300)])).write_h5ad(path)
     rows = np.r_[rng.choice(300, 60, replace=False), np.arange(100, 120), 5, 299, 0]  # runs, ends
     with h5py.File(path) as f:
-        got = data.read_rows(f["X"], rows)
-        assert data.read_rows(f["X"], []).shape == (0, 40)
-        with pytest.raises(data.DataError, match="row indices"):
-            data.read_rows(f["X"], [300])
+        got = h5ad.read_rows(f["X"], rows)
+        assert h5ad.read_rows(f["X"], []).shape == (0, 40)
+        with pytest.raises(errors.DataError, match="row indices"):
+            h5ad.read_rows(f["X"], [300])
     want = full[np.unique(rows)]
     assert sp.isspmatrix_csr(got) and got.dtype == np.int32 and got.shape == want.shape
     assert (got != want).nnz == 0
@@ -396,11 +396,11 @@ def test_read_rows_equals_full_read_then_subset(tmp_path, kind) -> None:
 
 def test_sample_reads_the_same_cells_as_full_read_then_subset(cxg_file) -> None:
     path, _ = cxg_file
-    full = data.read_h5ad_counts(path)
+    full = h5ad.read_h5ad_counts(path)
     passing = full[np.diff(full.layers["counts"].indptr) >= 60].copy()
     assert 0 < passing.n_obs < full.n_obs  # the cell filter matters here
     for strat in ("cell_type", "donor_id", None):
-        got = data.read_h5ad_sample(path, 300, seed=4, stratify_by=strat, min_genes=60)
+        got = h5ad.read_h5ad_sample(path, 300, seed=4, stratify_by=strat, min_genes=60)
         want = data.subsample(passing, 300, seed=4, stratify_by=strat)
         assert list(got.obs_names) == list(want.obs_names)
         assert (got.layers["counts"] != want.layers["counts"]).nnz == 0
@@ -418,32 +418,32 @@ def test_sample_reads_the_same_cells_as_full_read_then_subset(cxg_file) -> None:
 
 def test_sample_stratified_and_deterministic(cxg_file) -> None:
     path, src = cxg_file
-    a = data.read_h5ad_sample(path, 250, seed=1)
-    b = data.read_h5ad_sample(path, 250, seed=1)
-    c = data.read_h5ad_sample(path, 250, seed=2)
+    a = h5ad.read_h5ad_sample(path, 250, seed=1)
+    b = h5ad.read_h5ad_sample(path, 250, seed=1)
+    c = h5ad.read_h5ad_sample(path, 250, seed=2)
     assert a.n_obs == 250 and list(a.obs_names) == list(b.obs_names) != list(c.obs_names)
     assert (a.layers["counts"] != b.layers["counts"]).nnz == 0
     full = src.obs["cell_type"].value_counts()
     part = a.obs["cell_type"].value_counts()
     for t in full.index:
         assert abs(part.get(t, 0) - full[t] * 250 / 900) <= 1, t
-    donors = data.read_h5ad_sample(path, 200, seed=1, stratify_by="donor_id").obs["donor_id"].value_counts()
+    donors = h5ad.read_h5ad_sample(path, 200, seed=1, stratify_by="donor_id").obs["donor_id"].value_counts()
     for d, n in src.obs["donor_id"].value_counts().items():
         assert abs(donors[d] - n * 200 / 900) <= 1
-    everything = data.read_h5ad_sample(path, None, seed=0)
+    everything = h5ad.read_h5ad_sample(path, None, seed=0)
     assert everything.n_obs == 900 and everything.obs_names.equals(src.obs_names)
 
 
 def test_sample_errors(cxg_file, tmp_path) -> None:
     path, src = cxg_file
-    with pytest.raises(data.DataError, match="author_label") as err:
-        data.read_h5ad_sample(path, 100, seed=0, cell_type_column="author_label")
+    with pytest.raises(errors.DataError, match="author_label") as err:
+        h5ad.read_h5ad_sample(path, 100, seed=0, cell_type_column="author_label")
     assert "cell_type, cell_class, donor_id" in str(err.value)
     assert "candidates: cell_type, cell_class" in str(err.value)
-    with pytest.raises(data.DataError, match="stratify.*'batch'.*cell_class"):
-        data.read_h5ad_sample(path, 100, seed=0, stratify_by="batch")
-    with pytest.raises(data.DataError, match="min_genes"):
-        data.read_h5ad_sample(path, 100, seed=0, min_genes=10_000)
+    with pytest.raises(errors.DataError, match="stratify.*'batch'.*cell_class"):
+        h5ad.read_h5ad_sample(path, 100, seed=0, stratify_by="batch")
+    with pytest.raises(errors.DataError, match="min_genes"):
+        h5ad.read_h5ad_sample(path, 100, seed=0, min_genes=10_000)
     # Ensembl IDs and no symbol column
     bare = src.copy()
     bare.var = bare.var.drop(columns=["feature_name"])
@@ -451,16 +451,16 @@ def test_sample_errors(cxg_file, tmp_path) -> None:
     bare.layers["counts"] = sp.csr_matrix(src.raw.X).astype(np.int32)
     nosym = tmp_path / "nosym.h5ad"
     bare.write_h5ad(nosym)
-    for reader in (data.read_h5ad_counts, lambda p: data.read_h5ad_sample(p, 50, seed=0)):
-        with pytest.raises(data.DataError, match="Ensembl IDs.*no 'feature_name'") as err:
+    for reader in (h5ad.read_h5ad_counts, lambda p: h5ad.read_h5ad_sample(p, 50, seed=0)):
+        with pytest.raises(errors.DataError, match="Ensembl IDs.*no 'feature_name'") as err:
             reader(nosym)
         assert "gene_ids, gene_group" in str(err.value) and "data.symbol_column" in str(err.value)
     # no integer counts anywhere (only the normalised X)
     norm = ad.AnnData(X=src.X, obs=src.obs, var=src.var)
     normp = tmp_path / "norm.h5ad"
     norm.write_h5ad(normp)
-    with pytest.raises(data.DataError, match="no integer counts.*X: non-integer"):
-        data.read_h5ad_sample(normp, 50, seed=0)
+    with pytest.raises(errors.DataError, match="no integer counts.*X: non-integer"):
+        h5ad.read_h5ad_sample(normp, 50, seed=0)
 
 
 def test_load_cells_reads_only_a_sample_when_the_file_is_larger(cxg_file) -> None:
@@ -470,7 +470,7 @@ def test_load_cells_reads_only_a_sample_when_the_file_is_larger(cxg_file) -> Non
     cfg = config.section("data", {"source": "h5ad", "path": str(path), "n_cells": 200, "min_genes": 20})
     a = data.load_cells(cfg, seed=0)
     assert a.n_obs == 200 and a.uns["latentshift"]["sample"]["cells_in_file"] == 900
-    assert data.h5ad_n_obs(path) == 900
+    assert h5ad.h5ad_n_obs(path) == 900
     cfg = config.section("data", {"source": "h5ad", "path": str(path), "n_cells": 900})
     b = data.load_cells(cfg, seed=0)
     assert b.n_obs == 900 and "sample" not in b.uns["latentshift"]
@@ -509,12 +509,12 @@ def test_01_data_end_to_end_on_a_cellxgene_file(cxg_file, tmp_path, root) -> Non
 
 
 def test_subset_copies_shared_counts_once_and_matches_anndata():
-    sim = data.simulate_m1(300, 200, seed=2)
+    sim = simulate.simulate_m1(300, 200, seed=2)
     assert sim.layers["counts"] is sim.X
     rows = np.zeros(sim.n_obs, dtype=bool)
     rows[::3] = True
     cols = np.arange(0, sim.n_vars, 2)
-    got = data.subset(sim, rows, cols)
+    got = counts.subset(sim, rows, cols)
     want = sim[rows][:, cols].copy()
     assert got.layers["counts"] is got.X and got.X is not sim.X
     assert (got.X != want.X).nnz == 0
@@ -525,7 +525,7 @@ def test_subset_copies_shared_counts_once_and_matches_anndata():
     assert sim.n_obs == 300 and sim.layers["counts"] is sim.X
     sep = sim.copy()
     assert sep.layers["counts"] is not sep.X
-    assert (data.subset(sep, rows).layers["counts"] != sim.X[rows]).nnz == 0
+    assert (counts.subset(sep, rows).layers["counts"] != sim.X[rows]).nnz == 0
     assert data.subsample(sim, None, seed=0) is sim  # nothing dropped, nothing copied
 
 
@@ -535,12 +535,12 @@ def test_subset_copies_shared_counts_once_and_matches_anndata():
 def test_row_sums_match_scipy_in_any_chunking(seed, n, g, chunk, density):
     rng = np.random.default_rng(seed)
     x = sp.random(n, g, density=density, format="csr", random_state=rng, data_rvs=lambda k: rng.integers(1, 50, k)).astype(np.int32)
-    got = data.row_sums(x, chunk_nnz=chunk)
+    got = counts.row_sums(x, chunk_nnz=chunk)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, np.asarray(x.sum(axis=1)).ravel())
-    np.testing.assert_array_equal(data.row_sums(x.tocsc()), got)
-    np.testing.assert_allclose(data.row_sums(x.astype(np.float32)), got)
-    np.testing.assert_array_equal(data.row_sums(x.toarray()), got)
+    np.testing.assert_array_equal(counts.row_sums(x.tocsc()), got)
+    np.testing.assert_allclose(counts.row_sums(x.astype(np.float32)), got)
+    np.testing.assert_array_equal(counts.row_sums(x.toarray()), got)
 
 
 @settings(max_examples=30, deadline=None)
@@ -550,11 +550,11 @@ def test_gene_means_equal_dense_means_over_the_chosen_rows(seed, chunk, density)
     dense = (rng.random((40, 12)) < density) * rng.integers(1, 9, size=(40, 12))
     rows = rng.random(40) < 0.5
     rows[0] = True
-    counts = sp.csr_matrix(dense.astype(np.int32))
+    mat = sp.csr_matrix(dense.astype(np.int32))
     expected = dense[rows].mean(axis=0)
-    np.testing.assert_allclose(data.gene_means(counts, rows, chunk_rows=chunk), expected)
-    np.testing.assert_allclose(data.gene_means(counts.tocsc(), np.flatnonzero(rows)), expected)
-    np.testing.assert_allclose(data.gene_means(dense, rows), expected)
-    np.testing.assert_allclose(data.gene_means(counts), dense.mean(axis=0))
-    with pytest.raises(data.DataError, match="non-empty"):
-        data.gene_means(counts, np.zeros(40, dtype=bool))
+    np.testing.assert_allclose(counts.gene_means(mat, rows, chunk_rows=chunk), expected)
+    np.testing.assert_allclose(counts.gene_means(mat.tocsc(), np.flatnonzero(rows)), expected)
+    np.testing.assert_allclose(counts.gene_means(dense, rows), expected)
+    np.testing.assert_allclose(counts.gene_means(mat), dense.mean(axis=0))
+    with pytest.raises(errors.DataError, match="non-empty"):
+        counts.gene_means(mat, np.zeros(40, dtype=bool))

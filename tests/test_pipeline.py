@@ -14,7 +14,7 @@ import nbformat
 import pytest
 import yaml
 
-from latentshift import config, pipeline
+from latentshift import config, report, runner
 from tests.conftest import run_cli
 
 
@@ -68,7 +68,7 @@ def test_gpu_asked_for_on_a_machine_without_one_stops_before_any_notebook(root, 
 
 def test_injects_only_declared_parameters(tmp_path):
     params = {"seed": 1, "data": {"a": 1}, "ldvae": {"b": 2}}
-    got = pipeline.injected_parameters({"profile", "seed", "data"}, params, "p", tmp_path)
+    got = runner.injected_parameters({"profile", "seed", "data"}, params, "p", tmp_path)
     assert got == {"profile": "p", "seed": 1, "data": {"a": 1}}
 
 
@@ -91,7 +91,7 @@ def test_failing_notebook_gets_html_and_nonzero_exit(root, tmp_path):
 def test_smoke_profile_end_to_end_then_resume(root, smoke_run):
     run, rep = smoke_run.run, smoke_run.report
     assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-4000:]
-    names = [nb.stem for nb in pipeline.notebooks(root)]
+    names = [nb.stem for nb in runner.notebooks(root)]
     assert names == ["01_data", "02_perturb", "03_ldvae", "04_latent_viz", "05_classifier", "06_loadings"]
     provenance = json.loads((run / "provenance.json").read_text())
     for name in names:
@@ -136,18 +136,18 @@ def test_headline_rows_put_each_number_beside_its_control():
         "loadings": {"ALS": {"auroc_ldvae_projected": 0.9, "auroc_ldvae_factor": 0.7, "best_factor": "Z_1",
                              "auroc_pca_projected": 0.6}, "cells": "test"},
     }
-    rows = dict(pipeline.headline_rows(metrics))
+    rows = dict(report.headline_rows(metrics))
     assert rows["classifier accuracy on the LDVAE latent [95% CI]"] == "50.0% [45.0%, 55.0%]"
     assert rows["chance (uniform) / label-permutation control"] == "33.3% / 34.0%"
     assert rows["ALS: gene-set recovery AUROC (LDVAE projected / best factor / PCA)"] == "0.900 / 0.700 (Z_1) / 0.600"
-    assert pipeline.headline_rows({}) == []
+    assert report.headline_rows({}) == []
 
 
 def test_peak_memory_sees_a_child_process_allocation():
     import sys
 
     script = "import numpy as np, time; a = np.ones(40_000_000); time.sleep(0.3); del a; time.sleep(0.3)"
-    with pipeline.PeakMemory(interval=0.05) as memory:
+    with runner.PeakMemory(interval=0.05) as memory:
         subprocess.run([sys.executable, "-c", script], check=True)
     # 40 M float64 = 320 MB held by the child; its high-water mark survives the del
     assert 300e6 < memory.peak_bytes < 2e9

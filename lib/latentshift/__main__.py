@@ -1,5 +1,5 @@
-"""``python -m latentshift`` — the pipeline runner's command line."""
+"""``python -m latentshift`` — the command line (:mod:`latentshift.cli`)."""
 
-from latentshift.pipeline import main
+from latentshift.cli import main
 
 raise SystemExit(main())

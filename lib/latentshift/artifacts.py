@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from latentshift.errors import MissingArtifactError
+
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
@@ -277,7 +279,7 @@ def require(path: str | Path, made_by: str) -> Path:
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingArtifactError(
             f"{path} does not exist: it is written by notebook {made_by}. Run that step first "
             f"(`make report`, or `python -m latentshift run PARAMS --from {made_by}`)."
         )

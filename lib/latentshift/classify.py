@@ -63,7 +63,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from latentshift.data import counts_matrix, row_sums
+from latentshift.counts import counts_matrix, row_sums
+from latentshift.errors import ClassifierError
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +82,6 @@ BASELINE_DESCRIPTIONS: dict[str, str] = {
     "majority": "majority class (chance)",
 }
 
-
-class ClassifierError(ValueError):
-    """The inputs cannot be classified as given; the message names the problem and the fix."""
 
 
 # --- the network -------------------------------------------------------------------------

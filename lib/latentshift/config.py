@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from latentshift.errors import ParamsError
+
 log = logging.getLogger(__name__)
 
 #: The default perturbation entries: ALS genes down, HD genes up (the original study's design).
@@ -108,9 +110,6 @@ DEFAULTS: dict[str, Any] = {
 
 SECTIONS: tuple[str, ...] = tuple(k for k in DEFAULTS if k != "seed")
 
-
-class ParamsError(ValueError):
-    """A profile's parameters are invalid. The message names the key and the fix."""
 
 
 # --- rules -----------------------------------------------------------------------------

@@ -20,7 +20,8 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from latentshift.data import counts_matrix, log_normalise
+from latentshift.counts import counts_matrix, log_normalise
+from latentshift.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def log_normalised(
 ) -> sp.csr_matrix:
     """Counts → ``log1p(counts / total × target_sum)`` as a new float32 CSR matrix.
 
-    :func:`latentshift.data.log_normalise` (scanpy's ``normalize_total`` + ``log1p`` on a sparse
+    :func:`latentshift.counts.log_normalise` (scanpy's ``normalize_total`` + ``log1p`` on a sparse
     copy); the counts are left untouched. Give an AnnData (``layers[layer]``, or ``X`` when ``layer`` is
     None or absent) or the ``counts`` matrix itself.
     """
@@ -70,7 +71,7 @@ def pca_of_counts(
     x = log_normalise(counts)
     limit = min(int(train.sum()), x.shape[1]) - 1
     if n_comps > limit:
-        raise ValueError(
+        raise DataError(
             f"the PCA baseline needs n_comps < min(training cells, genes) = {limit + 1}, got "
             f"{n_comps}; lower ldvae.n_latent or use more cells/genes."
         )

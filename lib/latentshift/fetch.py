@@ -35,6 +35,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from latentshift.errors import DownloadError
+
 log = logging.getLogger(__name__)
 
 #: URL schemes :func:`download` accepts.
@@ -52,9 +54,6 @@ _TRANSIENT = (
     urllib.error.URLError,
 )
 
-
-class DownloadError(ValueError):
-    """A download failed or its file is not the expected one. The message says what to do."""
 
 
 class _Incomplete(Exception):

@@ -21,14 +21,13 @@ from typing import Any
 
 import pandas as pd
 
+from latentshift.errors import GeneSetError
+
 log = logging.getLogger(__name__)
 
 #: The ``var`` column CELLxGENE files keep gene symbols in.
 DEFAULT_SYMBOL_COLUMN = "feature_name"
 
-
-class GeneSetError(ValueError):
-    """A gene-set problem a user can fix: bad GMT file, unknown set, set not in the data."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from latentshift.errors import (
+    AcceleratorError,
+    DataError,
+    LDVAEDivergedError,
+    MissingArtifactError,
+)
+
 log = logging.getLogger(__name__)
 
 #: Keys of the ``ldvae`` params section that :func:`train_ldvae` takes.
@@ -53,14 +60,6 @@ _DIVERGED_FIX = (
     "ldvae.n_latent dimensions, and check that layers['counts'] holds raw integer counts "
     "(no NaN, no negative or normalised values)."
 )
-
-
-class LDVAEDivergedError(ValueError):
-    """Training produced a NaN or infinite loss (or latent); the model was not saved."""
-
-
-class AcceleratorError(ValueError):
-    """The ``ldvae`` params ask for hardware this machine does not have."""
 
 
 def check_accelerator(params: Mapping[str, Any]) -> None:
@@ -188,7 +187,7 @@ def select_genes(
     keep = disease_genes(adata) if keep is None else list(keep)
     missing = sorted(set(keep) - set(adata.var_names))
     if missing:
-        raise ValueError(
+        raise DataError(
             f"{len(missing)} genes to keep are not in the data (e.g. {missing[:3]}); "
             "pass var_names of this AnnData."
         )
@@ -214,13 +213,13 @@ def select_genes(
 
 def _train_mask(adata: Any, split_key: str, train_value: str) -> np.ndarray:
     if split_key not in adata.obs:
-        raise ValueError(
+        raise DataError(
             f"obs['{split_key}'] is missing: the LDVAE trains on the training split only. "
             "Run 02_perturb, which writes the train/test split."
         )
     mask = (adata.obs[split_key].astype(str) == train_value).to_numpy()
     if mask.sum() < 10:
-        raise ValueError(
+        raise DataError(
             f"only {int(mask.sum())} cells have obs['{split_key}'] == '{train_value}'; the LDVAE "
             "needs at least 10 training cells. Raise split.train_fraction or use more cells."
         )
@@ -364,7 +363,7 @@ def train_ldvae(
     from latentshift import config
 
     cfg = config.section("ldvae", {k: v for k, v in (params or {}).items() if k in config.DEFAULTS["ldvae"]})
-    from latentshift.data import subset
+    from latentshift.counts import subset
 
     check_accelerator(cfg)
     mask = _train_mask(adata, split_key, train_value)
@@ -469,14 +468,14 @@ def _grouped_validation(groups: pd.Series, fraction: float, seed: int) -> tuple[
 
 def _check_counts(adata: Any, layer: str) -> None:
     if layer not in adata.layers:
-        raise ValueError(
+        raise DataError(
             f"layers['{layer}'] is missing: the LDVAE reads raw integer counts from it. "
             "Run 01_data/02_perturb, which write layers['counts']."
         )
     x = adata.layers[layer]
     data = x.data if hasattr(x, "data") and not isinstance(x, np.ndarray) else np.asarray(x)
     if data.size and (not np.isfinite(data).all() or (data < 0).any()):
-        raise ValueError(
+        raise DataError(
             f"layers['{layer}'] holds NaN, infinite or negative values; the LDVAE needs raw "
             "integer counts. Rebuild the data with 01_data and 02_perturb."
         )
@@ -495,7 +494,7 @@ def _registered_view(model: Any, adata: Any) -> Any:
 
     layer = model.adata_manager.data_registry["X"].attr_key
     if list(adata.var_names) != list(model.adata.var_names):
-        raise ValueError(
+        raise DataError(
             f"the cells have {adata.n_vars} genes but the LDVAE was trained on "
             f"{model.adata.n_vars} (or in another order); restrict them to the model's genes "
             "(model.adata.var_names) first."
@@ -619,7 +618,7 @@ def load_model(path: str | Path, adata: Any) -> Any:
 
     path = Path(path)
     if not (path / "model.pt").is_file():
-        raise FileNotFoundError(
+        raise MissingArtifactError(
             f"{path} holds no saved LDVAE (model.pt): it is written by notebook 03_ldvae. Run it first."
         )
     return scvi.model.LinearSCVI.load(str(path), adata=adata)

@@ -39,14 +39,13 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from latentshift.errors import LoadingsError
+
 log = logging.getLogger(__name__)
 
 #: The reference condition of the paired shifts.
 REFERENCE = "normal"
 
-
-class LoadingsError(ValueError):
-    """The inputs of the loadings analysis are unusable; the message says what and how to fix it."""
 
 
 # --- loadings --------------------------------------------------------------------------
@@ -444,7 +443,7 @@ def expression_matched(
     Parameters
     ----------
     mean_expression
-        One mean per gene (index = gene names), e.g. :func:`latentshift.data.gene_means` over the
+        One mean per gene (index = gene names), e.g. :func:`latentshift.counts.gene_means` over the
         normal cells.
     genes
         The set's genes; those missing from ``mean_expression`` are ignored.
@@ -507,7 +506,7 @@ def recovery_table(
         The same for the PCA baseline (components genes × dims, :func:`factor_shifts` on the
         PCA coordinates); omitted → no PCA columns.
     mean_expression
-        Mean expression per gene (:func:`latentshift.data.gene_means`, index = gene names); given → the controls
+        Mean expression per gene (:func:`latentshift.counts.gene_means`, index = gene names); given → the controls
         ``auroc_expression`` (AUROC of mean expression alone), ``n_matched_background``
         (:func:`expression_matched` genes), ``auroc_ldvae_matched`` (projected score against
         those genes only) and, with PCA, ``auroc_pca_matched``. A matched AUROC is NaN when fewer
@@ -637,7 +636,7 @@ def pca_baseline(
         log.warning(
             "varm['PCs_baseline'] and obsm['X_pca_baseline'] disagree in dims; refitting PCA"
         )
-    from latentshift.data import counts_matrix
+    from latentshift.counts import counts_matrix
     from latentshift.embedding import pca_of_counts
 
     if n_comps is None:

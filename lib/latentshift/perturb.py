@@ -41,7 +41,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from latentshift.data import counts_matrix, row_sums
+from latentshift.counts import counts_matrix, row_sums
+from latentshift.errors import PerturbError
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,6 @@ METHODS: tuple[str, ...] = ("thin", "poisson", "scale")
 #: (small blocks stay in cache; the scan then needs no memory proportional to nnz)
 _SCAN_BLOCK = 1 << 18
 
-
-class PerturbError(ValueError):
-    """A perturbation that cannot be done as asked; the message says how to fix it."""
 
 
 # --- the numerical core -------------------------------------------------------------------

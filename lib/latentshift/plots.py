@@ -9,11 +9,11 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from latentshift.data import counts_matrix, row_sums
+from latentshift.counts import counts_matrix, row_sums
 
 
 def is_simulated(adata: Any) -> bool:
-    """Whether an AnnData comes from :func:`latentshift.data.simulate_m1`."""
+    """Whether an AnnData comes from :func:`latentshift.simulate.simulate_m1`."""
     return bool(adata.uns.get("latentshift", {}).get("simulated", False))
 
 

@@ -32,7 +32,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from latentshift import artifacts, config
+from latentshift import artifacts, config, runner
+from latentshift.errors import LatentshiftError, SweepError
+from latentshift.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,6 @@ DEFAULT_LEVELS: tuple[float, ...] = (1.0, 1.1, 1.25, 1.5, 2.0, 3.0)
 #: left out: the classifier does not read it, and its UMAP would only cost time per level.
 SWEEP_NOTEBOOKS: tuple[str, ...] = ("02", "03", "05")
 
-
-class SweepError(ValueError):
-    """The sweep cannot run as asked; the message names the problem and the fix."""
 
 
 def level_name(level: float) -> str:
@@ -262,8 +261,6 @@ def run_sweep(
         0 when every level ran, 1 when a level (or 01_data) failed; the page is written with
         the levels that ran either way.
     """
-    from latentshift import pipeline
-
     root = artifacts.project_root(root)
     params_path = Path(params_path)
     if not params_path.is_absolute() and not params_path.exists():
@@ -281,7 +278,7 @@ def run_sweep(
     cells = main_run / "cells.h5ad"
     if not cells.exists():
         log.info("sweep: %s is missing — running 01_data first", cells)
-        if pipeline.run(params_path, root=root, select=["01"]) != 0 or not cells.exists():
+        if runner.run(params_path, root=root, select=["01"]) != 0 or not cells.exists():
             log.error("sweep: 01_data failed; see reports/%s/", profile)
             return 1
     started = _dt.datetime.now().isoformat(timespec="seconds")
@@ -294,7 +291,7 @@ def run_sweep(
         folder = sweep_runs / name
         _link_or_copy(cells, folder / "cells.h5ad")
         try:
-            status[level] = pipeline.run(
+            status[level] = runner.run(
                 params_path,
                 params=scaled_params(raw, level),
                 run_folder=folder,
@@ -302,13 +299,13 @@ def run_sweep(
                 select=list(SWEEP_NOTEBOOKS),
                 root=root,
             )
-        except (config.ParamsError, pipeline.PipelineError) as exc:
+        except LatentshiftError as exc:
             log.error("sweep level %s: %s", name, exc)
             status[level] = 1
     table = collect(sweep_runs, levels)
     artifacts.write_csv(table, sweep_runs / "sweep.csv", index=False)
     prov = {
-        **pipeline.provenance(pipeline.resolve_paths(resolved, root), root, main_run),
+        **provenance(runner.resolve_paths(resolved, root), root, main_run),
         "levels": levels,
         "started": started,
         "finished": _dt.datetime.now().isoformat(timespec="seconds"),

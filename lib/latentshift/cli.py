@@ -1,0 +1,133 @@
+"""The command line: ``python -m latentshift {run,sweep,fetch,simulate,check} ...``.
+
+``make report``, ``make sweep`` and ``make data`` call it. A problem the user can fix (every
+:class:`~latentshift.errors.LatentshiftError`) is printed as one message and exits with 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from latentshift import artifacts, config, fetch, runner, sweep
+from latentshift.errors import LatentshiftError, PipelineError
+
+log = logging.getLogger("latentshift")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m latentshift``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m latentshift",
+        description="The latentshift pipeline: run the notebooks of a profile and render its report.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run the notebooks for a profile and render the report")
+    p_run.add_argument("params", help="profile YAML, e.g. params/demo.yaml")
+    group = p_run.add_mutually_exclusive_group()
+    group.add_argument("--only", metavar="NB", help="run only this notebook (e.g. 03 or 03_ldvae)")
+    group.add_argument("--from", dest="start_from", metavar="NB", help="run from this notebook on")
+    p_run.add_argument("--force", action="store_true", help="rerun notebooks that are up to date")
+    p_run.add_argument("--run-dir", help="folder for this run's files (default runs/<profile>)")
+    p_run.add_argument("--report-dir", help="folder for the HTML report (default reports/<profile>)")
+    p_sweep = sub.add_parser(
+        "sweep", help="dose-response sweep: notebooks 02-05 once per fold-change level"
+    )
+    p_sweep.add_argument("params", help="profile YAML, e.g. params/demo.yaml")
+    p_sweep.add_argument(
+        "--levels",
+        help="comma-separated fold-change levels (up entries get the level, down entries "
+        "1/level), e.g. 1,1.25,1.5,2,3",
+    )
+    p_fetch = sub.add_parser(
+        "fetch",
+        help="download the profile's data file (data.url → data.path, checked against data.sha256)",
+    )
+    p_fetch.add_argument("params", help="profile YAML, e.g. params/m1_seed.yaml")
+    p_fetch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p_sim = sub.add_parser(
+        "simulate", help="write a simulated M1 .h5ad (CELLxGENE-shaped by default)"
+    )
+    p_sim.add_argument("out", help="the .h5ad file to write, e.g. data/sim_cellxgene.h5ad")
+    p_sim.add_argument("--cells", type=int, default=4000)
+    p_sim.add_argument("--genes", type=int, default=3000)
+    p_sim.add_argument("--seed", type=int, default=0)
+    p_sim.add_argument("--schema", choices=["cellxgene", "latentshift"], default="cellxgene")
+    p_sim.add_argument(
+        "--gmt",
+        default="params/genesets/disease_genesets.gmt",
+        help="gene sets whose genes must be present",
+    )
+    p_check = sub.add_parser("check", help="validate a profile without running anything")
+    p_check.add_argument("params")
+    return parser
+
+
+def _levels(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        return {"levels": tuple(float(x) for x in text.split(","))}
+    except ValueError:
+        raise PipelineError(
+            f"--levels must be numbers separated by commas, got {text!r}"
+        ) from None
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from latentshift import genesets, simulate
+
+    sets = genesets.read_gmt(artifacts.resolve_path(args.gmt))
+    required = sorted({g for gs in sets.values() for g in gs.genes})
+    simulate.write_simulated_h5ad(
+        Path(args.out),
+        args.cells,
+        args.genes,
+        seed=args.seed,
+        schema=args.schema,
+        required_genes=required,
+    )
+    log.info("wrote %s (simulated, %s schema)", args.out, args.schema)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 a notebook failed, 2 user error)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        if args.command == "check":
+            config.load_params(args.params)
+            log.info("%s is valid", args.params)
+            return 0
+        if args.command == "fetch":
+            fetch.fetch_profile(
+                config.load_params(args.params),
+                artifacts.project_root(),
+                progress=not args.no_progress,
+            )
+            return 0
+        if args.command == "simulate":
+            return _simulate(args)
+        if args.command == "sweep":
+            return sweep.run_sweep(args.params, **_levels(args.levels))
+        return runner.run(
+            args.params,
+            only=args.only,
+            start_from=args.start_from,
+            force=args.force,
+            run_folder=args.run_dir,
+            report_folder=args.report_dir,
+        )
+    except LatentshiftError as exc:
+        log.error("error: %s", exc)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

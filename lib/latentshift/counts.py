@@ -1,0 +1,176 @@
+"""Count-matrix helpers: where the counts live, totals and means in bounded memory, the one
+log-normalisation, subsets that keep one copy of the counts, the perturbed-gene union.
+
+Every function takes an AnnData or a matrix and returns a new result; nothing densifies a whole
+matrix.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from latentshift.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def counts_matrix(adata: Any, layer: str | None = "counts") -> Any:
+    """The raw counts of an AnnData: ``layers[layer]`` when present, else ``X``.
+
+    The one place the project decides where counts live (our files keep them in
+    ``layers["counts"]``; a bare AnnData of counts has them in ``X``). The matrix itself, not a
+    copy.
+    """
+    return adata.layers[layer] if layer and layer in adata.layers else adata.X
+
+
+def row_sums(X: Any, chunk_nnz: int = 1 << 22) -> np.ndarray:
+    """Per-row totals of a count matrix (library sizes), in bounded memory.
+
+    ``scipy``'s ``X.sum(axis=1)`` on an int32 CSR matrix converts all its values to int64
+    first: a copy twice the size of the counts (about 5 GB for the 343.8k-cell atlas). This
+    sums blocks of rows of at most ``chunk_nnz`` stored values instead.
+
+    Parameters
+    ----------
+    X
+        Cells × genes, scipy sparse (any format; CSR is used as is) or dense.
+    chunk_nnz
+        Stored values per block.
+
+    Returns
+    -------
+    numpy.ndarray
+        One total per row: int64 for integer matrices, float64 otherwise.
+    """
+    kind = np.int64 if np.dtype(X.dtype).kind in "iub" else np.float64
+    if not sp.issparse(X):
+        return np.asarray(X).sum(axis=1, dtype=kind).ravel()
+    X = X if sp.isspmatrix_csr(X) or X.format == "csr" else sp.csr_matrix(X)
+    n_rows = X.shape[0]
+    out = np.zeros(n_rows, dtype=kind)
+    indptr = X.indptr
+    lo = 0
+    while lo < n_rows:
+        hi = int(np.searchsorted(indptr, indptr[lo] + chunk_nnz, side="right")) - 1
+        hi = min(max(hi, lo + 1), n_rows)
+        a, b = int(indptr[lo]), int(indptr[hi])
+        block = sp.csr_matrix((X.data[a:b], X.indices[a:b], indptr[lo : hi + 1] - a), shape=(hi - lo, X.shape[1]))
+        out[lo:hi] = np.asarray(block.sum(axis=1, dtype=kind)).ravel()
+        lo = hi
+    return out
+
+
+def gene_means(counts: Any, rows: np.ndarray | None = None, chunk_rows: int = 20_000) -> np.ndarray:
+    """Mean count per cell of every gene over ``rows``, in bounded memory (the column twin of
+    :func:`row_sums`).
+
+    Parameters
+    ----------
+    counts
+        Cells × genes, scipy sparse or dense.
+    rows
+        Boolean mask or indices of the cells to average over (default: all).
+    chunk_rows
+        Cells per block (sparse input): only one block's values are ever converted to float.
+
+    Returns
+    -------
+    numpy.ndarray
+        One float64 mean per gene.
+    """
+    idx = np.arange(counts.shape[0]) if rows is None else np.asarray(rows)
+    if idx.dtype == bool:
+        idx = np.flatnonzero(idx)
+    if len(idx) == 0:
+        raise DataError("no cells to average gene expression over; pass a non-empty rows mask.")
+    if not sp.issparse(counts):
+        return np.asarray(counts)[idx].mean(axis=0, dtype=np.float64).ravel()
+    counts = counts if counts.format == "csr" else sp.csr_matrix(counts)
+    total = np.zeros(counts.shape[1], dtype=np.float64)
+    for lo in range(0, len(idx), chunk_rows):
+        block = counts[idx[lo : lo + chunk_rows]]
+        total += np.bincount(block.indices, weights=block.data, minlength=counts.shape[1])
+    return total / len(idx)
+
+
+def subset(adata: Any, rows: Any = None, cols: Any = None) -> Any:
+    """``adata[rows, cols].copy()`` that keeps ``X`` and ``layers["counts"]`` one matrix.
+
+    When ``layers["counts"]`` is the very object ``X`` (as :func:`simulate_m1` and
+    :func:`latentshift.perturb.make_perturbed` make them), anndata's copy would copy the counts
+    twice; this copies them once and shares the result again. Otherwise it is anndata's own
+    ``adata[rows, cols].copy()``.
+
+    Parameters
+    ----------
+    adata
+        Cells × genes.
+    rows, cols
+        Boolean masks or integer positions; ``None`` keeps all.
+    """
+    import copy
+
+    import anndata as ad
+
+    shared = (
+        "counts" in adata.layers
+        and adata.layers["counts"] is adata.X
+        and len(adata.layers) == 1
+        and not len(adata.obsp)
+        and not len(adata.varp)
+        and adata.raw is None
+    )
+    if not shared:
+        view = adata
+        if rows is not None:
+            view = view[rows]
+        if cols is not None:
+            view = view[:, cols]
+        return view.copy()
+    rows_ix = slice(None) if rows is None else np.asarray(rows)
+    cols_ix = slice(None) if cols is None else np.asarray(cols)
+    X = adata.X
+    if rows is not None:
+        X = X[rows_ix]
+    if cols is not None:
+        X = X[:, cols_ix]
+    if X is adata.X:
+        X = X.copy()
+    obs = adata.obs.iloc[rows_ix].copy()
+    var = adata.var.iloc[cols_ix].copy()
+    for frame in (obs, var):
+        for c in frame.columns:
+            if isinstance(frame[c].dtype, pd.CategoricalDtype):
+                frame[c] = frame[c].cat.remove_unused_categories()
+    out = ad.AnnData(
+        X=X,
+        obs=obs,
+        var=var,
+        uns=copy.deepcopy(dict(adata.uns)),
+        obsm={k: v[rows_ix] for k, v in adata.obsm.items()},
+        varm={k: v[cols_ix] for k, v in adata.varm.items()},
+    )
+    out.layers["counts"] = out.X
+    return out
+
+
+def log_normalise(counts: Any, target_sum: float = 1e4) -> sp.csr_matrix:
+    """``log1p(counts / total × target_sum)`` as a new float32 CSR matrix (no densifying).
+
+    scanpy's :func:`~scanpy.pp.normalize_total` and :func:`~scanpy.pp.log1p` on a sparse
+    float32 copy; ``counts`` is left untouched. The one log-normalisation of the project (the
+    simulator's CELLxGENE-shaped ``X``, the PCA baseline).
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    tmp = ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32))
+    sc.pp.normalize_total(tmp, target_sum=target_sum)
+    sc.pp.log1p(tmp)
+    return sp.csr_matrix(tmp.X)

@@ -1,0 +1,85 @@
+"""What made a run: package versions, the git commit, the data file's checksum.
+
+:func:`provenance` is recorded by the runner in ``runs/<profile>/provenance.json`` (with start
+and end times) and, without the times, in the ``provenance`` section of ``metrics.json``;
+every report page closes with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from latentshift import artifacts
+
+log = logging.getLogger(__name__)
+
+#: Packages whose versions every run records.
+PROVENANCE_PACKAGES: tuple[str, ...] = (
+    "latentshift", "anndata", "scanpy", "scvi-tools", "torch", "lightning", "numpy", "scipy",
+    "scikit-learn", "leidenalg", "papermill", "nbconvert",
+)
+
+
+def git(root: Path, *args: str) -> str | None:
+    """Output of ``git ARGS`` in ``root``, or ``None`` when git or the repository is absent."""
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def data_checksum(params: dict[str, Any], run_folder: Path) -> str:
+    """SHA-256 of the data file (cached by size and modification time), or ``"simulated"``."""
+    if params["data"]["source"] == "simulated":
+        return "simulated"
+    from latentshift.fetch import sha256_file
+
+    path = Path(params["data"]["path"])
+    st = path.stat()
+    key = f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    cache = run_folder / ".data_sha256.json"
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached.get("key") == key:
+            return cached["sha256"]
+    log.info("computing the SHA-256 of %s for the provenance record", path)
+    digest = sha256_file(path)
+    artifacts.write_json({"key": key, "sha256": digest}, cache)
+    return digest
+
+
+def provenance(params: dict[str, Any], root: Path, run_folder: Path) -> dict[str, Any]:
+    """What made this run: package versions, git commit (and whether the tree was dirty),
+    the data file's checksum, the Python version.
+
+    Parameters
+    ----------
+    params
+        The resolved params (data paths absolute).
+    root
+        The project root (the git checkout).
+    run_folder
+        The run folder (caches the data checksum).
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    status = git(root, "status", "--porcelain")
+    return {
+        "python": sys.version.split()[0],
+        "packages": versions,
+        "git_commit": git(root, "rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "data_sha256": data_checksum(params, run_folder),
+    }
