@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from latentshift import classify
+from latentshift import classify, errors, evaluation, network
 
 CLASSIFIER = {
     "hidden_layers": [16],
@@ -163,7 +163,7 @@ def test_split_report_counts_leaks():
 @given(n=st.integers(2, 400), frac=st.floats(0.05, 0.5), seed=st.integers(0, 10_000))
 def test_grouped_validation_split_never_leaks(n, frac, seed):
     groups = np.repeat(np.arange(n), 3)
-    fit, val = classify.grouped_validation_split(groups, frac, seed)
+    fit, val = network.grouped_validation_split(groups, frac, seed)
     assert len(fit) + len(val) == len(groups) and len(val) > 0 and len(fit) > 0
     assert not set(groups[fit]) & set(groups[val])
 
@@ -174,14 +174,14 @@ def test_mlp_is_deterministic_and_respects_classes():
     X, y = data.obsm["X_ldvae"][train], data.obs["condition"].astype(str).to_numpy()[train]
     groups = data.obs["source_cell"].to_numpy()[train]
     kw = {"hidden_layers": [7], "max_epochs": 30, "seed": 3, "classes": ["normal", "ALS", "HD"]}
-    a, b = classify.train_mlp(X, y, groups, **kw), classify.train_mlp(X, y, groups, **kw)
+    a, b = network.train_mlp(X, y, groups, **kw), network.train_mlp(X, y, groups, **kw)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     assert list(a.classes_) == ["normal", "ALS", "HD"]
     assert a.predict_proba(X).shape == (len(X), 3)
     assert np.allclose(a.predict_proba(X).sum(axis=1), 1.0)
     assert a.n_parameters == 6 * 7 + 7 + 7 * 3 + 3
-    with pytest.raises(classify.ClassifierError, match="not among classes"):
-        classify.train_mlp(X, y, groups, classes=["normal", "ALS"], max_epochs=2)
+    with pytest.raises(errors.ClassifierError, match="not among classes"):
+        network.train_mlp(X, y, groups, classes=["normal", "ALS"], max_epochs=2)
 
 
 @settings(max_examples=25, deadline=None)
@@ -190,7 +190,7 @@ def test_bootstrap_interval_contains_point(n, k, p_correct, seed):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, k, n)
     pred = np.where(rng.random(n) < p_correct, y, rng.integers(0, k, n))
-    point, lo, hi = classify.bootstrap_ci(y, pred, "accuracy", n_boot=200, seed=seed)
+    point, lo, hi = evaluation.bootstrap_ci(y, pred, "accuracy", n_boot=200, seed=seed)
     assert lo <= point <= hi
     assert point == pytest.approx(skm.accuracy_score(y, pred))
 
@@ -200,18 +200,18 @@ def test_fast_metrics_match_sklearn():
     y = rng.integers(0, 4, 500)
     pred = np.where(rng.random(500) < 0.6, y, rng.integers(0, 3, 500))
     pred[pred == 3] = 0  # class 3 is never predicted: precision 0 by convention
-    m = classify.metrics_from_confusion(skm.confusion_matrix(y, pred, labels=[0, 1, 2, 3]))
+    m = evaluation.metrics_from_confusion(skm.confusion_matrix(y, pred, labels=[0, 1, 2, 3]))
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
     assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
     assert m["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
     # a callable metric goes through the same resamples
-    point, lo, hi = classify.bootstrap_ci(y, pred, lambda a, b: skm.f1_score(a, b, average="macro", zero_division=0), n_boot=50)
+    point, lo, hi = evaluation.bootstrap_ci(y, pred, lambda a, b: skm.f1_score(a, b, average="macro", zero_division=0), n_boot=50)
     assert lo <= point <= hi
-    evaluation = classify.evaluate(y, pred, labels=[0, 1, 2, 3], n_boot=100)
-    assert evaluation["macro_f1"] == pytest.approx(m["macro_f1"])
-    assert evaluation["per_class"]["3"]["precision"] == 0.0
-    with pytest.raises(classify.ClassifierError, match="unknown metric"):
-        classify.bootstrap_ci(y, pred, "auc")
+    result = evaluation.evaluate(y, pred, labels=[0, 1, 2, 3], n_boot=100)
+    assert result["macro_f1"] == pytest.approx(m["macro_f1"])
+    assert result["per_class"]["3"]["precision"] == 0.0
+    with pytest.raises(errors.ClassifierError, match="unknown metric"):
+        evaluation.bootstrap_ci(y, pred, "auc")
 
 
 def test_grouped_bootstrap_is_wider_for_correlated_copies():
@@ -221,8 +221,8 @@ def test_grouped_bootstrap_is_wider_for_correlated_copies():
     y = np.zeros(500, int)
     pred = np.where(correct, 0, 1)
     groups = np.repeat(np.arange(100), 5)
-    _, lo_c, hi_c = classify.bootstrap_ci(y, pred, n_boot=300, labels=[0, 1])
-    _, lo_g, hi_g = classify.bootstrap_ci(y, pred, n_boot=300, groups=groups, labels=[0, 1])
+    _, lo_c, hi_c = evaluation.bootstrap_ci(y, pred, n_boot=300, labels=[0, 1])
+    _, lo_g, hi_g = evaluation.bootstrap_ci(y, pred, n_boot=300, groups=groups, labels=[0, 1])
     assert hi_g - lo_g > 1.5 * (hi_c - lo_c)
 
 
@@ -234,14 +234,14 @@ def test_disease_gene_features_use_full_library_size():
     counts = data.layers["counts"].toarray()
     expected = np.log1p(counts[:, :16] / counts.sum(axis=1, keepdims=True) * 1e4)
     np.testing.assert_allclose(X, expected)
-    with pytest.raises(classify.ClassifierError, match="not in var_names"):
+    with pytest.raises(errors.ClassifierError, match="not in var_names"):
         classify.disease_gene_features(data, ["nope"])
 
 
 def test_missing_latent_names_the_step():
     data = make_latent(n_source=20)
     del data.obsm["X_ldvae"]
-    with pytest.raises(classify.ClassifierError, match="03_ldvae"):
+    with pytest.raises(errors.ClassifierError, match="03_ldvae"):
         classify.classify_conditions(data, CLASSIFIER)
 
 
