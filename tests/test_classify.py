@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from latentshift import classify, errors, evaluation, network
+from latentshift import classify, errors, evaluation, network, perturb
 
 CLASSIFIER = {
     "hidden_layers": [16],
@@ -228,7 +228,7 @@ def test_grouped_bootstrap_is_wider_for_correlated_copies():
 
 def test_disease_gene_features_use_full_library_size():
     data = make_latent(n_source=50)
-    genes = classify.perturbation_gene_list(data)
+    genes = perturb.perturbed_genes(data)
     assert genes[:2] == ["g0", "g1"] and len(genes) == 16
     X = classify.disease_gene_features(data, genes)
     counts = data.layers["counts"].toarray()

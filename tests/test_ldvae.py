@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from latentshift import artifacts, ldvae
+from latentshift import artifacts, ldvae, perturb
 
 FAST = {"n_latent": 3, "n_hidden": 16, "max_epochs": 3, "batch_size": 64, "early_stopping_patience": None}
 
@@ -144,7 +144,7 @@ def test_load_missing_model_says_which_notebook(tmp_path, adata):
 
 def test_hvg_keeps_every_disease_gene(adata):
     genes = ldvae.select_genes(adata, 20)
-    disease = ldvae.disease_genes(adata)
+    disease = perturb.perturbed_genes(adata)
     assert len(disease) == 16
     assert set(disease) <= set(genes)
     assert 20 <= len(genes) <= 20 + len(disease)

@@ -61,12 +61,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from latentshift.counts import counts_matrix, row_sums
+from latentshift.counts import counts_matrix, log_normalise_genes
 from latentshift.errors import ClassifierError
 from latentshift.evaluation import METRIC_NAMES, evaluate, permutation_control, untouched_report
 from latentshift.network import MLPClassifier, train_logreg, train_majority, train_mlp
+from latentshift.perturb import perturbed_genes
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,6 @@ def disease_gene_features(
     numpy.ndarray
         ``(n_cells, n_genes)`` float array.
     """
-    counts = counts_matrix(adata, layer)
     missing = [g for g in genes if g not in adata.var_names]
     if missing:
         raise ClassifierError(
@@ -123,24 +122,8 @@ def disease_gene_features(
         )
     if not len(genes):
         raise ClassifierError("no disease-set genes given; uns['perturbation_genes'] is empty — check 02_perturb's output.")
-    idx = adata.var_names.get_indexer(list(genes))
-    lib = row_sums(counts).astype(np.float64)
-    lib[lib == 0] = 1.0
-    sub = counts[:, idx]
-    sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
-    return np.log1p(sub.astype(np.float64) * (target_sum / lib)[:, None])
-
-
-def perturbation_gene_list(adata: Any) -> list[str]:
-    """The union of ``uns["perturbation_genes"]`` in first-seen order."""
-    genes: list[str] = []
-    seen: set[str] = set()
-    for names in (adata.uns.get("perturbation_genes") or {}).values():
-        for g in list(np.atleast_1d(names)):
-            if str(g) not in seen:
-                seen.add(str(g))
-                genes.append(str(g))
-    return genes
+    columns = adata.var_names.get_indexer(list(genes))
+    return log_normalise_genes(counts_matrix(adata, layer), columns, target_sum)
 
 
 def pca_features(adata: Any, n_comps: int, train_mask: np.ndarray, seed: int = 0, layer: str = "counts") -> np.ndarray:
@@ -314,7 +297,7 @@ def classify_conditions(
             log.warning("obsm['%s'] is missing; computing a PCA baseline here (fit on training cells)", pca_key)
             Xp = pca_features(adata, Xl.shape[1], train, seed)
         evals["mlp_pca"] = evaluate(y[test], mlp(Xp, y[train]).predict(Xp[test]), labels, n_boot, seed)
-        genes = perturbation_gene_list(adata)
+        genes = perturbed_genes(adata)
         if genes:
             Xg = disease_gene_features(adata, genes)
             evals["logreg_disease_genes"] = evaluate(

@@ -34,6 +34,7 @@ from latentshift.errors import (
     LDVAEDivergedError,
     MissingArtifactError,
 )
+from latentshift.perturb import perturbed_genes
 
 log = logging.getLogger(__name__)
 
@@ -139,15 +140,6 @@ class LDVAEFit:
 # --- genes -----------------------------------------------------------------------------
 
 
-def disease_genes(adata: Any) -> list[str]:
-    """Every gene that a perturbation touched (``uns["perturbation_genes"]``), in data order."""
-    sets = adata.uns.get("perturbation_genes", {}) or {}
-    wanted: set[str] = set()
-    for genes in sets.values():
-        wanted.update(str(g) for g in np.atleast_1d(genes))
-    return [g for g in adata.var_names if g in wanted]
-
-
 def select_genes(
     adata: Any,
     n_top_genes: int | None,
@@ -169,7 +161,7 @@ def select_genes(
         cells when ``obs["condition"]`` is present, since the copies repeat them), plus every
         gene of ``keep``.
     keep
-        Genes always kept (default: :func:`disease_genes`).
+        Genes always kept (default: :func:`latentshift.perturb.perturbed_genes`).
     split_key, train_value
         Which cells are training cells; test cells never influence the choice.
     layer
@@ -184,7 +176,7 @@ def select_genes(
 
     if n_top_genes is None or n_top_genes >= adata.n_vars:
         return list(adata.var_names)
-    keep = disease_genes(adata) if keep is None else list(keep)
+    keep = perturbed_genes(adata) if keep is None else list(keep)
     missing = sorted(set(keep) - set(adata.var_names))
     if missing:
         raise DataError(

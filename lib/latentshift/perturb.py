@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from latentshift.counts import counts_matrix, row_sums
+from latentshift.counts import counts_matrix, log_normalise_genes, row_sums
 from latentshift.errors import PerturbError
 
 log = logging.getLogger(__name__)
@@ -455,6 +455,20 @@ def make_perturbed(
     return out
 
 
+def perturbed_genes(adata: ad.AnnData) -> list[str]:
+    """Every gene some perturbation entry shifted: the union of ``uns["perturbation_genes"]``,
+    in the data's gene order (empty when nothing was perturbed).
+
+    The one place the union is built: the LDVAE keeps these genes whatever the gene selection,
+    the disease-gene baseline of 05 reads them, 02 shows them.
+    """
+    sets = adata.uns.get("perturbation_genes", {}) or {}
+    wanted: set[str] = set()
+    for genes in sets.values():
+        wanted.update(str(g) for g in np.atleast_1d(genes))
+    return [g for g in adata.var_names if g in wanted]
+
+
 # --- train/test split -----------------------------------------------------------------------
 
 
@@ -645,8 +659,7 @@ def realised_fold_change(
         fc = float(perturbed.uns["perturbations"][entry_name]["fold_change"])
         requested = dict.fromkeys(all_genes, fc)
     genes = all_genes if genes is None else list(genes)
-    counts = perturbed.layers[layer] if layer is not None else perturbed.X
-    counts = sp.csr_matrix(counts)
+    counts = sp.csr_matrix(counts_matrix(perturbed, layer))
     touched = np.flatnonzero(((obs["condition"] == entry_name) & obs["perturbed"]).to_numpy())
     name_pos = pd.Index(obs.index)
     normal_names = obs.index[obs["condition"] == "normal"]
@@ -683,8 +696,7 @@ def realised_fold_changes(perturbed: ad.AnnData) -> pd.DataFrame:
 
 def library_sizes(adata: ad.AnnData, layer: str | None = "counts") -> pd.Series:
     """Total counts per cell (sparse row sums), indexed like ``obs``."""
-    counts = adata.layers[layer] if layer is not None else adata.X
-    return pd.Series(row_sums(counts), index=adata.obs_names, name="library_size")
+    return pd.Series(row_sums(counts_matrix(adata, layer)), index=adata.obs_names, name="library_size")
 
 
 def mean_expression(
@@ -717,14 +729,10 @@ def mean_expression(
     pandas.DataFrame
         Rows: genes; columns: a MultiIndex of the groups (empty groups dropped).
     """
-    counts = sp.csr_matrix(adata.layers[layer] if layer is not None else adata.X)
-    lib = row_sums(counts).astype(float)
-    lib[lib == 0] = 1.0
     cols = adata.var_names.get_indexer(list(genes))
     if np.any(cols < 0):
         raise PerturbError("some genes are not in the data's var_names.")
-    sub = counts[:, cols].toarray().astype(float)  # cells × (a few genes)
-    sub = np.log1p(sub / lib[:, None] * target_sum)
+    sub = log_normalise_genes(counts_matrix(adata, layer), cols, target_sum)  # cells × (a few genes)
     frame = pd.DataFrame(sub, columns=list(genes))
     keys = [adata.obs[c].to_numpy() for c in groupby]
     means = frame.groupby(keys, observed=True).mean()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from latentshift.counts import counts_matrix, row_sums
+from latentshift.counts import counts_matrix, log_normalise_genes, row_sums
 
 
 def is_simulated(adata: Any) -> bool:
@@ -253,13 +253,8 @@ def marker_dotplot(adata: Any, markers: Any, groupby: str = "cell_type") -> Any:
             seen.add(key)
             groups.setdefault(group, []).append(key)
             cols.append(var)
-    counts = sp.csr_matrix(counts_matrix(adata))
-    totals = row_sums(counts).astype(float)
     idx = [adata.var_names.get_loc(v) for v in cols]
-    sub = counts[:, idx].astype(np.float32)
-    scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)
-    sub = sp.csr_matrix(sub.multiply(scale[:, None]))
-    sub.data = np.log1p(sub.data)
+    sub = sp.csr_matrix(log_normalise_genes(counts_matrix(adata), idx).astype(np.float32))
     view = ad.AnnData(X=sub, obs=adata.obs[[groupby]].copy())
     view.var_names = [str(k).upper() for g in groups.values() for k in g]
     dp = sc.pl.dotplot(
@@ -673,10 +668,9 @@ def library_size_by_condition(adata: Any, layer: str | None = "counts") -> Any:
     """Box plot of total counts per cell, one box per condition (log scale)."""
     import matplotlib.pyplot as plt
     import pandas as pd
-    import scipy.sparse as sp
     import seaborn as sns
 
-    counts = sp.csr_matrix(adata.layers[layer] if layer is not None else adata.X)
+    counts = counts_matrix(adata, layer)
     frame = pd.DataFrame(
         {
             "condition": adata.obs["condition"].to_numpy(),
