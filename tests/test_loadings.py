@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentshift import embedding as E
+from latentshift import findings
 from latentshift import loadings as L
 
 # --- helpers ---------------------------------------------------------------------------
@@ -345,6 +346,6 @@ def test_too_few_matched_genes_give_no_matched_auroc():
     assert np.isnan(table.loc["D", "auroc_ldvae_matched"])
     assert table.loc["D", "auroc_expression"] == pytest.approx(1.0)
     assert L.metrics_from_table(table)["D"]["auroc_ldvae_matched"] is None
-    assert L.format_auroc(table.loc["D", "auroc_ldvae_matched"]).startswith("n/a")
+    assert findings.format_auroc(table.loc["D", "auroc_ldvae_matched"]).startswith("n/a")
     with pytest.raises(L.LoadingsError, match="lacks 1"):
         L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"}, mean_expression=means.iloc[1:])

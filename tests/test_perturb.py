@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sklearn.model_selection import train_test_split
 
 from latentshift import perturb
+from latentshift import split as splitting
 from latentshift.perturb import PerturbError
 
 
@@ -224,7 +225,7 @@ def test_make_perturbed_layout(tmp_path):
     others = [j for j in range(adata.n_vars) if f"G{j}" not in GENES["DOWN"]]
     assert (als[:, others] != adata.layers["counts"][:, others]).nnz == 0
     # writable as h5ad and reads back the same
-    out.obs["split"] = perturb.assign_split(out, 0.7, True, 0)
+    out.obs["split"] = splitting.assign_split(out, 0.7, True, 0)
     out.write_h5ad(tmp_path / "p.h5ad")
     back = ad.read_h5ad(tmp_path / "p.h5ad")
     assert back.uns["perturbations"]["HD"]["method"] == "poisson"
@@ -306,7 +307,7 @@ def test_mean_expression_and_library_sizes():
 def test_grouped_split_never_splits_a_source_cell(frac, seed):
     adata = small_adata(n_cells=90)
     out = perturb.make_perturbed(adata, ENTRIES, GENES, seed=0)
-    split = perturb.assign_split(out, frac, grouped=True, seed=seed)
+    split = splitting.assign_split(out, frac, grouped=True, seed=seed)
     sides = split.groupby(out.obs["source_cell"].to_numpy(), observed=True).nunique()
     assert (sides == 1).all()
     counts = pd.crosstab(out.obs["condition"], split)
@@ -319,12 +320,12 @@ def test_grouped_split_never_splits_a_source_cell(frac, seed):
 def test_ungrouped_split_reproduces_plain_stratified_split():
     adata = small_adata(n_cells=90)
     out = perturb.make_perturbed(adata, ENTRIES, GENES, seed=0)
-    split = perturb.assign_split(out, 0.7, grouped=False, seed=4)
+    split = splitting.assign_split(out, 0.7, grouped=False, seed=4)
     train_idx, _ = train_test_split(np.arange(out.n_obs), train_size=0.7,
                                     stratify=out.obs["condition"].astype(str).to_numpy(), random_state=4)
     assert set(np.flatnonzero((split == "train").to_numpy())) == set(train_idx)
     out.obs["split"] = split
-    table = perturb.split_counts(out)
+    table = splitting.split_counts(out)
     assert table["total"].tolist() == [90, 90, 90]
     # plain split: some source cells land on both sides
     sides = split.groupby(out.obs["source_cell"].to_numpy(), observed=True).nunique()
@@ -334,24 +335,24 @@ def test_ungrouped_split_reproduces_plain_stratified_split():
 def test_split_rejects_bad_fraction():
     out = perturb.make_perturbed(small_adata(), ENTRIES, GENES, seed=0)
     with pytest.raises(PerturbError, match="train_fraction"):
-        perturb.assign_split(out, 1.0)
+        splitting.assign_split(out, 1.0)
 
 
 def test_split_with_too_few_cells_names_the_problem_and_the_fix(caplog):
     # three source cells of three cell types: each type puts its single cell on the training side
     out = perturb.make_perturbed(small_adata(n_cells=3), ENTRIES, GENES, seed=0)
     with pytest.raises(PerturbError, match=r"too few cells for the split.*3 source cell.*test side empty.*raise data.n_cells"):
-        perturb.assign_split(out, 0.7, grouped=True, seed=0)
+        splitting.assign_split(out, 0.7, grouped=True, seed=0)
     # ungrouped (the original plain split): sklearn's stratification error, translated
     with pytest.raises(PerturbError, match=r"too few cells for the split.*raise data.n_cells"):
-        perturb.assign_split(out, 0.9, grouped=False, seed=0)
+        splitting.assign_split(out, 0.9, grouped=False, seed=0)
     # enough cells overall, one cell type with a single source cell: split, with a warning
     adata = small_adata(n_cells=61)
     adata.obs["cell_type"] = adata.obs["cell_type"].cat.add_categories("Micro")
     adata.obs.iloc[60, adata.obs.columns.get_loc("cell_type")] = "Micro"
     out = perturb.make_perturbed(adata, ENTRIES, GENES, seed=0)
     with caplog.at_level("WARNING", logger="latentshift.perturb"):
-        split = perturb.assign_split(out, 0.7, grouped=True, seed=0)
+        split = splitting.assign_split(out, 0.7, grouped=True, seed=0)
     assert set(split) == {"train", "test"}
     assert "single source cell" in caplog.text
 

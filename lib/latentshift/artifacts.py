@@ -96,7 +96,7 @@ def atomic_path(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
     try:
         yield tmp
         if not tmp.exists():
-            raise FileNotFoundError(f"nothing was written to {tmp} for {final}")
+            raise RuntimeError(f"nothing was written to {tmp} for {final}")  # a bug, not user input
         if final.is_dir() and not final.is_symlink():
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)

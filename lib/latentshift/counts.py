@@ -203,3 +203,20 @@ def log_normalise_genes(counts: Any, columns: Any, target_sum: float = 1e4) -> n
     sub = counts[:, np.asarray(columns)]
     sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
     return np.log1p(sub.astype(np.float64) * (target_sum / lib)[:, None])
+
+
+def describe_counts(counts: Any) -> dict[str, Any]:
+    """Whether a matrix holds sparse integer counts, its dtype and its share of nonzeros.
+
+    Returns
+    -------
+    dict
+        ``integer_sparse`` (bool), ``dtype`` (str), ``density`` (stored values / entries).
+    """
+    size = counts.shape[0] * counts.shape[1]
+    nnz = counts.nnz if sp.issparse(counts) else int(np.count_nonzero(counts))
+    return {
+        "integer_sparse": bool(sp.issparse(counts) and np.dtype(counts.dtype).kind in "iu"),
+        "dtype": str(counts.dtype),
+        "density": nnz / size if size else 0.0,
+    }

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata import AnnData
 
 from latentshift.counts import counts_matrix, row_sums, subset
 from latentshift.errors import DataError
@@ -236,3 +237,37 @@ def describe_loading(adata: Any) -> str:
             f"only their rows of the counts ({info.get('counts_from', '?')}) were read."
         )
     return text.strip()
+
+
+def data_metrics(
+    before: Mapping[str, Any], summary: Mapping[str, Any], qc: Mapping[str, int], cells: AnnData
+) -> dict[str, Any]:
+    """The ``data`` section of ``metrics.json`` (written by ``01_data``).
+
+    Parameters
+    ----------
+    before
+        :func:`summarize` of the cells as loaded (before QC).
+    summary
+        :func:`summarize` of the cells kept.
+    qc
+        :func:`qc_filter`'s numbers.
+    cells
+        The cells kept (for their source and, for a sampled file, its size).
+    """
+    info = cells.uns["latentshift"]
+    return {
+        "simulated": summary["simulated"],
+        "source": info["source"],
+        "cells_in_file": info.get("sample", {}).get("cells_in_file", before["n_cells"]),
+        "cells_loaded": before["n_cells"],
+        "genes_loaded": before["n_genes"],
+        "cells_after_qc": qc["cells_after"],
+        "genes_after_qc": qc["genes_after"],
+        "n_cells": summary["n_cells"],
+        "n_genes": summary["n_genes"],
+        "median_counts_per_cell": summary["median_counts_per_cell"],
+        "median_genes_per_cell": summary["median_genes_per_cell"],
+        "fraction_zeros": round(summary["fraction_zeros"], 4),
+        "cell_type_counts": summary["cell_type_counts"],
+    }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "AcceleratorError",
+    "CellTypeShiftError",
     "ClassifierError",
     "DataError",
     "DownloadError",
@@ -71,6 +72,10 @@ class LoadingsError(LatentshiftError):
 
 class MissingArtifactError(LatentshiftError, FileNotFoundError):
     """A step's input is missing: the step that writes it has not run (or failed)."""
+
+
+class CellTypeShiftError(LatentshiftError):
+    """Inputs to a per-cell-type shift analysis that cannot be used; the message says why."""
 
 
 class PipelineError(LatentshiftError):

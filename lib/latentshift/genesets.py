@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from anndata import AnnData
 
 from latentshift.errors import GeneSetError
 
@@ -346,3 +347,19 @@ def match_summary(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
         }
         for name, row in table.iterrows()
     }
+
+
+def n_present(adata: AnnData, genes: Sequence[str], symbol_column: str | None = None) -> int:
+    """How many of ``genes`` are among the data's genes (symbols, case-insensitive)."""
+    present = {str(s).upper() for s in symbols_of(adata, symbol_column)}
+    return sum(str(g).upper() in present for g in genes)
+
+
+def match_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The match table of :func:`match_genesets` for reading: fractions rounded, gene lists
+    joined by commas ("—" where none is missing)."""
+    return table.assign(
+        found_fraction=table["found_fraction"].round(3),
+        found=table["found"].map(", ".join),
+        missing=table["missing"].map(lambda m: ", ".join(m) or "—"),
+    )

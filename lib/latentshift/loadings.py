@@ -367,6 +367,17 @@ def factor_shifts(
 # --- recovery --------------------------------------------------------------------------
 
 
+def best_factors(shifts: pd.DataFrame) -> dict[str, str]:
+    """The most shifted factor of each condition (rank 1 of :func:`factor_shifts`)."""
+    top = shifts[shifts["rank"] == 1]
+    return {str(c): str(f) for c, f in zip(top["condition"], top["factor"], strict=True)}
+
+
+def top_shifts(shifts: pd.DataFrame, n: int = 3) -> pd.DataFrame:
+    """The ``n`` most shifted factors of each condition, sorted by condition and rank."""
+    return shifts[shifts["rank"] <= n].sort_values(["condition", "rank"])
+
+
 def direction_sign(direction: str) -> int:
     """+1 for ``"up"``, −1 for ``"down"``."""
     if direction not in ("up", "down"):
@@ -654,13 +665,6 @@ def pca_baseline(
     cols = [f"PC_{i}" for i in range(n_comps)]
     log.info("fitted a %d-component PCA baseline on %d training cells", n_comps, int(train.sum()))
     return pd.DataFrame(pcs, index=adata.var_names, columns=cols), coords, "refit"
-
-
-def format_auroc(value: float | None) -> str:
-    """An AUROC for a sentence: three decimals, or why there is none (too few matched genes)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return f"n/a (fewer than {MIN_MATCHED_BACKGROUND} genes)"
-    return f"{value:.3f}"
 
 
 def metrics_from_table(table: pd.DataFrame) -> dict[str, dict[str, Any]]:

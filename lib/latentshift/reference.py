@@ -224,7 +224,7 @@ class ClusterGroup:
             return clusters["supercluster"] == self.supercluster
         if self.name_prefix is not None:
             return clusters["cluster_name"].str.startswith(self.name_prefix)
-        raise ValueError("a ClusterGroup needs a supercluster or a name_prefix")
+        raise TypeError("a ClusterGroup needs a supercluster or a name_prefix")
 
 
 #: The cluster groups the simulated types are drawn from, by name.

@@ -85,8 +85,19 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]], depth: int = 0
         out.append((prefix, value))
 
 
-def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """The few numbers a reader looks for first, each beside its control, as (label, value) rows."""
+def headline_rows(
+    metrics: dict[str, Any], null_metrics: dict[str, Any] | None = None
+) -> list[tuple[str, str]]:
+    """The few numbers a reader looks for first, each beside its control, as (label, value) rows.
+
+    Parameters
+    ----------
+    metrics
+        The run's ``metrics.json``.
+    null_metrics
+        The ``metrics.json`` of the null-perturbation control run (profile ``null``), when it
+        exists: its classifier accuracy is shown beside this run's.
+    """
     rows: list[tuple[str, str]] = []
 
     def pct(x: Any) -> str:
@@ -116,6 +127,12 @@ def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         for model, acc in clf.get("baseline_accuracy", {}).items():
             rows.append((f"baseline: {model}", pct(acc)))
         rows.append(("split grouped by source cell; source cells on both sides", f"{clf.get('split_grouped')}; {clf.get('n_leaked_source_cells')}"))
+        null_clf = (null_metrics or {}).get("classifier")
+        if null_clf:
+            rows.append((
+                "null-perturbation run (profile null, every fold change 1.0): accuracy [95% CI]",
+                f"{pct(null_clf.get('accuracy'))} [{pct(null_clf.get('accuracy_low'))}, {pct(null_clf.get('accuracy_high'))}]",
+            ))
     for name, m in metrics.get("loadings", {}).items():
         if isinstance(m, dict) and "auroc_ldvae_projected" in m:
             rows.append((
@@ -140,6 +157,7 @@ def render_index(
     names: Sequence[str],
     target: Path,
     prov: dict[str, Any] | None = None,
+    null_metrics: dict[str, Any] | None = None,
 ) -> Path:
     """Write the report's index page: profile, params, headline numbers, provenance and links."""
     simulated = params["data"]["source"] == "simulated"
@@ -161,7 +179,7 @@ def render_index(
     _flatten("", {k: v for k, v in metrics.items() if k != "provenance"}, flat)
     metric_rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td>{_fmt(v)}</td></tr>" for k, v in flat)
     headlines = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in headline_rows(metrics)
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in headline_rows(metrics, null_metrics)
     ) or "<tr><td colspan=2>no numbers yet</td></tr>"
     banner = (
         "<div class='banner'>SIMULATED DATA — this report is made from the built-in simulated "

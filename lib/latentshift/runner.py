@@ -42,6 +42,9 @@ KERNEL_NAME = "python3"  # the running interpreter's ipykernel (the project .ven
 STATE_FILE = "state.json"
 # keys the runner always offers to notebooks, besides the params sections
 RUN_KEYS = ("profile", "run_dir", "seed")
+#: The profile of the null-perturbation control; the index of every other profile shows its
+#: classifier accuracy beside the run's own when ``runs/null`` exists.
+NULL_PROFILE = "null"
 
 
 # --- discovery and parameters ----------------------------------------------------------
@@ -314,6 +317,7 @@ def finish_run(plan: RunPlan, state: dict[str, Any], prov: dict[str, Any]) -> No
             **{k: prov[k] for k in ("python", "packages", "git_commit", "git_dirty", "data_sha256")},
         },
     )
+    null_run = plan.root / "runs" / NULL_PROFILE
     report.render_index(
         plan.profile,
         plan.params,
@@ -322,6 +326,7 @@ def finish_run(plan: RunPlan, state: dict[str, Any], prov: dict[str, Any]) -> No
         plan.names,
         plan.report_folder / "index.html",
         prov,
+        null_metrics=None if plan.profile == NULL_PROFILE else artifacts.read_metrics(null_run),
     )
     log.info("index: %s", plan.report_folder / "index.html")
 

@@ -1,0 +1,156 @@
+"""The package's shape: small modules, imports one way, one error family, thin notebooks."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import json
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import latentshift
+from latentshift import errors
+
+PACKAGE = Path(latentshift.__file__).parent
+MAX_MODULE_LINES = 800
+#: Builtin exceptions a module may raise: programming errors only. Anything a user can cause
+#: (bad params, files, gene sets, missing steps) raises a LatentshiftError subclass instead.
+BUILTINS_FOR_BUGS = {"RuntimeError", "TypeError", "AssertionError", "NotImplementedError", "SystemExit"}
+
+
+def _modules() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(PACKAGE.glob("*.py")) if p.stem != "__init__"}
+
+
+def _imports(path: Path) -> set[str]:
+    """The latentshift modules a file imports, at the top or inside functions."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "latentshift":
+                found.update(a.name for a in node.names)
+            elif node.module.startswith("latentshift."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("latentshift."):
+                    found.add(alias.name.split(".")[1])
+    return found & set(_modules())
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of the graph as a list of nodes, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_module_is_over_800_lines():
+    long = {n: len(p.read_text().splitlines()) for n, p in _modules().items()}
+    assert {n: k for n, k in long.items() if k > MAX_MODULE_LINES} == {}
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = {name: _imports(path) - {name} for name, path in _modules().items()}
+    assert _cycle(graph) is None, f"import cycle: {' → '.join(_cycle(graph) or [])}"
+    # the runner never imports the CLI or the sweep; the sweep uses the runner
+    assert "cli" not in set().union(*(v for k, v in graph.items() if k != "__main__"))
+    assert "sweep" not in graph["runner"] and "runner" in graph["sweep"]
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_every_error_class_derives_from_the_one_base():
+    for info in pkgutil.iter_modules([str(PACKAGE)]):
+        if info.name in {"__main__"}:
+            continue
+        module = importlib.import_module(f"latentshift.{info.name}")
+        for name, obj in inspect.getmembers(module, inspect.isclass):
+            private = name.startswith("_")  # internal control flow, never reaches a user
+            if issubclass(obj, Exception) and obj.__module__.startswith("latentshift") and not private:
+                assert issubclass(obj, errors.LatentshiftError), f"{info.name}.{name}"
+
+
+def test_user_facing_code_raises_no_bare_builtin_errors():
+    bad = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                func = node.exc.func
+                called = func.id if isinstance(func, ast.Name) else None
+                if called and called in dir(__builtins__ if isinstance(__builtins__, dict) else
+                                            __import__("builtins")) and called not in BUILTINS_FOR_BUGS:
+                    bad.append(f"{name}.py:{node.lineno} raises {called}")
+    assert bad == []
+
+
+def test_the_cli_catches_only_the_base_error():
+    tree = ast.parse((PACKAGE / "cli.py").read_text())
+    caught = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ExceptHandler) and node.type is not None:
+            caught.update(ast.unparse(node.type).replace("(", "").replace(")", "").split(", "))
+    assert caught == {"LatentshiftError", "ValueError"}  # ValueError: parsing --levels only
+
+
+def test_a_bug_in_the_cli_keeps_its_traceback(monkeypatch):
+    from latentshift import cli, config
+
+    def broken(path):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(config, "load_params", broken)
+    with pytest.raises(KeyError):
+        cli.main(["check", "params/demo.yaml"])
+
+
+def test_a_user_error_in_the_cli_is_one_message(tmp_path):
+    from latentshift import cli
+
+    assert cli.main(["check", str(tmp_path / "missing.yaml")]) == 2
+
+
+def _code_cells(root: Path):
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text())
+        for i, cell in enumerate(nb["cells"]):
+            if cell["cell_type"] == "code":
+                yield path.name, i, "".join(cell["source"])
+
+
+def test_notebook_code_cells_define_no_function_and_hold_no_threshold(root):
+    for name, i, source in _code_cells(root):
+        lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+        tree = ast.parse("\n".join(lines))
+        for node in ast.walk(tree):
+            assert not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda), (
+                f"{name} cell {i} defines a function: move it into latentshift"
+            )
+            if isinstance(node, ast.Compare):
+                numbers = [
+                    n for n in ast.walk(node) if isinstance(n, ast.Constant)
+                    and isinstance(n.value, int | float) and not isinstance(n.value, bool)
+                ]
+                assert not numbers, f"{name} cell {i} compares with a number: name the threshold in latentshift"
