@@ -25,11 +25,14 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from latentshift.errors import MissingArtifactError
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +145,7 @@ def same_matrix(a: Any, b: Any, chunk: int = 1 << 24) -> bool:
     return bool(np.array_equal(np.asarray(a), np.asarray(b)))
 
 
-def write_h5ad(adata: Any, path: str | Path) -> Path:
+def write_h5ad(adata: AnnData, path: str | Path) -> Path:
     """Write an AnnData to ``.h5ad`` atomically (lzf-compressed: fast, and sparse stays sparse).
 
     When ``layers["counts"]`` holds the same values as ``X`` (our files keep the raw counts in
@@ -168,7 +171,7 @@ def write_h5ad(adata: Any, path: str | Path) -> Path:
     return path
 
 
-def read_h5ad(path: str | Path, made_by: str | None = None) -> Any:
+def read_h5ad(path: str | Path, made_by: str | None = None) -> AnnData:
     """Read an ``.h5ad`` written by :func:`write_h5ad`, restoring ``layers["counts"]``.
 
     Parameters

@@ -57,7 +57,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -67,6 +67,9 @@ from latentshift.errors import ClassifierError
 from latentshift.evaluation import METRIC_NAMES, evaluate, permutation_control, untouched_report
 from latentshift.network import MLPClassifier, train_logreg, train_majority, train_mlp
 from latentshift.perturb import perturbed_genes
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,7 @@ BASELINE_DESCRIPTIONS: dict[str, str] = {
 
 
 def disease_gene_features(
-    adata: Any,
+    adata: AnnData,
     genes: Sequence[str],
     layer: str = "counts",
     target_sum: float = 1e4,
@@ -126,7 +129,7 @@ def disease_gene_features(
     return log_normalise_genes(counts_matrix(adata, layer), columns, target_sum)
 
 
-def pca_features(adata: Any, n_comps: int, train_mask: np.ndarray, seed: int = 0, layer: str = "counts") -> np.ndarray:
+def pca_features(adata: AnnData, n_comps: int, train_mask: np.ndarray, seed: int = 0, layer: str = "counts") -> np.ndarray:
     """PCA of log-normalised counts fit on training cells (fallback when ``obsm["X_pca_baseline"]`` is absent).
 
     The same baseline 03_ldvae stores (:func:`latentshift.embedding.pca_of_counts`).
@@ -224,7 +227,7 @@ def _labels_of(obs: pd.DataFrame) -> list[str]:
 
 
 def classify_conditions(
-    adata: Any,
+    adata: AnnData,
     classifier: Mapping[str, Any],
     seed: int = 0,
     latent_key: str = "X_ldvae",

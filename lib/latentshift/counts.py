@@ -8,7 +8,7 @@ matrix.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,10 +16,13 @@ import scipy.sparse as sp
 
 from latentshift.errors import DataError
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+
 log = logging.getLogger(__name__)
 
 
-def counts_matrix(adata: Any, layer: str | None = "counts") -> Any:
+def counts_matrix(adata: AnnData, layer: str | None = "counts") -> Any:
     """The raw counts of an AnnData: ``layers[layer]`` when present, else ``X``.
 
     The one place the project decides where counts live (our files keep them in
@@ -99,7 +102,7 @@ def gene_means(counts: Any, rows: np.ndarray | None = None, chunk_rows: int = 20
     return total / len(idx)
 
 
-def subset(adata: Any, rows: Any = None, cols: Any = None) -> Any:
+def subset(adata: AnnData, rows: Any = None, cols: Any = None) -> AnnData:
     """``adata[rows, cols].copy()`` that keeps ``X`` and ``layers["counts"]`` one matrix.
 
     When ``layers["counts"]`` is the very object ``X`` (as :func:`simulate_m1` and

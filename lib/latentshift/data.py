@@ -33,7 +33,7 @@ from latentshift.simulate import simulate_m1
 log = logging.getLogger(__name__)
 
 
-def qc_filter(adata: Any, min_genes: int, min_cells: int) -> tuple[Any, dict[str, int]]:
+def qc_filter(adata: AnnData, min_genes: int, min_cells: int) -> tuple[AnnData, dict[str, int]]:
     """Drop cells with few detected genes, then genes detected in few cells.
 
     Uses scanpy's ``filter_cells`` / ``filter_genes`` on the counts (``layers["counts"]``, else
@@ -98,8 +98,8 @@ def qc_table(stats: Mapping[str, int]) -> pd.DataFrame:
 
 
 def subsample(
-    adata: Any, n_cells: int | None, seed: int, stratify_by: str | None = "cell_type"
-) -> Any:
+    adata: AnnData, n_cells: int | None, seed: int, stratify_by: str | None = "cell_type"
+) -> AnnData:
     """A seeded subsample of cells, stratified by a column (proportional allocation).
 
     Parameters
@@ -140,7 +140,7 @@ def subsample(
     return subset(adata, rows=keep)
 
 
-def summarize(adata: Any) -> dict[str, Any]:
+def summarize(adata: AnnData) -> dict[str, Any]:
     """Headline numbers of a cell set (computed from the sparse counts, nothing densified).
 
     Returns
@@ -171,7 +171,9 @@ def summarize(adata: Any) -> dict[str, Any]:
     }
 
 
-def load_cells(cfg: Mapping[str, Any], seed: int, required_genes: Sequence[str] = ()) -> Any:
+def load_cells(
+    cfg: Mapping[str, Any], seed: int, required_genes: Sequence[str] = ()
+) -> AnnData:
     """Load the cells a profile names: simulated, or a local ``.h5ad``.
 
     For a file, when ``cfg["n_cells"]`` is smaller than the number of cells in it, only a
@@ -221,7 +223,7 @@ def load_cells(cfg: Mapping[str, Any], seed: int, required_genes: Sequence[str] 
     raise DataError(f"data.source must be 'simulated' or 'h5ad' (got {source!r}).")
 
 
-def describe_loading(adata: Any) -> str:
+def describe_loading(adata: AnnData) -> str:
     """One sentence on how the cells were read from a file (empty for simulated or fully read data)."""
     info = adata.uns.get("latentshift", {})
     text = ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,11 +23,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from latentshift.counts import counts_matrix, log_normalise
 from latentshift.errors import DataError
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+
 log = logging.getLogger(__name__)
 
 
 def log_normalised(
-    adata: Any = None, *, layer: str | None = "counts", target_sum: float = 1e4, counts: Any = None
+    adata: AnnData = None, *, layer: str | None = "counts", target_sum: float = 1e4, counts: Any = None
 ) -> sp.csr_matrix:
     """Counts → ``log1p(counts / total × target_sum)`` as a new float32 CSR matrix.
 
@@ -86,7 +89,7 @@ def pca_of_counts(
 
 
 def pca_baseline(
-    adata: Any,
+    adata: AnnData,
     n_comps: int,
     *,
     layer: str = "counts",
@@ -177,7 +180,7 @@ class CSRMatrixKNN(TransformerMixin, BaseEstimator):
 
 
 def embed(
-    adata: Any,
+    adata: AnnData,
     use_rep: str,
     name: str,
     *,
@@ -238,7 +241,7 @@ def _mean_knn_distance(z: np.ndarray, k: int) -> float:
 
 
 def condition_separation(
-    adata: Any,
+    adata: AnnData,
     use_rep: str,
     *,
     condition_key: str = "condition",
@@ -317,7 +320,7 @@ def condition_separation(
 
 
 def embedding_metrics(
-    adata: Any,
+    adata: AnnData,
     names: Mapping[str, str],
     separation: Mapping[str, pd.DataFrame],
     *,

@@ -189,7 +189,7 @@ def select_sets(sets: Mapping[str, GeneSet], names: Sequence[str]) -> dict[str, 
 # --- matching against data -------------------------------------------------------------------
 
 
-def symbols_of(adata: Any, symbol_column: str | None = None) -> pd.Index:
+def symbols_of(adata: AnnData, symbol_column: str | None = None) -> pd.Index:
     """The gene symbols of a data set, aligned with its ``var_names``.
 
     Parameters
@@ -226,7 +226,7 @@ def symbols_of(adata: Any, symbol_column: str | None = None) -> pd.Index:
 
 
 def match_genesets(
-    adata: Any,
+    adata: AnnData,
     sets: Mapping[str, GeneSet],
     names: Sequence[str] | None = None,
     symbol_column: str | None = None,

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ import scipy.sparse as sp
 
 from latentshift.errors import DataError
 from latentshift.sampling import choose_cells
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +361,7 @@ def _read_annotations(
 def _build(
     counts: sp.csr_matrix, obs: pd.DataFrame, var: pd.DataFrame, path: Path, where: str,
     symbol_column: str | None, flags: Mapping[str, Any], sample: Mapping[str, Any] | None,
-) -> Any:
+) -> AnnData:
     import anndata as ad
 
     adata = ad.AnnData(X=counts.copy(), obs=obs, var=var)
@@ -382,7 +385,7 @@ def read_h5ad_counts(
     symbol_column: str | None = None,
     cell_type_column: str = "cell_type",
     donor_column: str | None = "donor_id",
-) -> Any:
+) -> AnnData:
     """Read a local ``.h5ad`` and return its integer counts in the ``cells.h5ad`` shape.
 
     The counts are looked for, in this order, in ``layers["counts"]`` (and the other usual
@@ -440,7 +443,7 @@ def read_h5ad_sample(
     symbol_column: str | None = None,
     cell_type_column: str = "cell_type",
     donor_column: str | None = "donor_id",
-) -> Any:
+) -> AnnData:
     """Read a seeded sample of a local ``.h5ad``'s cells, reading only the sampled rows.
 
     The file is opened with h5py; ``obs``, ``var`` and the counts' row pointers are read, the

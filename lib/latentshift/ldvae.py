@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ from latentshift.errors import (
     MissingArtifactError,
 )
 from latentshift.perturb import perturbed_genes
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +144,7 @@ class LDVAEFit:
 
 
 def select_genes(
-    adata: Any,
+    adata: AnnData,
     n_top_genes: int | None,
     *,
     keep: Sequence[str] | None = None,
@@ -203,7 +206,7 @@ def select_genes(
     return genes
 
 
-def _train_mask(adata: Any, split_key: str, train_value: str) -> np.ndarray:
+def _train_mask(adata: AnnData, split_key: str, train_value: str) -> np.ndarray:
     if split_key not in adata.obs:
         raise DataError(
             f"obs['{split_key}'] is missing: the LDVAE trains on the training split only. "
@@ -294,7 +297,7 @@ def _is_nan_error(exc: BaseException) -> bool:
 
 
 def train_ldvae(
-    adata: Any,
+    adata: AnnData,
     params: Mapping[str, Any] | None = None,
     *,
     seed: int = 0,
@@ -458,7 +461,7 @@ def _grouped_validation(groups: pd.Series, fraction: float, seed: int) -> tuple[
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def _check_counts(adata: Any, layer: str) -> None:
+def _check_counts(adata: AnnData, layer: str) -> None:
     if layer not in adata.layers:
         raise DataError(
             f"layers['{layer}'] is missing: the LDVAE reads raw integer counts from it. "
@@ -476,7 +479,7 @@ def _check_counts(adata: Any, layer: str) -> None:
 # --- outputs ---------------------------------------------------------------------------
 
 
-def _registered_view(model: Any, adata: Any) -> Any:
+def _registered_view(model: Any, adata: AnnData) -> Any:
     """A light AnnData sharing ``adata``'s counts, for scvi-tools to register.
 
     scvi-tools adds ``_scvi_*`` columns to whatever AnnData it is given; this keeps them off
@@ -496,7 +499,7 @@ def _registered_view(model: Any, adata: Any) -> Any:
     return ad.AnnData(X=x, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names), layers=layers)
 
 
-def latent_representation(model: Any, adata: Any, *, batch_size: int | None = None) -> np.ndarray:
+def latent_representation(model: Any, adata: AnnData, *, batch_size: int | None = None) -> np.ndarray:
     """Posterior means (cells × ``n_latent``) for every cell of ``adata``.
 
     ``adata`` must have the model's genes in the same order; it is registered with the
@@ -517,7 +520,7 @@ def latent_representation(model: Any, adata: Any, *, batch_size: int | None = No
     return z
 
 
-def heldout_scores(model: Any, adata: Any, *, batch_size: int | None = None) -> pd.DataFrame:
+def heldout_scores(model: Any, adata: AnnData, *, batch_size: int | None = None) -> pd.DataFrame:
     """Per-cell held-out scores of ``adata`` (e.g. the test split).
 
     Returns
@@ -604,7 +607,7 @@ def save_model(model: Any, path: str | Path) -> Path:
     return path
 
 
-def load_model(path: str | Path, adata: Any) -> Any:
+def load_model(path: str | Path, adata: AnnData) -> Any:
     """Load a model saved by :func:`save_model`; ``adata`` must have the model's genes."""
     import scvi
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,9 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from latentshift.errors import LoadingsError
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ def ldvae_loadings(model: Any) -> pd.DataFrame:
     return loadings
 
 
-def load_ldvae_loadings(model_dir: str | Path, adata: Any) -> pd.DataFrame:
+def load_ldvae_loadings(model_dir: str | Path, adata: AnnData) -> pd.DataFrame:
     """Load a saved ``LinearSCVI`` (scvi-tools' own format) and return its loadings.
 
     Parameters
@@ -97,7 +100,7 @@ def load_ldvae_loadings(model_dir: str | Path, adata: Any) -> pd.DataFrame:
     return ldvae_loadings(model)
 
 
-def gene_labels(adata: Any) -> pd.Series:
+def gene_labels(adata: AnnData) -> pd.Series:
     """Readable gene names indexed by ``var_names``: ``var["feature_name"]`` if present
     (CELLxGENE files keyed by Ensembl ID), else the ``var_names`` themselves."""
     if "feature_name" in adata.var.columns:
@@ -616,7 +619,7 @@ def oriented_scores(
 
 
 def pca_baseline(
-    adata: Any, n_comps: int | None = None, seed: int = 0
+    adata: AnnData, n_comps: int | None = None, seed: int = 0
 ) -> tuple[pd.DataFrame, np.ndarray, str]:
     """PCA components (genes × dims) and coordinates (cells × dims) of the baseline.
 

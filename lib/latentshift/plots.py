@@ -7,17 +7,21 @@ element); they never save files themselves — the notebook shows them, nbconver
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latentshift.counts import counts_matrix, log_normalise_genes, row_sums
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.figure import Figure
 
-def is_simulated(adata: Any) -> bool:
+
+def is_simulated(adata: AnnData) -> bool:
     """Whether an AnnData comes from :func:`latentshift.simulate.simulate_m1`."""
     return bool(adata.uns.get("latentshift", {}).get("simulated", False))
 
 
-def simulated_banner(adata: Any) -> Any:
+def simulated_banner(adata: AnnData) -> Any:
     """An HTML banner saying the data are simulated (or naming the real source).
 
     Every notebook shows it right after loading its input, so no figure of simulated data
@@ -35,7 +39,7 @@ def simulated_banner(adata: Any) -> Any:
     return HTML(f"<div style='background:#e2f0d9;padding:0.7em'>Real data: {source}</div>")
 
 
-def data_label(adata: Any) -> str:
+def data_label(adata: AnnData) -> str:
     """A short label for figure titles: ``"(simulated)"`` or ``""``."""
     return " (simulated data)" if is_simulated(adata) else ""
 
@@ -43,7 +47,7 @@ def data_label(adata: Any) -> str:
 # --- 06_loadings -----------------------------------------------------------------------
 
 
-def loadings_heatmap(loadings: Any, gene_sets: Any, title: str = "", labels: Any = None) -> Any:
+def loadings_heatmap(loadings: Any, gene_sets: Any, title: str = "", labels: Any = None) -> Figure:
     """Heatmap of the disease-set genes (rows, grouped by set) × factors: their loadings.
 
     Parameters
@@ -87,7 +91,7 @@ def loadings_heatmap(loadings: Any, gene_sets: Any, title: str = "", labels: Any
     return fig
 
 
-def factor_shift_plot(shifts: Any, best: Any = None, title: str = "") -> Any:
+def factor_shift_plot(shifts: Any, best: Any = None, title: str = "") -> Figure:
     """Mean paired latent shift (disease copy − its normal cell) per factor and condition,
     with 95% intervals.
 
@@ -131,7 +135,7 @@ def factor_shift_plot(shifts: Any, best: Any = None, title: str = "") -> Any:
     return fig
 
 
-def ranked_loading_curve(panels: Any, title: str = "") -> Any:
+def ranked_loading_curve(panels: Any, title: str = "") -> Figure:
     """Genes ranked by an oriented score, with a gene set's genes marked (GSEA-style).
 
     Parameters
@@ -173,7 +177,7 @@ def ranked_loading_curve(panels: Any, title: str = "") -> Any:
 # --- 01_data --------------------------------------------------------------------------
 
 
-def qc_distributions(adata: Any, groupby: str = "cell_type") -> Any:
+def qc_distributions(adata: AnnData, groupby: str = "cell_type") -> Figure:
     """Total counts and detected genes per cell, one box per group (log scale).
 
     Uses ``obs["total_counts"]`` / ``obs["n_genes"]`` when present (set by
@@ -207,7 +211,7 @@ def qc_distributions(adata: Any, groupby: str = "cell_type") -> Any:
     return fig
 
 
-def cell_type_composition(adata: Any, groupby: str = "cell_type") -> Any:
+def cell_type_composition(adata: AnnData, groupby: str = "cell_type") -> Figure:
     """Horizontal bar chart of the number (and share) of cells per group."""
     import matplotlib.pyplot as plt
 
@@ -226,7 +230,7 @@ def cell_type_composition(adata: Any, groupby: str = "cell_type") -> Any:
     return fig
 
 
-def marker_dotplot(adata: Any, markers: Any, groupby: str = "cell_type") -> Any:
+def marker_dotplot(adata: AnnData, markers: Any, groupby: str = "cell_type") -> Figure:
     """Scanpy dot plot of marker genes per group, on log1p(counts per 10k).
 
     ``markers`` maps group → gene symbols; each gene is shown once (under its first group).
@@ -268,7 +272,7 @@ def marker_dotplot(adata: Any, markers: Any, groupby: str = "cell_type") -> Any:
 # --- 03_ldvae / 04_latent_viz (latentshift.ldvae, latentshift.embedding) ----------------
 
 
-def loss_curves(history: Any, title: str = "", early_stopped: bool = False) -> Any:
+def loss_curves(history: Any, title: str = "", early_stopped: bool = False) -> Figure:
     """LDVAE training and validation loss per epoch (negative ELBO; left) and its parts (right).
 
     Parameters
@@ -331,11 +335,11 @@ def loss_curves(history: Any, title: str = "", early_stopped: bool = False) -> A
 
 
 def embedding_grid(
-    adata: Any,
+    adata: AnnData,
     names: Any,
     colors: Any = ("condition", "cell_type", "leiden", "split"),
     title: str = "",
-) -> Any:
+) -> Figure:
     """UMAPs, one row per embedding, one column per obs colouring.
 
     Parameters
@@ -372,7 +376,7 @@ def embedding_grid(
 
 
 def copies_vs_normal(
-    adata: Any,
+    adata: AnnData,
     basis: str,
     condition_key: str = "condition",
     cell_type_key: str = "cell_type",
@@ -381,7 +385,7 @@ def copies_vs_normal(
     n_links: int = 40,
     seed: int = 0,
     title: str = "",
-) -> Any:
+) -> Figure:
     """Per cell type: its normal cells and their disease copies on an embedding.
 
     Each panel zooms on one cell type: normal cells in grey, copies coloured by condition,
@@ -435,7 +439,7 @@ def copies_vs_normal(
     return fig
 
 
-def separation_bars(table: Any, metric: str = "silhouette", title: str = "") -> Any:
+def separation_bars(table: Any, metric: str = "silhouette", title: str = "") -> Figure:
     """Bars of a per-cell-type separation score, one group per cell type, LDVAE vs PCA side by side.
 
     Parameters
@@ -463,7 +467,7 @@ def separation_bars(table: Any, metric: str = "silhouette", title: str = "") -> 
     return fig
 
 
-def confusion_heatmaps(counts: Any, normalized: Any, labels: Any, title: str = "") -> Any:
+def confusion_heatmaps(counts: Any, normalized: Any, labels: Any, title: str = "") -> Figure:
     """Confusion matrix as two heatmaps: counts and row-normalised (rows: true class).
 
     Parameters
@@ -497,7 +501,7 @@ def confusion_heatmaps(counts: Any, normalized: Any, labels: Any, title: str = "
     return fig
 
 
-def accuracy_comparison(table: Any, chance: float, extra: Any = None, title: str = "") -> Any:
+def accuracy_comparison(table: Any, chance: float, extra: Any = None, title: str = "") -> Figure:
     """Horizontal bars of accuracy with 95% intervals, one per model, and a chance line.
 
     Parameters
@@ -534,7 +538,7 @@ def accuracy_comparison(table: Any, chance: float, extra: Any = None, title: str
     return fig
 
 
-def dose_response(table: Any, chance: float, threshold: float | None = None, title: str = "") -> Any:
+def dose_response(table: Any, chance: float, threshold: float | None = None, title: str = "") -> Figure:
     """Accuracy against fold-change level for the LDVAE latent and the PCA baseline.
 
     Parameters
@@ -576,7 +580,7 @@ def dose_response(table: Any, chance: float, threshold: float | None = None, tit
     return fig
 
 
-def classifier_history(history: Any, best_epoch: int | None = None, title: str = "") -> Any:
+def classifier_history(history: Any, best_epoch: int | None = None, title: str = "") -> Figure:
     """Classifier training: cross-entropy (training and validation slice) and validation accuracy per epoch.
 
     Parameters
@@ -609,7 +613,7 @@ def classifier_history(history: Any, best_epoch: int | None = None, title: str =
 # --- 02_perturb ---------------------------------------------------------------------------
 
 
-def realised_fold_change_plot(table: Any, title: str = "") -> Any:
+def realised_fold_change_plot(table: Any, title: str = "") -> Figure:
     """Realised vs requested mean fold change, one point per gene and perturbation entry.
 
     ``table`` comes from :func:`latentshift.perturb.realised_fold_changes` (columns ``entry``,
@@ -664,7 +668,7 @@ def realised_fold_change_plot(table: Any, title: str = "") -> Any:
     return fig
 
 
-def library_size_by_condition(adata: Any, layer: str | None = "counts") -> Any:
+def library_size_by_condition(adata: AnnData, layer: str | None = "counts") -> Figure:
     """Box plot of total counts per cell, one box per condition (log scale)."""
     import matplotlib.pyplot as plt
     import pandas as pd
@@ -693,7 +697,7 @@ def library_size_by_condition(adata: Any, layer: str | None = "counts") -> Any:
     return fig
 
 
-def geneset_condition_heatmap(means: Any, gene_groups: Any, title: str = "") -> Any:
+def geneset_condition_heatmap(means: Any, gene_groups: Any, title: str = "") -> Figure:
     """Heatmap of mean log1p-normalised expression: genes × (cell type, condition).
 
     ``means`` comes from :func:`latentshift.perturb.mean_expression` (rows: genes; columns:
