@@ -34,8 +34,9 @@ data: setup ## download the data file of PARAMS (data.url → data.path, verifie
 test: setup ## run the test suite (unit, property and the smoke pipeline test)
 	$(PY) -m pytest $(ARGS)
 
-lint: setup ## ruff over lib, tests, benchmarks and notebooks
+lint: setup ## ruff check and ruff format --check over lib, tests, benchmarks and notebooks
 	$(VENV)/bin/ruff check lib tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check lib tests benchmarks notebooks
 
 lab: setup ## open JupyterLab on notebooks/ with the project kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)

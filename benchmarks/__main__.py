@@ -18,11 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     options = [a for a in argv if a.startswith("-")]
     names = [a for a in argv if not a.startswith("-")]
     here = Path(__file__).resolve().parent
-    modules = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    modules = sorted(
+        m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_")
+    )
     if names:
         modules = [m for m in modules if any(n in m for n in names)]
     if not modules:
-        print(f"no benchmark matches {names}; available: {', '.join(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith('bench_'))}")
+        print(
+            f"no benchmark matches {names}; available: {', '.join(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith('bench_'))}"
+        )
         return 1
     failed = []
     for name in modules:

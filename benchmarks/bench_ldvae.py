@@ -116,7 +116,9 @@ def run_ours(train_test: Any, seed: int) -> dict[str, Any]:
     scvi.model.LinearSCVI.train = train
     try:
         start = time.perf_counter()
-        fit = ldvae.train_ldvae(train_test["all"], cfg, seed=seed, progress_bar=False, callbacks=[tracker])
+        fit = ldvae.train_ldvae(
+            train_test["all"], cfg, seed=seed, progress_bar=False, callbacks=[tracker]
+        )
         wall = time.perf_counter() - start
     finally:
         scvi.model.LinearSCVI.train = original
@@ -138,24 +140,45 @@ def run_defaults(train_test: Any, seed: int) -> dict[str, Any]:
     model.train(callbacks=[tracker], enable_progress_bar=False)
     wall = time.perf_counter() - start
     n_fit = len(model.train_indices)
-    params = {"lr": 1e-3, "batch_size": 128, "max_epochs": epochs, "kl_warmup_epochs": 400,
-              "early_stopping_patience": None}
-    return _summary("scvi defaults", params, len(model.history["elbo_train"]), n_fit, tracker, wall, wall)
+    params = {
+        "lr": 1e-3,
+        "batch_size": 128,
+        "max_epochs": epochs,
+        "kl_warmup_epochs": 400,
+        "early_stopping_patience": None,
+    }
+    return _summary(
+        "scvi defaults", params, len(model.history["elbo_train"]), n_fit, tracker, wall, wall
+    )
 
 
-def _summary(name: str, params: dict, epochs: int, n_fit: int, tracker: Any, wall: float, train_s: float) -> dict[str, Any]:
+def _summary(
+    name: str, params: dict, epochs: int, n_fit: int, tracker: Any, wall: float, train_s: float
+) -> dict[str, Any]:
     eval_s = tracker.paused
     train_only = max(train_s - eval_s, 1e-9)
     return {
         "name": name,
-        "settings": {k: params.get(k) for k in ("lr", "batch_size", "max_epochs", "kl_warmup_epochs", "early_stopping_patience")},
+        "settings": {
+            k: params.get(k)
+            for k in (
+                "lr",
+                "batch_size",
+                "max_epochs",
+                "kl_warmup_epochs",
+                "early_stopping_patience",
+            )
+        },
         "epochs": int(epochs),
         "n_fit_cells": int(n_fit),
         "train_seconds": round(train_only, 2),
         "eval_seconds_excluded": round(eval_s, 2),
         "cells_per_second": round(n_fit * epochs / train_only, 1),
         "final_heldout_neg_elbo": tracker.points[-1][2],
-        "curve": [{"seconds": round(t, 2), "epoch": e, "heldout_neg_elbo": round(v, 3)} for t, e, v in tracker.points],
+        "curve": [
+            {"seconds": round(t, 2), "epoch": e, "heldout_neg_elbo": round(v, 3)}
+            for t, e, v in tracker.points
+        ],
     }
 
 
@@ -174,7 +197,12 @@ def compare(ours: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     t_def = time_to_quality(default["curve"], bar)
     ratio = (t_def / t_ours) if (t_ours and t_def) else None
     equal_or_better = ours["final_heldout_neg_elbo"] <= bar
-    met = bool(equal_or_better and ((ratio is not None and ratio >= TARGET_RATIO) or (t_def is None and t_ours is not None)))
+    met = bool(
+        equal_or_better
+        and (
+            (ratio is not None and ratio >= TARGET_RATIO) or (t_def is None and t_ours is not None)
+        )
+    )
     return {
         "quality_bar_neg_elbo": round(bar, 3),
         "time_to_quality_ours_s": t_ours,
@@ -187,12 +215,21 @@ def compare(ours: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_ldvae", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_ldvae", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--size", choices=("demo", "seed"), default="demo")
-    parser.add_argument("--quick", action="store_true", help="tiny data, only checks that the code runs")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny data, only checks that the code runs"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="JSON file (default reports/bench/ldvae.json)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for both runs (default: torch's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for both runs (default: torch's)",
+    )
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("lightning", "lightning.pytorch", "scvi"):
@@ -206,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     size = "quick" if args.quick else args.size
     n_cells, n_genes = SIZES[size]
-    print(f"LDVAE time to quality: {n_cells} cells x {n_genes} genes (simulated), seed {args.seed}", flush=True)
+    print(
+        f"LDVAE time to quality: {n_cells} cells x {n_genes} genes (simulated), seed {args.seed}",
+        flush=True,
+    )
     adata = simulated_cells(n_cells, n_genes, args.seed)
     data = {
         "all": adata,
@@ -214,9 +254,15 @@ def main(argv: list[str] | None = None) -> int:
         "test": adata[adata.obs["split"] == "test"].copy(),
     }
     ours = run_ours(data, args.seed)
-    print(f"  ours:          {ours['epochs']} epochs, {ours['train_seconds']:.1f} s, held-out -ELBO {ours['final_heldout_neg_elbo']:.2f}", flush=True)
+    print(
+        f"  ours:          {ours['epochs']} epochs, {ours['train_seconds']:.1f} s, held-out -ELBO {ours['final_heldout_neg_elbo']:.2f}",
+        flush=True,
+    )
     default = run_defaults(data, args.seed)
-    print(f"  scvi defaults: {default['epochs']} epochs, {default['train_seconds']:.1f} s, held-out -ELBO {default['final_heldout_neg_elbo']:.2f}", flush=True)
+    print(
+        f"  scvi defaults: {default['epochs']} epochs, {default['train_seconds']:.1f} s, held-out -ELBO {default['final_heldout_neg_elbo']:.2f}",
+        flush=True,
+    )
     result = compare(ours, default)
     report = {
         "benchmark": "ldvae time to quality",
@@ -235,17 +281,34 @@ def main(argv: list[str] | None = None) -> int:
         "runs": {"ours": ours, "scvi_defaults": default},
         "comparison": result,
     }
-    out = Path(args.out) if args.out else artifacts.project_root() / "reports" / "bench" / "ldvae.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else artifacts.project_root() / "reports" / "bench" / "ldvae.json"
+    )
     artifacts.write_json(report, out)
     rows = [("", "ours", "scvi defaults")]
     for key in ("epochs", "train_seconds", "cells_per_second", "final_heldout_neg_elbo"):
-        rows.append((key, f"{ours[key]:.2f}" if isinstance(ours[key], float) else str(ours[key]),
-                     f"{default[key]:.2f}" if isinstance(default[key], float) else str(default[key])))
-    rows.append(("time to quality (s)", str(result["time_to_quality_ours_s"]), str(result["time_to_quality_defaults_s"])))
+        rows.append(
+            (
+                key,
+                f"{ours[key]:.2f}" if isinstance(ours[key], float) else str(ours[key]),
+                f"{default[key]:.2f}" if isinstance(default[key], float) else str(default[key]),
+            )
+        )
+    rows.append(
+        (
+            "time to quality (s)",
+            str(result["time_to_quality_ours_s"]),
+            str(result["time_to_quality_defaults_s"]),
+        )
+    )
     for r in rows:
         print(f"  {r[0]:<24}{r[1]:>14}{r[2]:>16}")
     print(f"  quality bar (held-out -ELBO): {result['quality_bar_neg_elbo']}")
-    print(f"  speedup (defaults / ours): {result['speedup_defaults_over_ours']}  target met: {result['target_met']}")
+    print(
+        f"  speedup (defaults / ours): {result['speedup_defaults_over_ours']}  target met: {result['target_met']}"
+    )
     print(f"  written: {out}", flush=True)
     return 0 if result["target_met"] or size == "quick" else 1
 

@@ -49,7 +49,9 @@ TARGET_MEMORY_RATIO = 0.1
 # --- data --------------------------------------------------------------------------------------
 
 
-def random_csr(n_rows: int, n_cols: int, density: float, seed: int, block_rows: int = 5000) -> sp.csr_matrix:
+def random_csr(
+    n_rows: int, n_cols: int, density: float, seed: int, block_rows: int = 5000
+) -> sp.csr_matrix:
     """A random integer CSR matrix, built block by block from geometric gaps between entries.
 
     Each stored position is a Bernoulli(density) event, so the column indices of a row come
@@ -84,7 +86,8 @@ def tile_rows(X: sp.csr_matrix, times: int) -> sp.csr_matrix:
     depends on the number and layout of nonzeros, not on the values being distinct)."""
     indptr = np.concatenate([X.indptr[:1]] + [X.indptr[1:] + k * X.nnz for k in range(times)])
     return sp.csr_matrix(
-        (np.tile(X.data, times), np.tile(X.indices, times), indptr), shape=(X.shape[0] * times, X.shape[1])
+        (np.tile(X.data, times), np.tile(X.indices, times), indptr),
+        shape=(X.shape[0] * times, X.shape[1]),
     )
 
 
@@ -102,7 +105,11 @@ def save_rows(X: sp.csr_matrix, n_rows: int, folder: Path) -> Path:
 def load(folder: Path) -> sp.csr_matrix:
     shape = tuple(json.loads((folder / "shape.json").read_text()))
     return sp.csr_matrix(
-        (np.load(folder / "data.npy"), np.load(folder / "indices.npy"), np.load(folder / "indptr.npy")),
+        (
+            np.load(folder / "data.npy"),
+            np.load(folder / "indices.npy"),
+            np.load(folder / "indptr.npy"),
+        ),
         shape=shape,
     )
 
@@ -110,13 +117,17 @@ def load(folder: Path) -> sp.csr_matrix:
 # --- the two implementations -------------------------------------------------------------------
 
 
-def sparse_perturb(X: sp.csr_matrix, gene_idx: np.ndarray, rng: np.random.Generator) -> sp.csr_matrix:
+def sparse_perturb(
+    X: sp.csr_matrix, gene_idx: np.ndarray, rng: np.random.Generator
+) -> sp.csr_matrix:
     from latentshift.perturb import perturb_counts
 
     return perturb_counts(X, gene_idx, FOLD_CHANGE, "thin", rng)
 
 
-def dense_perturb(X: sp.csr_matrix, gene_idx: np.ndarray, rng: np.random.Generator) -> sp.csr_matrix:
+def dense_perturb(
+    X: sp.csr_matrix, gene_idx: np.ndarray, rng: np.random.Generator
+) -> sp.csr_matrix:
     """The straightforward way: a dense copy, thin the gene columns, back to sparse counts."""
     D = X.toarray()
     D[:, gene_idx] = rng.binomial(D[:, gene_idx], FOLD_CHANGE)
@@ -150,7 +161,11 @@ def worker(variant: str, folder: str, repeats: int) -> dict:
             assert sp.issparse(out) and out.dtype == X.dtype and out.shape == X.shape
             before = X[:, gene_idx].sum()
             after = out[:, gene_idx].sum()
-            checksum = {"set_sum_before": int(before), "set_sum_after": int(after), "nnz_out": int(out.nnz)}
+            checksum = {
+                "set_sum_before": int(before),
+                "set_sum_after": int(after),
+                "nnz_out": int(out.nnz),
+            }
             assert abs(after / before - FOLD_CHANGE) < 0.01
             assert out.nnz - out[:, gene_idx].nnz == X.nnz - X[:, gene_idx].nnz
         del out
@@ -191,23 +206,37 @@ def main(argv: list[str] | None = None) -> int:
     X = tile_rows(base, -(-largest // base_rows))
     del base
     gen_s = time.perf_counter() - t0
-    print(f"generated {X.shape[0]:,} × {n_genes:,} CSR ({base_rows:,} random rows, tiled), {X.nnz:,} "
-          f"nonzeros ({X.nnz / (X.shape[0] * n_genes):.1%}) in {gen_s:.1f} s", flush=True)
+    print(
+        f"generated {X.shape[0]:,} × {n_genes:,} CSR ({base_rows:,} random rows, tiled), {X.nnz:,} "
+        f"nonzeros ({X.nnz / (X.shape[0] * n_genes):.1%}) in {gen_s:.1f} s",
+        flush=True,
+    )
 
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench_perturb_") as tmp:
-        folders = {n: save_rows(X, n, Path(tmp) / f"rows{n}") for n in sorted({compare_cells, *scaling})}
+        folders = {
+            n: save_rows(X, n, Path(tmp) / f"rows{n}") for n in sorted({compare_cells, *scaling})
+        }
         del X
         for variant in ("dense", "sparse"):
-            results[f"{variant}_{compare_cells}"] = r = run_worker("bench_perturb", variant, str(folders[compare_cells]), str(REPEATS[variant]))
-            print(f"  {variant:6s} {compare_cells:>7,} cells: {r['median_s']:.3f} s, "
-                  f"peak +{fmt_bytes(r['peak_rss_increase_bytes'])} RSS", flush=True)
+            results[f"{variant}_{compare_cells}"] = r = run_worker(
+                "bench_perturb", variant, str(folders[compare_cells]), str(REPEATS[variant])
+            )
+            print(
+                f"  {variant:6s} {compare_cells:>7,} cells: {r['median_s']:.3f} s, "
+                f"peak +{fmt_bytes(r['peak_rss_increase_bytes'])} RSS",
+                flush=True,
+            )
         for n in scaling:
             if n == compare_cells:
                 continue
-            results[f"sparse_{n}"] = r = run_worker("bench_perturb", "sparse", str(folders[n]), str(REPEATS["sparse"]))
-            print(f"  sparse {n:>7,} cells: {r['median_s']:.3f} s, peak +{fmt_bytes(r['peak_rss_increase_bytes'])} RSS",
-                  flush=True)
+            results[f"sparse_{n}"] = r = run_worker(
+                "bench_perturb", "sparse", str(folders[n]), str(REPEATS["sparse"])
+            )
+            print(
+                f"  sparse {n:>7,} cells: {r['median_s']:.3f} s, peak +{fmt_bytes(r['peak_rss_increase_bytes'])} RSS",
+                flush=True,
+            )
 
     dense, sparse = results[f"dense_{compare_cells}"], results[f"sparse_{compare_cells}"]
     speedup = dense["median_s"] / sparse["median_s"]
@@ -223,27 +252,46 @@ def main(argv: list[str] | None = None) -> int:
     log_slope = float(np.polyfit(np.log(nnz), np.log(secs), 1)[0])
 
     print()
-    print(f"Perturbation of {N_SET} genes (thin, fold change {FOLD_CHANGE}), {n_genes:,} genes, "
-          f"{DENSITY:.0%} density; median of {REPEATS['sparse']} (sparse) / {REPEATS['dense']} (dense) runs")
-    print(f"{'variant':<8}{'cells':>9}{'nonzeros':>14}{'time':>10}{'peak RSS +':>13}{'peak traced':>13}{'ns/nnz':>8}")
+    print(
+        f"Perturbation of {N_SET} genes (thin, fold change {FOLD_CHANGE}), {n_genes:,} genes, "
+        f"{DENSITY:.0%} density; median of {REPEATS['sparse']} (sparse) / {REPEATS['dense']} (dense) runs"
+    )
+    print(
+        f"{'variant':<8}{'cells':>9}{'nonzeros':>14}{'time':>10}{'peak RSS +':>13}{'peak traced':>13}{'ns/nnz':>8}"
+    )
     for r in results.values():
-        print(f"{r['variant']:<8}{r['n_cells']:>9,}{r['nnz']:>14,}{r['median_s']:>9.3f}s"
-              f"{fmt_bytes(r['peak_rss_increase_bytes']):>13}{fmt_bytes(r['peak_traced_bytes']):>13}"
-              f"{r['median_s'] / r['nnz'] * 1e9:>8.2f}")
+        print(
+            f"{r['variant']:<8}{r['n_cells']:>9,}{r['nnz']:>14,}{r['median_s']:>9.3f}s"
+            f"{fmt_bytes(r['peak_rss_increase_bytes']):>13}{fmt_bytes(r['peak_traced_bytes']):>13}"
+            f"{r['median_s'] / r['nnz'] * 1e9:>8.2f}"
+        )
     print()
     ok_speed = speedup >= TARGET_SPEEDUP
     ok_mem = mem_ratio_rss <= TARGET_MEMORY_RATIO
-    print(f"same size ({compare_cells:,} cells): sparse is {speedup:.1f}× faster "
-          f"(target ≥ {TARGET_SPEEDUP:.0f}×: {'met' if ok_speed else 'MISSED'})")
-    print(f"  peak memory sparse/dense: {mem_ratio_rss:.3f} by RSS, {mem_ratio_traced:.3f} traced "
-          f"(target ≤ {TARGET_MEMORY_RATIO}: {'met' if ok_mem else 'MISSED'})")
-    print(f"linearity ({', '.join(f'{n:,}' for n in scaling)} cells): time = {slope * 1e9:.2f} ns × nnz "
-          f"+ {intercept:.3f} s, R² = {r2:.4f}; log-log slope {log_slope:.2f} (1 = linear); "
-          f"ns per nonzero: {', '.join(f'{v:.2f}' for v in per_nnz_ns)}")
+    print(
+        f"same size ({compare_cells:,} cells): sparse is {speedup:.1f}× faster "
+        f"(target ≥ {TARGET_SPEEDUP:.0f}×: {'met' if ok_speed else 'MISSED'})"
+    )
+    print(
+        f"  peak memory sparse/dense: {mem_ratio_rss:.3f} by RSS, {mem_ratio_traced:.3f} traced "
+        f"(target ≤ {TARGET_MEMORY_RATIO}: {'met' if ok_mem else 'MISSED'})"
+    )
+    print(
+        f"linearity ({', '.join(f'{n:,}' for n in scaling)} cells): time = {slope * 1e9:.2f} ns × nnz "
+        f"+ {intercept:.3f} s, R² = {r2:.4f}; log-log slope {log_slope:.2f} (1 = linear); "
+        f"ns per nonzero: {', '.join(f'{v:.2f}' for v in per_nnz_ns)}"
+    )
     summary = {
         "quick": quick,
-        "settings": {"n_genes": n_genes, "density": DENSITY, "n_set_genes": N_SET, "method": "thin",
-                     "fold_change": FOLD_CHANGE, "seed": SEED, "repeats": REPEATS},
+        "settings": {
+            "n_genes": n_genes,
+            "density": DENSITY,
+            "n_set_genes": N_SET,
+            "method": "thin",
+            "fold_change": FOLD_CHANGE,
+            "seed": SEED,
+            "repeats": REPEATS,
+        },
         "generate_seconds": gen_s,
         "results": results,
         "comparison": {

@@ -52,7 +52,9 @@ def bench_file(n_cells: int, n_genes: int) -> tuple[Path, float]:
     sets = gs.read_gmt(ROOT / "params" / "genesets" / "disease_genesets.gmt")
     required = sorted({g for s in sets.values() for g in s.genes})
     start = time.perf_counter()
-    simulate.write_simulated_h5ad(path, n_cells, n_genes, seed=SEED, schema="cellxgene", required_genes=required)
+    simulate.write_simulated_h5ad(
+        path, n_cells, n_genes, seed=SEED, schema="cellxgene", required_genes=required
+    )
     return path, time.perf_counter() - start
 
 
@@ -113,15 +115,19 @@ def main(argv: list[str] | None = None) -> int:
     n_cells = _option(argv, "--cells", N_CELLS // 10 if quick else N_CELLS)
     n_genes = _option(argv, "--genes", 3_000 if quick else N_GENES)
     # the same share of the file as 5000 of 114.6k cells unless --sample says otherwise
-    n_sample = _option(argv, "--sample", max(10, min(N_SAMPLE, round(N_SAMPLE * n_cells / N_CELLS))))
+    n_sample = _option(
+        argv, "--sample", max(10, min(N_SAMPLE, round(N_SAMPLE * n_cells / N_CELLS)))
+    )
     out_path = ROOT / "reports" / "bench" / "subsample.json"
 
     t0 = time.perf_counter()
     path, gen_s = bench_file(n_cells, n_genes)
     size = path.stat().st_size
     made = f"written in {gen_s:.0f} s" if gen_s else "cached"
-    print(f"file: {path.relative_to(ROOT)} ({n_cells:,} cells × {n_genes:,} genes, {fmt_bytes(size)} on disk; {made})",
-          flush=True)
+    print(
+        f"file: {path.relative_to(ROOT)} ({n_cells:,} cells × {n_genes:,} genes, {fmt_bytes(size)} on disk; {made})",
+        flush=True,
+    )
     with open(path, "rb") as fh:  # warm the page cache so neither variant pays for the disk
         while fh.read(1 << 26):
             pass
@@ -129,33 +135,53 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for variant in ("sample", "full"):
         results[variant] = r = run_worker("bench_subsample", variant, str(path), str(n_sample))
-        print(f"  {variant:6s}: {r['seconds']:.2f} s, peak RSS {fmt_bytes(r['peak_rss_bytes'])} "
-              f"(+{fmt_bytes(r['peak_rss_increase_bytes'])} over imports)", flush=True)
+        print(
+            f"  {variant:6s}: {r['seconds']:.2f} s, peak RSS {fmt_bytes(r['peak_rss_bytes'])} "
+            f"(+{fmt_bytes(r['peak_rss_increase_bytes'])} over imports)",
+            flush=True,
+        )
     s, f = results["sample"], results["full"]
     if s["check"] != f["check"]:
-        raise RuntimeError(f"the two variants read different cells or counts: {s['check']} vs {f['check']}")
+        raise RuntimeError(
+            f"the two variants read different cells or counts: {s['check']} vs {f['check']}"
+        )
     ratio = s["peak_rss_bytes"] / f["peak_rss_bytes"]
     ratio_increase = s["peak_rss_increase_bytes"] / max(f["peak_rss_increase_bytes"], 1)
     speedup = f["seconds"] / s["seconds"]
     ok = ratio <= TARGET_MEMORY_RATIO
 
     print()
-    print(f"Sampling {n_sample:,} of {n_cells:,} cells × {n_genes:,} genes (CELLxGENE-shaped, counts in raw/X), "
-          "same cells in both (seeded, stratified by cell type)")
+    print(
+        f"Sampling {n_sample:,} of {n_cells:,} cells × {n_genes:,} genes (CELLxGENE-shaped, counts in raw/X), "
+        "same cells in both (seeded, stratified by cell type)"
+    )
     print(f"{'variant':<34}{'time':>9}{'peak RSS':>12}{'peak − imports':>16}")
     labels = {"sample": "read_h5ad_sample (sampled rows)", "full": "anndata.read_h5ad + subset"}
     for name in ("sample", "full"):
         r = results[name]
-        print(f"{labels[name]:<34}{r['seconds']:>8.2f}s{fmt_bytes(r['peak_rss_bytes']):>12}{fmt_bytes(r['peak_rss_increase_bytes']):>16}")
-    print(f"{'ratio sample / full':<34}{s['seconds'] / f['seconds']:>9.3f}{ratio:>12.3f}{ratio_increase:>16.3f}")
+        print(
+            f"{labels[name]:<34}{r['seconds']:>8.2f}s{fmt_bytes(r['peak_rss_bytes']):>12}{fmt_bytes(r['peak_rss_increase_bytes']):>16}"
+        )
+    print(
+        f"{'ratio sample / full':<34}{s['seconds'] / f['seconds']:>9.3f}{ratio:>12.3f}{ratio_increase:>16.3f}"
+    )
     print()
-    print(f"peak memory sample/full: {ratio:.3f} (target ≤ {TARGET_MEMORY_RATIO}: {'met' if ok else 'MISSED'}); "
-          f"sample is {speedup:.1f}× faster; both read {s['check']['nnz']:,} nonzeros, "
-          f"{s['check']['total_counts']:,} counts")
+    print(
+        f"peak memory sample/full: {ratio:.3f} (target ≤ {TARGET_MEMORY_RATIO}: {'met' if ok else 'MISSED'}); "
+        f"sample is {speedup:.1f}× faster; both read {s['check']['nnz']:,} nonzeros, "
+        f"{s['check']['total_counts']:,} counts"
+    )
     summary = {
         "quick": quick,
-        "settings": {"n_cells": n_cells, "n_genes": n_genes, "n_sample": n_sample, "seed": SEED,
-                     "stratify_by": "cell_type", "file": str(path.relative_to(ROOT)), "file_bytes": size},
+        "settings": {
+            "n_cells": n_cells,
+            "n_genes": n_genes,
+            "n_sample": n_sample,
+            "seed": SEED,
+            "stratify_by": "cell_type",
+            "file": str(path.relative_to(ROOT)),
+            "file_bytes": size,
+        },
         "generate_seconds": gen_s,
         "results": results,
         "comparison": {

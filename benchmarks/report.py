@@ -20,7 +20,11 @@ from latentshift import artifacts
 
 def machine() -> dict[str, Any]:
     """Cores, memory, torch threads and BLAS of this machine."""
-    info: dict[str, Any] = {"cpu_cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    info: dict[str, Any] = {
+        "cpu_cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
     try:
         with open("/proc/meminfo") as fh:
             total_kb = int(next(line for line in fh if line.startswith("MemTotal")).split()[1])
@@ -39,7 +43,13 @@ def machine() -> dict[str, Any]:
         import numpy  # noqa: F401 - loads the BLAS that threadpoolctl reports
         from threadpoolctl import threadpool_info
 
-        info["blas"] = sorted({f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)" for p in threadpool_info() if p.get("user_api") == "blas"})
+        info["blas"] = sorted(
+            {
+                f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
+                for p in threadpool_info()
+                if p.get("user_api") == "blas"
+            }
+        )
     except ImportError:  # pragma: no cover
         info["blas"] = None
     info["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE")
@@ -77,15 +87,27 @@ def profile_runs(root: str | Path | None = None) -> dict[str, Any]:
             continue
         state = json.loads(state_path.read_text())
         notebooks = {
-            name: {"status": e.get("status"), "seconds": e.get("seconds"), "peak_rss_gb": round(e.get("peak_rss_bytes", 0) / 1e9, 2),
-                   "finished": e.get("finished")}
-            for name, e in sorted(state.items()) if isinstance(e, dict)
+            name: {
+                "status": e.get("status"),
+                "seconds": e.get("seconds"),
+                "peak_rss_gb": round(e.get("peak_rss_bytes", 0) / 1e9, 2),
+                "finished": e.get("finished"),
+            }
+            for name, e in sorted(state.items())
+            if isinstance(e, dict)
         }
         wall = sum(e.get("seconds") or 0 for e in state.values() if isinstance(e, dict))
-        peak = max((e.get("peak_rss_bytes") or 0 for e in state.values() if isinstance(e, dict)), default=0)
-        metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+        peak = max(
+            (e.get("peak_rss_bytes") or 0 for e in state.values() if isinstance(e, dict)), default=0
+        )
+        metrics = (
+            json.loads((run / "metrics.json").read_text())
+            if (run / "metrics.json").is_file()
+            else {}
+        )
         entry: dict[str, Any] = {
-            "complete": all(e["status"] in {"ok", "skipped"} for e in notebooks.values()) and len(notebooks) == 6,
+            "complete": all(e["status"] in {"ok", "skipped"} for e in notebooks.values())
+            and len(notebooks) == 6,
             "wall_minutes": round(wall / 60, 1),
             "peak_rss_gb": round(peak / 1e9, 2),
             "heldout_neg_elbo": metrics.get("ldvae", {}).get("test_elbo"),
@@ -104,10 +126,14 @@ def profile_runs(root: str | Path | None = None) -> dict[str, Any]:
 def _profile_section(runs: dict[str, Any]) -> str:
     if not runs:
         return ""
-    parts = ["<h2>Pipeline profiles at scale (recorded runs of <code>make report PARAMS=params/&lt;profile&gt;.yaml</code>)</h2>"]
+    parts = [
+        "<h2>Pipeline profiles at scale (recorded runs of <code>make report PARAMS=params/&lt;profile&gt;.yaml</code>)</h2>"
+    ]
     for profile, entry in runs.items():
         head = {k: v for k, v in entry.items() if k != "notebooks"}
-        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in head.items())
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in head.items()
+        )
         nb_rows = "".join(
             f"<tr><td>{html.escape(n)}</td><td>{_fmt(e['status'])}</td><td>{_fmt(e['seconds'])} s</td><td>{_fmt(e['peak_rss_gb'])} GB</td></tr>"
             for n, e in entry["notebooks"].items()
@@ -130,17 +156,25 @@ def write_index(folder: str | Path | None = None) -> Path:
         data = json.loads(path.read_text())
         comparison = data.get("comparison") or {}
         summary[path.stem] = comparison
-        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in comparison.items())
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in comparison.items()
+        )
         doc = data.get("benchmark") or path.stem
-        quick = " <em>(quick run: small sizes, targets not judged)</em>" if data.get("quick") else ""
+        quick = (
+            " <em>(quick run: small sizes, targets not judged)</em>" if data.get("quick") else ""
+        )
         sections.append(
             f"<h2>{html.escape(str(doc))}{quick}</h2><p>source: <code>{path.name}</code></p>"
             f"<table><tr><th>measure</th><th>value</th></tr>{rows}</table>"
         )
     info = machine()
     runs = profile_runs()
-    artifacts.write_json({"machine": info, "comparisons": summary, "profiles": runs}, folder / "index.json")
-    mrows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in info.items())
+    artifacts.write_json(
+        {"machine": info, "comparisons": summary, "profiles": runs}, folder / "index.json"
+    )
+    mrows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in info.items()
+    )
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>latentshift benchmarks</title>
 <style>body {{ font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }} td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}</style>

@@ -18,7 +18,13 @@ PACKAGE = Path(latentshift.__file__).parent
 MAX_MODULE_LINES = 800
 #: Builtin exceptions a module may raise: programming errors only. Anything a user can cause
 #: (bad params, files, gene sets, missing steps) raises a LatentshiftError subclass instead.
-BUILTINS_FOR_BUGS = {"RuntimeError", "TypeError", "AssertionError", "NotImplementedError", "SystemExit"}
+BUILTINS_FOR_BUGS = {
+    "RuntimeError",
+    "TypeError",
+    "AssertionError",
+    "NotImplementedError",
+    "SystemExit",
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -89,7 +95,11 @@ def test_every_error_class_derives_from_the_one_base():
         module = importlib.import_module(f"latentshift.{info.name}")
         for name, obj in inspect.getmembers(module, inspect.isclass):
             private = name.startswith("_")  # internal control flow, never reaches a user
-            if issubclass(obj, Exception) and obj.__module__.startswith("latentshift") and not private:
+            if (
+                issubclass(obj, Exception)
+                and obj.__module__.startswith("latentshift")
+                and not private
+            ):
                 assert issubclass(obj, errors.LatentshiftError), f"{info.name}.{name}"
 
 
@@ -100,8 +110,14 @@ def test_user_facing_code_raises_no_bare_builtin_errors():
             if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
                 func = node.exc.func
                 called = func.id if isinstance(func, ast.Name) else None
-                if called and called in dir(__builtins__ if isinstance(__builtins__, dict) else
-                                            __import__("builtins")) and called not in BUILTINS_FOR_BUGS:
+                if (
+                    called
+                    and called
+                    in dir(
+                        __builtins__ if isinstance(__builtins__, dict) else __import__("builtins")
+                    )
+                    and called not in BUILTINS_FOR_BUGS
+                ):
                     bad.append(f"{name}.py:{node.lineno} raises {called}")
     assert bad == []
 
@@ -150,7 +166,12 @@ def test_notebook_code_cells_define_no_function_and_hold_no_threshold(root):
             )
             if isinstance(node, ast.Compare):
                 numbers = [
-                    n for n in ast.walk(node) if isinstance(n, ast.Constant)
-                    and isinstance(n.value, int | float) and not isinstance(n.value, bool)
+                    n
+                    for n in ast.walk(node)
+                    if isinstance(n, ast.Constant)
+                    and isinstance(n.value, int | float)
+                    and not isinstance(n.value, bool)
                 ]
-                assert not numbers, f"{name} cell {i} compares with a number: name the threshold in latentshift"
+                assert not numbers, (
+                    f"{name} cell {i} compares with a number: name the threshold in latentshift"
+                )

@@ -16,7 +16,9 @@ from latentshift import artifacts
 
 def _counts(n=30, g=20, seed=0):
     rng = np.random.default_rng(seed)
-    return sp.random(n, g, density=0.2, format="csr", random_state=rng, data_rvs=lambda k: rng.integers(1, 9, k)).astype(np.int32)
+    return sp.random(
+        n, g, density=0.2, format="csr", random_state=rng, data_rvs=lambda k: rng.integers(1, 9, k)
+    ).astype(np.int32)
 
 
 def _adata(x):
@@ -32,7 +34,9 @@ def test_counts_equal_to_x_are_stored_once_and_restored_as_the_same_object(tmp_p
     path = artifacts.write_h5ad(a, tmp_path / "a.h5ad")
     with h5py.File(path, "r") as f:
         assert "counts" not in f["layers"] and "X" in f
-    assert "counts" in a.layers and artifacts.COUNTS_IN_X not in a.uns  # the caller's object is unchanged
+    assert (
+        "counts" in a.layers and artifacts.COUNTS_IN_X not in a.uns
+    )  # the caller's object is unchanged
     back = artifacts.read_h5ad(path)
     assert back.layers["counts"] is back.X
     assert (back.layers["counts"] != x).nnz == 0 and back.X.dtype == np.int32
@@ -56,7 +60,12 @@ def test_read_h5ad_names_the_notebook_that_writes_a_missing_file(tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 40), g=st.integers(1, 30), chunk=st.integers(1, 50))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 40),
+    g=st.integers(1, 30),
+    chunk=st.integers(1, 50),
+)
 def test_same_matrix_matches_elementwise_equality(seed, n, g, chunk):
     x = _counts(n, g, seed)
     assert artifacts.same_matrix(x, x.copy(), chunk=chunk)

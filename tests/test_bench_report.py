@@ -11,7 +11,10 @@ def _write_run(root, profile, seconds, peaks, elbo):
     run = root / "runs" / profile
     run.mkdir(parents=True)
     names = ["01_data", "02_perturb", "03_ldvae", "04_latent_viz", "05_classifier", "06_loadings"]
-    state = {n: {"status": "ok", "seconds": s, "peak_rss_bytes": p} for n, s, p in zip(names, seconds, peaks, strict=True)}
+    state = {
+        n: {"status": "ok", "seconds": s, "peak_rss_bytes": p}
+        for n, s, p in zip(names, seconds, peaks, strict=True)
+    }
     (run / "state.json").write_text(json.dumps(state))
     (run / "metrics.json").write_text(json.dumps({"ldvae": {"test_elbo": elbo}}))
 
@@ -25,7 +28,9 @@ def test_profile_runs_ratios_against_targets(tmp_path):
     seed, atlas = runs["seed_size"], runs["atlas_scale"]
     assert seed["complete"] and seed["wall_minutes"] == 20.0 and seed["wall_ratio_to_target"] == 1.0
     assert seed["heldout_neg_elbo"] == 1234.5
-    assert atlas["peak_rss_gb"] == 15.0 and atlas["peak_ratio_to_target"] == 1.25  # 15 GB against 12 GB: missed
+    assert (
+        atlas["peak_rss_gb"] == 15.0 and atlas["peak_ratio_to_target"] == 1.25
+    )  # 15 GB against 12 GB: missed
     assert atlas["notebooks"]["03_ldvae"]["peak_rss_gb"] == 15.0
 
 

@@ -43,7 +43,11 @@ def make_latent(
     rng = np.random.default_rng(seed)
     conditions = ["normal", "ALS", "HD"]
     base = rng.normal(size=(n_source, n_latent))
-    directions = {"normal": np.zeros(n_latent), "ALS": np.eye(n_latent)[0], "HD": np.eye(n_latent)[1]}
+    directions = {
+        "normal": np.zeros(n_latent),
+        "ALS": np.eye(n_latent)[0],
+        "HD": np.eye(n_latent)[1],
+    }
     als_genes, hd_genes = list(range(0, 8)), list(range(8, 16))
     mu_base = rng.gamma(2.0, 2.0, size=n_genes)
     rows, obs_rows, counts = [], [], []
@@ -86,20 +90,27 @@ def make_latent(
     adata.obsm["X_ldvae"] = latent
     # a weaker view of the same shift, standing in for the PCA baseline
     adata.obsm["X_pca_baseline"] = latent * 0.5 + rng.normal(size=latent.shape)
-    adata.uns["perturbation_genes"] = {"ALS": [f"g{j}" for j in als_genes], "HD": [f"g{j}" for j in hd_genes]}
+    adata.uns["perturbation_genes"] = {
+        "ALS": [f"g{j}" for j in als_genes],
+        "HD": [f"g{j}" for j in hd_genes],
+    }
     adata.uns["latentshift"] = {"simulated": True, "source": "test"}
     return adata
 
 
 @pytest.fixture(scope="module")
 def strong() -> classify.ClassificationResult:
-    return classify.classify_conditions(make_latent(shift=2.0), CLASSIFIER, seed=0, declared_grouped=True)
+    return classify.classify_conditions(
+        make_latent(shift=2.0), CLASSIFIER, seed=0, declared_grouped=True
+    )
 
 
 @pytest.fixture(scope="module")
 def null() -> classify.ClassificationResult:
     cfg = {**CLASSIFIER, "n_permutations": 1}
-    return classify.classify_conditions(make_latent(shift=0.0, seed=1), cfg, seed=0, baselines=False)
+    return classify.classify_conditions(
+        make_latent(shift=0.0, seed=1), cfg, seed=0, baselines=False
+    )
 
 
 def test_strong_shift_beats_chance(strong):
@@ -185,7 +196,12 @@ def test_mlp_is_deterministic_and_respects_classes():
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(30, 300), k=st.integers(2, 4), p_correct=st.floats(0.0, 1.0), seed=st.integers(0, 1000))
+@given(
+    n=st.integers(30, 300),
+    k=st.integers(2, 4),
+    p_correct=st.floats(0.0, 1.0),
+    seed=st.integers(0, 1000),
+)
 def test_bootstrap_interval_contains_point(n, k, p_correct, seed):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, k, n)
@@ -205,7 +221,9 @@ def test_fast_metrics_match_sklearn():
     assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
     assert m["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
     # a callable metric goes through the same resamples
-    point, lo, hi = evaluation.bootstrap_ci(y, pred, lambda a, b: skm.f1_score(a, b, average="macro", zero_division=0), n_boot=50)
+    point, lo, hi = evaluation.bootstrap_ci(
+        y, pred, lambda a, b: skm.f1_score(a, b, average="macro", zero_division=0), n_boot=50
+    )
     assert lo <= point <= hi
     result = evaluation.evaluate(y, pred, labels=[0, 1, 2, 3], n_boot=100)
     assert result["macro_f1"] == pytest.approx(m["macro_f1"])

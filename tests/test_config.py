@@ -55,8 +55,18 @@ def test_unknown_key_names_key_and_closest(raw, names):
         ({"data": {"source": "csv"}}, "data.source"),
         ({"ldvae": {"strategy": 3}}, "ldvae.strategy"),
         ({"ldvae": {"accelerator": "tpu"}}, "ldvae.accelerator"),
-        ({"perturbations": [{"name": "A", "geneset": "S", "direction": "up", "fold_change": 0}]}, "fold_change"),
-        ({"perturbations": [{"name": "A", "geneset": "S", "direction": "sideways", "fold_change": 2}]}, "direction"),
+        (
+            {"perturbations": [{"name": "A", "geneset": "S", "direction": "up", "fold_change": 0}]},
+            "fold_change",
+        ),
+        (
+            {
+                "perturbations": [
+                    {"name": "A", "geneset": "S", "direction": "sideways", "fold_change": 2}
+                ]
+            },
+            "direction",
+        ),
     ],
 )
 def test_wrong_type_or_range_names_key(raw, key):
@@ -67,7 +77,13 @@ def test_wrong_type_or_range_names_key(raw, key):
 
 def test_direction_and_fold_change_must_agree():
     with pytest.raises(ParamsError, match="direction 'down' needs fold_change <= 1"):
-        config.validate({"perturbations": [{"name": "A", "geneset": "S", "direction": "down", "fold_change": 2}]})
+        config.validate(
+            {
+                "perturbations": [
+                    {"name": "A", "geneset": "S", "direction": "down", "fold_change": 2}
+                ]
+            }
+        )
 
 
 def test_duplicate_and_reserved_names():
@@ -79,9 +95,14 @@ def test_duplicate_and_reserved_names():
 
 
 def test_n_cells_above_what_the_simulator_makes():
-    with pytest.raises(ParamsError, match=r"'data.n_cells' is 500, more than the 300 cells.*at most 300.*null"):
+    with pytest.raises(
+        ParamsError, match=r"'data.n_cells' is 500, more than the 300 cells.*at most 300.*null"
+    ):
         config.validate({"data": {"simulate_n_cells": 300, "n_cells": 500}})
-    assert config.validate({"data": {"simulate_n_cells": 300, "n_cells": None}})["data"]["n_cells"] is None
+    assert (
+        config.validate({"data": {"simulate_n_cells": 300, "n_cells": None}})["data"]["n_cells"]
+        is None
+    )
 
 
 def test_h5ad_source_needs_path():

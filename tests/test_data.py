@@ -276,7 +276,10 @@ def test_subsample_stratified_and_deterministic(sim: ad.AnnData) -> None:
 
 def test_subsample_none_all_and_too_many(sim: ad.AnnData) -> None:
     assert data.subsample(sim, None, seed=0).n_obs == sim.n_obs
-    with pytest.raises(errors.DataError, match=r"data.n_cells is 5000, but only 2000 cells are available.*at most 2000, or to null"):
+    with pytest.raises(
+        errors.DataError,
+        match=r"data.n_cells is 5000, but only 2000 cells are available.*at most 2000, or to null",
+    ):
         data.subsample(sim, 5000, seed=0)
     plain = data.subsample(sim, 300, seed=0, stratify_by=None)
     assert plain.n_obs == 300 and plain.obs_names.is_unique
@@ -355,7 +358,9 @@ def cxg_file(tmp_path_factory) -> tuple:
     """A CELLxGENE-shaped file (Ensembl IDs, feature_name, counts only in raw/X) and its source."""
     path = tmp_path_factory.mktemp("cxg") / "cxg.h5ad"
     simulate.write_simulated_h5ad(path, 900, 1000, seed=3, required_genes=REQUIRED)
-    return path, simulate.simulate_m1(900, 1000, seed=3, required_genes=REQUIRED, schema="cellxgene")
+    return path, simulate.simulate_m1(
+        900, 1000, seed=3, required_genes=REQUIRED, schema="cellxgene"
+    )
 
 
 def test_write_simulated_h5ad_equals_simulate_m1(cxg_file, tmp_path) -> None:
@@ -366,10 +371,14 @@ def test_write_simulated_h5ad_equals_simulate_m1(cxg_file, tmp_path) -> None:
     assert (sp.csr_matrix(got.raw.X) != src.raw.X).nnz == 0
     assert np.array_equal(got.X.data, src.X.data) and np.array_equal(got.X.indptr, src.X.indptr)
     assert got.uns["latentshift"]["simulated"] is True
-    plain = simulate.write_simulated_h5ad(tmp_path / "plain.h5ad", 120, 150, seed=1, schema="latentshift")
+    plain = simulate.write_simulated_h5ad(
+        tmp_path / "plain.h5ad", 120, 150, seed=1, schema="latentshift"
+    )
     a, b = ad.read_h5ad(plain), simulate.simulate_m1(120, 150, seed=1)
     assert list(a.var_names) == list(b.var_names)
-    assert (a.layers["counts"] != b.layers["counts"]).nnz == 0 and a.layers["counts"].dtype == np.int32
+    assert (a.layers["counts"] != b.layers["counts"]).nnz == 0 and a.layers[
+        "counts"
+    ].dtype == np.int32
 
 
 @pytest.mark.parametrize("kind", ["csr", "dense", "csc"])
@@ -410,10 +419,16 @@ def test_sample_reads_the_same_cells_as_full_read_then_subset(cxg_file) -> None:
     info = got.uns["latentshift"]
     assert info["counts_from"] == "raw.X" and info["symbol_column"] == "feature_name"
     assert info["sample"] == {
-        "cells_in_file": 900, "cells_passing_min_genes": passing.n_obs, "min_genes": 60,
-        "n_cells": 300, "seed": 4, "stratify_by": None,
+        "cells_in_file": 900,
+        "cells_passing_min_genes": passing.n_obs,
+        "min_genes": 60,
+        "n_cells": 300,
+        "seed": 4,
+        "stratify_by": None,
     }
-    assert "seeded sample" in data.describe_loading(got) and "simulated" in data.describe_loading(got)
+    assert "seeded sample" in data.describe_loading(got) and "simulated" in data.describe_loading(
+        got
+    )
 
 
 def test_sample_stratified_and_deterministic(cxg_file) -> None:
@@ -427,7 +442,11 @@ def test_sample_stratified_and_deterministic(cxg_file) -> None:
     part = a.obs["cell_type"].value_counts()
     for t in full.index:
         assert abs(part.get(t, 0) - full[t] * 250 / 900) <= 1, t
-    donors = h5ad.read_h5ad_sample(path, 200, seed=1, stratify_by="donor_id").obs["donor_id"].value_counts()
+    donors = (
+        h5ad.read_h5ad_sample(path, 200, seed=1, stratify_by="donor_id")
+        .obs["donor_id"]
+        .value_counts()
+    )
     for d, n in src.obs["donor_id"].value_counts().items():
         assert abs(donors[d] - n * 200 / 900) <= 1
     everything = h5ad.read_h5ad_sample(path, None, seed=0)
@@ -467,7 +486,9 @@ def test_load_cells_reads_only_a_sample_when_the_file_is_larger(cxg_file) -> Non
     from latentshift import config
 
     path, _ = cxg_file
-    cfg = config.section("data", {"source": "h5ad", "path": str(path), "n_cells": 200, "min_genes": 20})
+    cfg = config.section(
+        "data", {"source": "h5ad", "path": str(path), "n_cells": 200, "min_genes": 20}
+    )
     a = data.load_cells(cfg, seed=0)
     assert a.n_obs == 200 and a.uns["latentshift"]["sample"]["cells_in_file"] == 900
     assert h5ad.h5ad_n_obs(path) == 900
@@ -485,16 +506,40 @@ def test_01_data_end_to_end_on_a_cellxgene_file(cxg_file, tmp_path, root) -> Non
 
     path, _ = cxg_file
     profile = tmp_path / "cxg_tiny.yaml"
-    profile.write_text(yaml.safe_dump({
-        "seed": 0,
-        "data": {"source": "h5ad", "path": str(path), "symbol_column": "feature_name",
-                 "n_cells": 400, "min_genes": 20},
-    }))
+    profile.write_text(
+        yaml.safe_dump(
+            {
+                "seed": 0,
+                "data": {
+                    "source": "h5ad",
+                    "path": str(path),
+                    "symbol_column": "feature_name",
+                    "n_cells": 400,
+                    "min_genes": 20,
+                },
+            }
+        )
+    )
     run_dir, report_dir = tmp_path / "run", tmp_path / "report"
     res = subprocess.run(
-        [sys.executable, "-m", "latentshift", "run", str(profile), "--only", "01",
-         "--run-dir", str(run_dir), "--report-dir", str(report_dir)],
-        cwd=root, capture_output=True, text=True, timeout=180, check=False,
+        [
+            sys.executable,
+            "-m",
+            "latentshift",
+            "run",
+            str(profile),
+            "--only",
+            "01",
+            "--run-dir",
+            str(run_dir),
+            "--report-dir",
+            str(report_dir),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     cells = artifacts.read_h5ad(run_dir / "cells.h5ad")
@@ -530,11 +575,23 @@ def test_subset_copies_shared_counts_once_and_matches_anndata():
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 60), g=st.integers(1, 30), chunk=st.integers(1, 200),
-       density=st.floats(0.0, 0.6))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 60),
+    g=st.integers(1, 30),
+    chunk=st.integers(1, 200),
+    density=st.floats(0.0, 0.6),
+)
 def test_row_sums_match_scipy_in_any_chunking(seed, n, g, chunk, density):
     rng = np.random.default_rng(seed)
-    x = sp.random(n, g, density=density, format="csr", random_state=rng, data_rvs=lambda k: rng.integers(1, 50, k)).astype(np.int32)
+    x = sp.random(
+        n,
+        g,
+        density=density,
+        format="csr",
+        random_state=rng,
+        data_rvs=lambda k: rng.integers(1, 50, k),
+    ).astype(np.int32)
     got = counts.row_sums(x, chunk_nnz=chunk)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, np.asarray(x.sum(axis=1)).ravel())

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from latentshift import embedding as E
 
 
-def latent_like(n_source: int = 90, n_types: int = 3, shift: float = 3.0, seed: int = 0) -> ad.AnnData:
+def latent_like(
+    n_source: int = 90, n_types: int = 3, shift: float = 3.0, seed: int = 0
+) -> ad.AnnData:
     """Cells following latent.h5ad: normal + one copy per condition, a latent, counts, split.
 
     Cell types are well separated clusters in a 4-d latent; the ``D`` copies are moved by
@@ -168,11 +170,17 @@ def test_figures_draw(adata):
     E.embed(a, "X_pca_baseline", "pca", n_neighbors=10, resolution=0.5, seed=0)
     assert plots.embedding_grid(a, {"ldvae": "LDVAE", "pca": "PCA"}) is not None
     assert plots.copies_vs_normal(a, "X_umap_ldvae") is not None
-    sep = E.side_by_side({"ldvae": E.condition_separation(a, "X_ldvae", n_neighbors=5)}, {"ldvae": "LDVAE"})
+    sep = E.side_by_side(
+        {"ldvae": E.condition_separation(a, "X_ldvae", n_neighbors=5)}, {"ldvae": "LDVAE"}
+    )
     assert plots.separation_bars(sep) is not None
     hist = pd.DataFrame(
-        {"elbo_train": [5.0, 4.0, 3.0], "elbo_validation": [6.0, 5.0, 4.5],
-         "reconstruction_loss_train": [4.0, 3.5, 2.9], "kl_local_train": [1.0, 0.5, 0.1]},
+        {
+            "elbo_train": [5.0, 4.0, 3.0],
+            "elbo_validation": [6.0, 5.0, 4.5],
+            "reconstruction_loss_train": [4.0, 3.5, 2.9],
+            "kl_local_train": [1.0, 0.5, 0.1],
+        },
         index=pd.Index([0, 1, 2], name="epoch"),
     )
     assert plots.loss_curves(hist, early_stopped=True) is not None
@@ -196,12 +204,21 @@ def test_neighbours_above_scanpys_exact_limit():
     n = E.EXACT_NEIGHBOURS_BELOW + 200
     x = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
     a = ad.AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(n)]), obsm={"X_z": x})
-    sc.pp.neighbors(a, use_rep="X_z", n_neighbors=15, transformer=E.CSRMatrixKNN(15, n, random_state=0))
+    sc.pp.neighbors(
+        a, use_rep="X_z", n_neighbors=15, transformer=E.CSRMatrixKNN(15, n, random_state=0)
+    )
     assert a.obsp["connectivities"].shape == (n, n)
     # approximate neighbours: nearly all of the exact 14 nearest are found
     from sklearn.neighbors import NearestNeighbors
 
-    exact = NearestNeighbors(n_neighbors=15).fit(x).kneighbors(x[:500], return_distance=False)[:, 1:]
+    exact = (
+        NearestNeighbors(n_neighbors=15).fit(x).kneighbors(x[:500], return_distance=False)[:, 1:]
+    )
     d = a.obsp["distances"].tocsr()
-    recall = np.mean([len(set(exact[i]) & set(d.indices[d.indptr[i]:d.indptr[i + 1]])) / 14 for i in range(500)])
+    recall = np.mean(
+        [
+            len(set(exact[i]) & set(d.indices[d.indptr[i] : d.indptr[i + 1]])) / 14
+            for i in range(500)
+        ]
+    )
     assert recall > 0.9

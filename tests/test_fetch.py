@@ -89,7 +89,9 @@ def server(tmp_path: Path, blob):
     )
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
@@ -233,7 +235,9 @@ def test_file_url(tmp_path, blob):
     assert dest.read_bytes() == data
 
 
-@pytest.mark.parametrize("url", ["ftp://example.org/m1.h5ad", "s3://bucket/m1.h5ad", "data/m1.h5ad"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.org/m1.h5ad", "s3://bucket/m1.h5ad", "data/m1.h5ad"]
+)
 def test_bad_scheme(tmp_path, url):
     with pytest.raises(DownloadError, match="only http, https, file"):
         _get(tmp_path / "m1.h5ad", url, None)

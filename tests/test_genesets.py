@@ -38,14 +38,19 @@ _field = st.text(alphabet=string.ascii_letters + string.digits + "_-.", min_size
 @given(
     sets=st.dictionaries(
         _field,
-        st.tuples(st.text(alphabet=string.ascii_letters + " :/.", max_size=20), st.lists(_field, min_size=1, max_size=8)),
+        st.tuples(
+            st.text(alphabet=string.ascii_letters + " :/.", max_size=20),
+            st.lists(_field, min_size=1, max_size=8),
+        ),
         min_size=1,
         max_size=5,
     )
 )
 def test_gmt_round_trip(tmp_path_factory, sets):
     path = tmp_path_factory.mktemp("gmt") / "x.gmt"
-    original = {name: GeneSet(name, desc.strip(), tuple(genes)) for name, (desc, genes) in sets.items()}
+    original = {
+        name: GeneSet(name, desc.strip(), tuple(genes)) for name, (desc, genes) in sets.items()
+    }
     gs.write_gmt(original, path)
     back = gs.read_gmt(path)
     assert back == original
@@ -55,13 +60,15 @@ def test_gmt_round_trip(tmp_path_factory, sets):
 def test_read_gmt_msigdb_format(tmp_path):
     path = _write(
         tmp_path,
-        "SET_A\thttp://example.org/a\tGENE1\tGENE2\tGENE2\tGENE3\t\n"
-        "\n"
-        "SET_B\tdesc\tX1\r\n",
+        "SET_A\thttp://example.org/a\tGENE1\tGENE2\tGENE2\tGENE3\t\n\nSET_B\tdesc\tX1\r\n",
     )
     sets = gs.read_gmt(path)
     assert list(sets) == ["SET_A", "SET_B"]
-    assert sets["SET_A"].genes == ("GENE1", "GENE2", "GENE3")  # duplicates dropped, trailing tab ignored
+    assert sets["SET_A"].genes == (
+        "GENE1",
+        "GENE2",
+        "GENE3",
+    )  # duplicates dropped, trailing tab ignored
     assert sets["SET_A"].description == "http://example.org/a"
     assert len(sets["SET_B"]) == 1
 
@@ -92,8 +99,10 @@ def test_write_gmt_rejects_tabs(tmp_path):
 
 
 def test_select_sets_did_you_mean():
-    sets = {"ALS_MOTOR_CORTEX_DOWN": GeneSet("ALS_MOTOR_CORTEX_DOWN", "", ("A",)),
-            "HD_CORTEX_UP": GeneSet("HD_CORTEX_UP", "", ("B",))}
+    sets = {
+        "ALS_MOTOR_CORTEX_DOWN": GeneSet("ALS_MOTOR_CORTEX_DOWN", "", ("A",)),
+        "HD_CORTEX_UP": GeneSet("HD_CORTEX_UP", "", ("B",)),
+    }
     with pytest.raises(GeneSetError) as err:
         gs.select_sets(sets, ["HD_CORTEX_UPP"])
     assert "Did you mean 'HD_CORTEX_UP'" in str(err.value)
@@ -163,6 +172,14 @@ def test_match_summary_is_plain():
     table, _ = gs.match_genesets(adata, sets, min_found_fraction=0.0)
     summary = gs.match_summary(table)
     assert summary == {
-        "S": {"n_genes": 3, "n_found": 2, "found_fraction": 0.6667, "matched_on": "var_names", "missing": ["C"]}
+        "S": {
+            "n_genes": 3,
+            "n_found": 2,
+            "found_fraction": 0.6667,
+            "matched_on": "var_names",
+            "missing": ["C"],
+        }
     }
-    assert isinstance(summary["S"]["n_found"], int) and not isinstance(summary["S"]["n_found"], np.integer)
+    assert isinstance(summary["S"]["n_found"], int) and not isinstance(
+        summary["S"]["n_found"], np.integer
+    )

@@ -12,7 +12,13 @@ import scipy.sparse as sp
 
 from latentshift import artifacts, ldvae, perturb
 
-FAST = {"n_latent": 3, "n_hidden": 16, "max_epochs": 3, "batch_size": 64, "early_stopping_patience": None}
+FAST = {
+    "n_latent": 3,
+    "n_hidden": 16,
+    "max_epochs": 3,
+    "batch_size": 64,
+    "early_stopping_patience": None,
+}
 
 
 def perturbed_like(
@@ -27,7 +33,9 @@ def perturbed_like(
     rng = np.random.default_rng(seed)
     genes = [f"G{i}" for i in range(n_genes)]
     base = rng.gamma(0.8, 1.0, n_genes)
-    type_fc = np.exp(rng.normal(0, 1.0, (n_types, n_genes)) * (rng.random((n_types, n_genes)) < 0.2))
+    type_fc = np.exp(
+        rng.normal(0, 1.0, (n_types, n_genes)) * (rng.random((n_types, n_genes)) < 0.2)
+    )
     types = rng.integers(0, n_types, n_source)
     size = rng.lognormal(0, 0.3, n_source)
     is_test = rng.random(n_source) > train_fraction
@@ -60,7 +68,10 @@ def perturbed_like(
     obs["cell_type"] = obs["cell_type"].astype("category")
     adata = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=genes))
     adata.layers["counts"] = x.copy()
-    adata.uns["perturbation_genes"] = {"ALS": genes[:n_disease], "HD": genes[n_disease : 2 * n_disease]}
+    adata.uns["perturbation_genes"] = {
+        "ALS": genes[:n_disease],
+        "HD": genes[n_disease : 2 * n_disease],
+    }
     adata.uns["latentshift"] = {"simulated": True, "source": "test fixture"}
     return adata
 
@@ -110,7 +121,12 @@ def test_latent_shape_finite(adata, fit):
 def test_history_has_curves(fit):
     h = fit.history
     assert list(h.index) == [0, 1, 2]
-    for col in ("elbo_train", "elbo_validation", "reconstruction_loss_train", "kl_local_validation"):
+    for col in (
+        "elbo_train",
+        "elbo_validation",
+        "reconstruction_loss_train",
+        "kl_local_validation",
+    ):
         assert col in h and np.isfinite(h[col]).all()
 
 
@@ -207,7 +223,9 @@ def test_seeded_training_is_reproducible(adata):
     a = ldvae.train_ldvae(adata, {**FAST, "max_epochs": 1}, seed=3, progress_bar=False)
     b = ldvae.train_ldvae(adata, {**FAST, "max_epochs": 1}, seed=3, progress_bar=False)
     np.testing.assert_allclose(
-        ldvae.latent_representation(a.model, adata), ldvae.latent_representation(b.model, adata), atol=1e-5
+        ldvae.latent_representation(a.model, adata),
+        ldvae.latent_representation(b.model, adata),
+        atol=1e-5,
     )
 
 
@@ -236,9 +254,19 @@ def test_accelerator_devices_and_strategy_reach_the_trainer(adata, monkeypatch):
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(scvi.train.Trainer, "__init__", spy)
-    params = {**FAST, "max_epochs": 1, "accelerator": "cpu", "devices": 1, "strategy": "single_device"}
+    params = {
+        **FAST,
+        "max_epochs": 1,
+        "accelerator": "cpu",
+        "devices": 1,
+        "strategy": "single_device",
+    }
     fit = ldvae.train_ldvae(adata, params, seed=0, progress_bar=False)
-    assert seen["accelerator"] == "cpu" and seen["devices"] == 1 and seen["strategy"] == "single_device"
+    assert (
+        seen["accelerator"] == "cpu"
+        and seen["devices"] == 1
+        and seen["strategy"] == "single_device"
+    )
     trainer = fit.model.trainer
     assert isinstance(trainer.accelerator, CPUAccelerator) and trainer.num_devices == 1
     assert isinstance(trainer.strategy, SingleDeviceStrategy)
@@ -249,11 +277,15 @@ def test_asking_for_a_gpu_without_one_names_the_fix(adata, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for accelerator in ("gpu", "cuda"):
-        with pytest.raises(ldvae.AcceleratorError, match=r"torch sees no GPU.*Set ldvae.accelerator to 'auto'"):
+        with pytest.raises(
+            ldvae.AcceleratorError, match=r"torch sees no GPU.*Set ldvae.accelerator to 'auto'"
+        ):
             ldvae.check_accelerator({"accelerator": accelerator, "devices": "auto"})
     with pytest.raises(ldvae.AcceleratorError, match="no GPU"):  # refused before any training
         ldvae.train_ldvae(adata, {**FAST, "accelerator": "gpu"}, seed=0, progress_bar=False)
-    ldvae.check_accelerator({"accelerator": "auto", "devices": "auto"})  # auto falls back to the CPU
+    ldvae.check_accelerator(
+        {"accelerator": "auto", "devices": "auto"}
+    )  # auto falls back to the CPU
     ldvae.check_accelerator({"accelerator": "cpu", "devices": 2})
     # more GPUs than the machine has
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

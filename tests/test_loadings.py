@@ -307,7 +307,9 @@ def test_matched_control_sees_through_a_score_that_only_tracks_expression():
     shifted = latent.copy()
     shifted[(obs["condition"] == "D").to_numpy(), 0] += 5.0  # and the copies move along Z_0
     shifts = L.factor_shifts(shifted, obs, ["D"], list(loadings.columns))
-    row = L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"}, mean_expression=means).loc["D"]
+    row = L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"}, mean_expression=means).loc[
+        "D"
+    ]
     assert row["auroc_ldvae_projected"] > 0.7
     assert row["auroc_expression"] > 0.7
     assert abs(row["auroc_ldvae_matched"] - 0.5) < 0.1
@@ -332,7 +334,9 @@ def test_matched_control_keeps_a_real_recovery_high_and_a_null_at_chance():
     ref = pd.Series(np.flatnonzero(normal), index=obs.loc[normal, "source_cell"])
     null[~normal] = latent[ref.loc[obs.loc[~normal, "source_cell"]].to_numpy()]
     shifts0 = L.factor_shifts(null, obs, ["D"], list(loadings.columns))
-    row0 = L.recovery_table(loadings, shifts0, {"D": genes}, {"D": "up"}, mean_expression=means).loc["D"]
+    row0 = L.recovery_table(
+        loadings, shifts0, {"D": genes}, {"D": "up"}, mean_expression=means
+    ).loc["D"]
     assert row0["auroc_ldvae_matched"] == pytest.approx(0.5)
 
 
@@ -348,4 +352,6 @@ def test_too_few_matched_genes_give_no_matched_auroc():
     assert L.metrics_from_table(table)["D"]["auroc_ldvae_matched"] is None
     assert findings.format_auroc(table.loc["D", "auroc_ldvae_matched"]).startswith("n/a")
     with pytest.raises(L.LoadingsError, match="lacks 1"):
-        L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"}, mean_expression=means.iloc[1:])
+        L.recovery_table(
+            loadings, shifts, {"D": genes}, {"D": "up"}, mean_expression=means.iloc[1:]
+        )

@@ -18,15 +18,23 @@ from latentshift.perturb import PerturbError
 
 def random_counts(n_cells, n_genes, density=0.3, seed=0, dtype=np.int32, mean=3.0):
     rng = np.random.default_rng(seed)
-    X = sp.random(n_cells, n_genes, density=density, format="csr", random_state=rng,
-                  data_rvs=lambda k: rng.poisson(mean, k) + 1)
+    X = sp.random(
+        n_cells,
+        n_genes,
+        density=density,
+        format="csr",
+        random_state=rng,
+        data_rvs=lambda k: rng.poisson(mean, k) + 1,
+    )
     return X.astype(dtype)
 
 
 def small_adata(n_cells=60, n_genes=40, seed=0):
     X = random_counts(n_cells, n_genes, seed=seed)
     types = np.array(["Exc", "Inh", "Astro"])[np.arange(n_cells) % 3]
-    obs = pd.DataFrame({"cell_type": pd.Categorical(types)}, index=[f"c{i}" for i in range(n_cells)])
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical(types)}, index=[f"c{i}" for i in range(n_cells)]
+    )
     var = pd.DataFrame(index=[f"G{j}" for j in range(n_genes)])
     adata = ad.AnnData(X=X, obs=obs, var=var)
     adata.layers["counts"] = X.copy()
@@ -47,8 +55,13 @@ def problems(draw):
     n_genes = draw(st.integers(1, 25))
     density = draw(st.floats(0.0, 1.0))
     seed = draw(st.integers(0, 2**16))
-    X = random_counts(n_cells, n_genes, density=density, seed=seed,
-                      dtype=draw(st.sampled_from([np.int32, np.int64, np.float32])))
+    X = random_counts(
+        n_cells,
+        n_genes,
+        density=density,
+        seed=seed,
+        dtype=draw(st.sampled_from([np.int32, np.int64, np.float32])),
+    )
     if draw(st.booleans()) and X.nnz:  # some stored (explicit) zeros, which must survive
         X.data[np.random.default_rng(seed).random(X.nnz) < 0.2] = 0
     genes = draw(st.lists(st.integers(0, n_genes - 1), unique=True, max_size=n_genes))
@@ -69,7 +82,11 @@ def _untouched(X, out, genes, mask):
 
 
 @settings(max_examples=60, deadline=None)
-@given(problem=problems(), method=st.sampled_from(["thin", "poisson", "scale"]), fc=st.floats(0.05, 4.0))
+@given(
+    problem=problems(),
+    method=st.sampled_from(["thin", "poisson", "scale"]),
+    fc=st.floats(0.05, 4.0),
+)
 def test_counts_stay_integer_sparse_and_untouched_genes_bit_identical(problem, method, fc):
     X, genes, mask, seed = problem
     if method == "thin":
@@ -99,7 +116,9 @@ def test_counts_stay_integer_sparse_and_untouched_genes_bit_identical(problem, m
 def test_down_never_raises_a_count(problem, fc):
     X, genes, mask, seed = problem
     for method in ("thin", "scale"):
-        out = perturb.perturb_counts(X, genes, fc, method, np.random.default_rng(seed), cell_mask=mask)
+        out = perturb.perturb_counts(
+            X, genes, fc, method, np.random.default_rng(seed), cell_mask=mask
+        )
         assert np.all(out.toarray() <= X.toarray())
 
 
@@ -134,7 +153,9 @@ def test_few_cells_path_matches_full_scan():
         np.testing.assert_array_equal(out.toarray(), dense_reference_scale(X, genes, 0.4, mask))
 
 
-@pytest.mark.parametrize(("method", "fc"), [("thin", 0.5), ("thin", 0.2), ("poisson", 2.0), ("poisson", 3.0)])
+@pytest.mark.parametrize(
+    ("method", "fc"), [("thin", 0.5), ("thin", 0.2), ("poisson", 2.0), ("poisson", 3.0)]
+)
 def test_realised_mean_fold_change_on_large_input(method, fc):
     X = random_counts(5000, 60, density=0.3, seed=1, mean=4.0)
     genes = np.arange(0, 60, 3)
@@ -249,11 +270,23 @@ def test_make_perturbed_null_control_and_determinism():
 
 
 @settings(max_examples=20, deadline=None)
-@given(penetrance=st.floats(0.05, 1.0), types=st.sampled_from([None, ["Exc"], ["Inh", "Astro"]]), seed=st.integers(0, 1000))
+@given(
+    penetrance=st.floats(0.05, 1.0),
+    types=st.sampled_from([None, ["Exc"], ["Inh", "Astro"]]),
+    seed=st.integers(0, 1000),
+)
 def test_penetrance_and_targeting_perturb_exactly_the_chosen_cells(penetrance, types, seed):
     adata = small_adata(n_cells=90)
-    entry = [{"name": "ALS", "geneset": "DOWN", "direction": "down", "fold_change": 0.01,
-              "target_cell_types": types, "penetrance": penetrance}]
+    entry = [
+        {
+            "name": "ALS",
+            "geneset": "DOWN",
+            "direction": "down",
+            "fold_change": 0.01,
+            "target_cell_types": types,
+            "penetrance": penetrance,
+        }
+    ]
     out = perturb.make_perturbed(adata, entry, GENES, seed=seed)
     n = adata.n_obs
     copy = out.obs.iloc[n:]
@@ -313,7 +346,9 @@ def test_grouped_split_never_splits_a_source_cell(frac, seed):
     counts = pd.crosstab(out.obs["condition"], split)
     assert counts["train"].nunique() == 1  # the same in every condition
     # stratified by cell type: each type gets round(frac × n_type) source cells
-    per_type = out.obs.loc[(split == "train").to_numpy() & (out.obs["condition"] == "normal").to_numpy(), "cell_type"].value_counts()
+    per_type = out.obs.loc[
+        (split == "train").to_numpy() & (out.obs["condition"] == "normal").to_numpy(), "cell_type"
+    ].value_counts()
     assert all(per_type[t] == round(frac * 30) for t in ["Exc", "Inh", "Astro"])
 
 
@@ -321,8 +356,12 @@ def test_ungrouped_split_reproduces_plain_stratified_split():
     adata = small_adata(n_cells=90)
     out = perturb.make_perturbed(adata, ENTRIES, GENES, seed=0)
     split = splitting.assign_split(out, 0.7, grouped=False, seed=4)
-    train_idx, _ = train_test_split(np.arange(out.n_obs), train_size=0.7,
-                                    stratify=out.obs["condition"].astype(str).to_numpy(), random_state=4)
+    train_idx, _ = train_test_split(
+        np.arange(out.n_obs),
+        train_size=0.7,
+        stratify=out.obs["condition"].astype(str).to_numpy(),
+        random_state=4,
+    )
     assert set(np.flatnonzero((split == "train").to_numpy())) == set(train_idx)
     out.obs["split"] = split
     table = splitting.split_counts(out)
@@ -341,7 +380,10 @@ def test_split_rejects_bad_fraction():
 def test_split_with_too_few_cells_names_the_problem_and_the_fix(caplog):
     # three source cells of three cell types: each type puts its single cell on the training side
     out = perturb.make_perturbed(small_adata(n_cells=3), ENTRIES, GENES, seed=0)
-    with pytest.raises(PerturbError, match=r"too few cells for the split.*3 source cell.*test side empty.*raise data.n_cells"):
+    with pytest.raises(
+        PerturbError,
+        match=r"too few cells for the split.*3 source cell.*test side empty.*raise data.n_cells",
+    ):
         splitting.assign_split(out, 0.7, grouped=True, seed=0)
     # ungrouped (the original plain split): sklearn's stratification error, translated
     with pytest.raises(PerturbError, match=r"too few cells for the split.*raise data.n_cells"):
@@ -362,7 +404,10 @@ def test_split_with_too_few_cells_names_the_problem_and_the_fix(caplog):
 def test_row_stacker_equals_vstack(seed, n_blocks, extra):
     from latentshift.perturb import _RowStacker
 
-    blocks = [random_counts(int(np.random.default_rng([seed, b]).integers(1, 30)), 12, seed=seed + b) for b in range(n_blocks)]
+    blocks = [
+        random_counts(int(np.random.default_rng([seed, b]).integers(1, 30)), 12, seed=seed + b)
+        for b in range(n_blocks)
+    ]
     # capacity too small when `extra`: the stacker must grow and still match
     capacity = blocks[0].nnz if extra else sum(b.nnz for b in blocks)
     stack = _RowStacker(12, max(capacity, 1), blocks[0].dtype)

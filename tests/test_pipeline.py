@@ -25,7 +25,9 @@ def _run(root: Path, *args: str) -> subprocess.CompletedProcess:
 def test_misspelt_key_fails_before_any_notebook(root, tmp_path):
     bad = tmp_path / "typo.yaml"
     bad.write_text(yaml.safe_dump({"data": {"n_cels": 100}}))
-    result = _run(root, str(bad), "--run-dir", str(tmp_path / "run"), "--report-dir", str(tmp_path / "rep"))
+    result = _run(
+        root, str(bad), "--run-dir", str(tmp_path / "run"), "--report-dir", str(tmp_path / "rep")
+    )
     assert result.returncode == 2
     assert "data.n_cels" in result.stderr and "did you mean 'n_cells'" in result.stderr
     assert not (tmp_path / "run").exists(), "no notebook may start on invalid params"
@@ -33,7 +35,9 @@ def test_misspelt_key_fails_before_any_notebook(root, tmp_path):
 
 def test_missing_data_file_stops_before_any_notebook(root, tmp_path):
     prof = tmp_path / "real.yaml"
-    prof.write_text(yaml.safe_dump({"data": {"source": "h5ad", "path": str(tmp_path / "missing.h5ad")}}))
+    prof.write_text(
+        yaml.safe_dump({"data": {"source": "h5ad", "path": str(tmp_path / "missing.h5ad")}})
+    )
     result = _run(root, str(prof), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "make data" in result.stderr
@@ -92,7 +96,14 @@ def test_smoke_profile_end_to_end_then_resume(root, smoke_run):
     run, rep = smoke_run.run, smoke_run.report
     assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-4000:]
     names = [nb.stem for nb in runner.notebooks(root)]
-    assert names == ["01_data", "02_perturb", "03_ldvae", "04_latent_viz", "05_classifier", "06_loadings"]
+    assert names == [
+        "01_data",
+        "02_perturb",
+        "03_ldvae",
+        "04_latent_viz",
+        "05_classifier",
+        "06_loadings",
+    ]
     provenance = json.loads((run / "provenance.json").read_text())
     for name in names:
         html = (rep / f"{name}.html").read_text()
@@ -103,7 +114,13 @@ def test_smoke_profile_end_to_end_then_resume(root, smoke_run):
         if provenance["git_commit"]:
             assert provenance["git_commit"] in html
         executed = nbformat.read(run / "notebooks" / f"{name}.ipynb", as_version=4)
-        errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+        errors = [
+            o
+            for c in executed.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+            if o.output_type == "error"
+        ]
         assert not errors, f"{name} has error outputs: {errors[:1]}"
     index = (rep / "index.html").read_text()
     assert "SIMULATED DATA" in index and "FAILED" not in index
@@ -131,22 +148,40 @@ def test_smoke_profile_end_to_end_then_resume(root, smoke_run):
 
 def test_headline_rows_put_each_number_beside_its_control():
     metrics = {
-        "classifier": {"accuracy": 0.5, "accuracy_low": 0.45, "accuracy_high": 0.55, "chance_uniform": 1 / 3,
-                       "permutation_accuracy": 0.34, "baseline_accuracy": {"majority": 1 / 3}},
-        "loadings": {"ALS": {"auroc_ldvae_projected": 0.9, "auroc_ldvae_factor": 0.7, "best_factor": "Z_1",
-                             "auroc_pca_projected": 0.6}, "cells": "test"},
+        "classifier": {
+            "accuracy": 0.5,
+            "accuracy_low": 0.45,
+            "accuracy_high": 0.55,
+            "chance_uniform": 1 / 3,
+            "permutation_accuracy": 0.34,
+            "baseline_accuracy": {"majority": 1 / 3},
+        },
+        "loadings": {
+            "ALS": {
+                "auroc_ldvae_projected": 0.9,
+                "auroc_ldvae_factor": 0.7,
+                "best_factor": "Z_1",
+                "auroc_pca_projected": 0.6,
+            },
+            "cells": "test",
+        },
     }
     rows = dict(report.headline_rows(metrics))
     assert rows["classifier accuracy on the LDVAE latent [95% CI]"] == "50.0% [45.0%, 55.0%]"
     assert rows["chance (uniform) / label-permutation control"] == "33.3% / 34.0%"
-    assert rows["ALS: gene-set recovery AUROC (LDVAE projected / best factor / PCA)"] == "0.900 / 0.700 (Z_1) / 0.600"
+    assert (
+        rows["ALS: gene-set recovery AUROC (LDVAE projected / best factor / PCA)"]
+        == "0.900 / 0.700 (Z_1) / 0.600"
+    )
     assert report.headline_rows({}) == []
 
 
 def test_peak_memory_sees_a_child_process_allocation():
     import sys
 
-    script = "import numpy as np, time; a = np.ones(40_000_000); time.sleep(0.3); del a; time.sleep(0.3)"
+    script = (
+        "import numpy as np, time; a = np.ones(40_000_000); time.sleep(0.3); del a; time.sleep(0.3)"
+    )
     with runner.PeakMemory(interval=0.05) as memory:
         subprocess.run([sys.executable, "-c", script], check=True)
     # 40 M float64 = 320 MB held by the child; its high-water mark survives the del

@@ -8,7 +8,14 @@ import tomllib
 
 import yaml
 
-EXPECTED_NOTEBOOKS = ["01_data", "02_perturb", "03_ldvae", "04_latent_viz", "05_classifier", "06_loadings"]
+EXPECTED_NOTEBOOKS = [
+    "01_data",
+    "02_perturb",
+    "03_ldvae",
+    "04_latent_viz",
+    "05_classifier",
+    "06_loadings",
+]
 
 
 def _name(requirement: str) -> str:
@@ -45,8 +52,12 @@ def test_environment_yml_names_the_same_packages_as_pyproject(root):
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)} - {"python", "pip"}
     named = {_name(r) for r in pip_section if not r.startswith("-e")} | conda
-    assert named == declared, f"only in environment.yml: {named - declared}; only in pyproject: {declared - named}"
-    assert any(r.startswith("-e") for r in pip_section), "environment.yml must install this package (-e .)"
+    assert named == declared, (
+        f"only in environment.yml: {named - declared}; only in pyproject: {declared - named}"
+    )
+    assert any(r.startswith("-e") for r in pip_section), (
+        "environment.yml must install this package (-e .)"
+    )
 
 
 def test_lock_file_pins_every_dependency_exactly(root):
@@ -74,8 +85,11 @@ def test_every_parameter_is_visible_to_papermill(root):
         nb = json.loads(path.read_text())
         cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
         assigned = {
-            t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
-            for t in node.targets if isinstance(t, ast.Name)
+            t.id
+            for node in ast.parse("".join(cell["source"])).body
+            if isinstance(node, ast.Assign)
+            for t in node.targets
+            if isinstance(t, ast.Name)
         }
         seen = set(pm.inspect_notebook(str(path)))
         assert assigned == seen, f"{path.name}: papermill cannot see {assigned - seen}"

@@ -44,11 +44,15 @@ def _fake_level(folder, level, acc, low, high, pca):
         folder / sweep.level_name(level),
         "classifier",
         {
-            "accuracy": acc, "accuracy_low": low, "accuracy_high": high,
+            "accuracy": acc,
+            "accuracy_low": low,
+            "accuracy_high": high,
             "baseline_accuracy": {"mlp_pca": pca, "logreg_disease_genes": 0.9},
             "baseline_accuracy_low": {"mlp_pca": pca - 0.05},
             "baseline_accuracy_high": {"mlp_pca": pca + 0.05},
-            "permutation_accuracy": 0.33, "chance_uniform": 1 / 3, "chance_majority": 0.34,
+            "permutation_accuracy": 0.33,
+            "chance_uniform": 1 / 3,
+            "chance_majority": 0.34,
         },
     )
 
@@ -65,8 +69,14 @@ def test_collect_threshold_and_page(tmp_path):
     assert sweep.detection_threshold(table, "ldvae") == 2.0
     assert sweep.detection_threshold(table, "pca") == 2.0
     assert sweep.detection_threshold(table, "ldvae", chance=0.9) is None
-    prov = {"git_commit": "abc123", "packages": {"scvi-tools": "1.4.2"}, "started": "2026-01-01T00:00:00"}
-    page = sweep.render_sweep(table, "demo", True, tmp_path / "sweep.html", {1.0: 0, 1.5: 0, 2.0: 0, 3.0: 1}, prov)
+    prov = {
+        "git_commit": "abc123",
+        "packages": {"scvi-tools": "1.4.2"},
+        "started": "2026-01-01T00:00:00",
+    }
+    page = sweep.render_sweep(
+        table, "demo", True, tmp_path / "sweep.html", {1.0: 0, 1.5: 0, 2.0: 0, 3.0: 1}, prov
+    )
     text = page.read_text()
     assert "Provenance" in text and "abc123" in text and "scvi-tools: 1.4.2" in text
     assert "data:image/png;base64," in text and "SIMULATED DATA" in text

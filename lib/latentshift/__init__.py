@@ -1,10 +1,38 @@
 """latentshift: does an interpretable generative model (LDVAE) of human motor-cortex cells
 see a simulated disease shift, how well can it be detected, and which factors carry it?
 
-Modules mirror the numbered notebooks: :mod:`latentshift.data` (01), :mod:`latentshift.perturb`
-and :mod:`latentshift.genesets` (02), :mod:`latentshift.ldvae` (03),
-:mod:`latentshift.embedding` (04), :mod:`latentshift.classify` (05),
-:mod:`latentshift.loadings` (06). :mod:`latentshift.pipeline` runs them with papermill.
+Module map. Each numbered notebook has one module holding its logic; the modules below it
+do one job each, and imports run one way (down this list, never back up):
+
+Command line and running
+    :mod:`~latentshift.cli` (``python -m latentshift``) → :mod:`~latentshift.sweep` (dose
+    response) → :mod:`~latentshift.runner` (papermill, resume, peak memory) →
+    :mod:`~latentshift.report` (nbconvert pages, index) and :mod:`~latentshift.provenance`;
+    :mod:`~latentshift.fetch` downloads a profile's data file.
+The steps
+    01 :mod:`~latentshift.data` (load, QC, subsample, summary), reading
+    :mod:`~latentshift.simulate` (the simulated M1) or :mod:`~latentshift.h5ad` (count files);
+    02 :mod:`~latentshift.perturb` (count-preserving shifts), with
+    :mod:`~latentshift.genesets` (GMT files, matching) and :mod:`~latentshift.split` (the grouped
+    train/test split);
+    03 :mod:`~latentshift.ldvae` (scvi-tools ``LinearSCVI``);
+    04 :mod:`~latentshift.embedding` (neighbours, UMAP, Leiden, separation);
+    05 :mod:`~latentshift.classify` (features, baselines, the comparison), with
+    :mod:`~latentshift.network` (the classifiers) and :mod:`~latentshift.evaluation` (bootstrap
+    intervals, permutation control); which cell types carry the shift:
+    :mod:`~latentshift.detectability` (Augur-style AUC) and :mod:`~latentshift.edistance`
+    (E-test), sharing :mod:`~latentshift.shift_units`;
+    06 :mod:`~latentshift.loadings` (factor loadings, recovery of the gene sets).
+Shared pieces
+    :mod:`~latentshift.counts` (where counts live, sums, log-normalisation, subsets),
+    :mod:`~latentshift.sampling` (seeded proportional draws), :mod:`~latentshift.reference`
+    (shipped real gene levels and M1 cell types; made by :mod:`~latentshift.derive_reference`),
+    :mod:`~latentshift.plots`, :mod:`~latentshift.result_plots` and
+    :mod:`~latentshift.shift_plots` (figures), :mod:`~latentshift.findings` (each step's
+    Findings in words), :mod:`~latentshift.config` (params), :mod:`~latentshift.artifacts`
+    (run folder, atomic writes, ``metrics.json``) and :mod:`~latentshift.errors` (the one
+    error family: every problem a user can fix is a
+    :class:`~latentshift.errors.LatentshiftError`).
 """
 
 from importlib.metadata import PackageNotFoundError, version

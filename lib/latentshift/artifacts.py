@@ -55,7 +55,9 @@ def project_root(start: str | Path | None = None) -> Path:
     return here
 
 
-def run_dir(profile: str, run_dir: str | Path | None = None, root: str | Path | None = None) -> Path:
+def run_dir(
+    profile: str, run_dir: str | Path | None = None, root: str | Path | None = None
+) -> Path:
     """The run folder of ``profile`` (created if missing).
 
     Parameters
@@ -236,7 +238,9 @@ def read_metrics(run_folder: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def update_metrics(run_folder: str | Path, section: str, values: Mapping[str, Any]) -> dict[str, Any]:
+def update_metrics(
+    run_folder: str | Path, section: str, values: Mapping[str, Any]
+) -> dict[str, Any]:
     """Replace one section of the run's ``metrics.json`` (atomically) and return the whole.
 
     Parameters

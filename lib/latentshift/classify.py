@@ -74,7 +74,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Rows of the baseline table, in display order.
-BASELINE_MODELS: tuple[str, ...] = ("mlp_ldvae", "logreg_ldvae", "mlp_pca", "logreg_disease_genes", "majority")
+BASELINE_MODELS: tuple[str, ...] = (
+    "mlp_ldvae",
+    "logreg_ldvae",
+    "mlp_pca",
+    "logreg_disease_genes",
+    "majority",
+)
 
 BASELINE_DESCRIPTIONS: dict[str, str] = {
     "mlp_ldvae": "MLP on the LDVAE latent (the classifier)",
@@ -83,7 +89,6 @@ BASELINE_DESCRIPTIONS: dict[str, str] = {
     "logreg_disease_genes": "logistic regression on disease-set genes (knows where to look)",
     "majority": "majority class (chance)",
 }
-
 
 
 # --- features and the split ---------------------------------------------------------------
@@ -124,12 +129,16 @@ def disease_gene_features(
             "pass the var_names recorded in uns['perturbation_genes']."
         )
     if not len(genes):
-        raise ClassifierError("no disease-set genes given; uns['perturbation_genes'] is empty — check 02_perturb's output.")
+        raise ClassifierError(
+            "no disease-set genes given; uns['perturbation_genes'] is empty — check 02_perturb's output."
+        )
     columns = adata.var_names.get_indexer(list(genes))
     return log_normalise_genes(counts_matrix(adata, layer), columns, target_sum)
 
 
-def pca_features(adata: AnnData, n_comps: int, train_mask: np.ndarray, seed: int = 0, layer: str = "counts") -> np.ndarray:
+def pca_features(
+    adata: AnnData, n_comps: int, train_mask: np.ndarray, seed: int = 0, layer: str = "counts"
+) -> np.ndarray:
     """PCA of log-normalised counts fit on training cells (fallback when ``obsm["X_pca_baseline"]`` is absent).
 
     The same baseline 03_ldvae stores (:func:`latentshift.embedding.pca_of_counts`).
@@ -158,13 +167,17 @@ def split_report(obs: pd.DataFrame, declared_grouped: bool | None = None) -> dic
     """
     for col in ("split", "source_cell"):
         if col not in obs:
-            raise ClassifierError(f"obs has no '{col}' column; it is written by 02_perturb — rerun that step.")
+            raise ClassifierError(
+                f"obs has no '{col}' column; it is written by 02_perturb — rerun that step."
+            )
     split = obs["split"].astype(str)
     src = obs["source_cell"].astype(str)
     leaked = set(src[split == "train"]) & set(src[split == "test"])
     grouped = declared_grouped if declared_grouped is not None else not leaked
     if declared_grouped and leaked:
-        log.warning("the split is declared grouped but %d source cells are on both sides", len(leaked))
+        log.warning(
+            "the split is declared grouped but %d source cells are on both sides", len(leaked)
+        )
     return {"split_grouped": bool(grouped), "n_leaked_source_cells": len(leaked)}
 
 
@@ -262,9 +275,13 @@ def classify_conditions(
     obs = adata.obs
     for col in ("condition", "split", "source_cell"):
         if col not in obs:
-            raise ClassifierError(f"obs has no '{col}' column; it is written by 02_perturb — rerun 02_perturb and 03_ldvae.")
+            raise ClassifierError(
+                f"obs has no '{col}' column; it is written by 02_perturb — rerun 02_perturb and 03_ldvae."
+            )
     if latent_key not in adata.obsm:
-        raise ClassifierError(f"obsm['{latent_key}'] is missing; it is written by 03_ldvae — rerun that step.")
+        raise ClassifierError(
+            f"obsm['{latent_key}'] is missing; it is written by 03_ldvae — rerun that step."
+        )
     split = obs["split"].astype(str).to_numpy()
     train, test = split == "train", split == "test"
     if not train.any() or not test.any():
@@ -278,7 +295,14 @@ def classify_conditions(
     n_boot = int(classifier.get("n_bootstrap", 500))
     mlp_kw = {
         k: classifier[k]
-        for k in ("hidden_layers", "max_epochs", "lr", "weight_decay", "validation_fraction", "patience")
+        for k in (
+            "hidden_layers",
+            "max_epochs",
+            "lr",
+            "weight_decay",
+            "validation_fraction",
+            "patience",
+        )
         if k in classifier
     }
 
@@ -293,26 +317,44 @@ def classify_conditions(
     majority = train_majority(Xl[train], y[train])
     evals["majority"] = evaluate(y[test], majority.predict(Xl[test]), labels, n_boot, seed)
     if baselines:
-        evals["logreg_ldvae"] = evaluate(y[test], train_logreg(Xl[train], y[train], seed).predict(Xl[test]), labels, n_boot, seed)
+        evals["logreg_ldvae"] = evaluate(
+            y[test], train_logreg(Xl[train], y[train], seed).predict(Xl[test]), labels, n_boot, seed
+        )
         if pca_key in adata.obsm:
             Xp = np.asarray(adata.obsm[pca_key], dtype=np.float64)
         else:
-            log.warning("obsm['%s'] is missing; computing a PCA baseline here (fit on training cells)", pca_key)
+            log.warning(
+                "obsm['%s'] is missing; computing a PCA baseline here (fit on training cells)",
+                pca_key,
+            )
             Xp = pca_features(adata, Xl.shape[1], train, seed)
-        evals["mlp_pca"] = evaluate(y[test], mlp(Xp, y[train]).predict(Xp[test]), labels, n_boot, seed)
+        evals["mlp_pca"] = evaluate(
+            y[test], mlp(Xp, y[train]).predict(Xp[test]), labels, n_boot, seed
+        )
         genes = perturbed_genes(adata)
         if genes:
             Xg = disease_gene_features(adata, genes)
             evals["logreg_disease_genes"] = evaluate(
-                y[test], train_logreg(Xg[train], y[train], seed).predict(Xg[test]), labels, n_boot, seed
+                y[test],
+                train_logreg(Xg[train], y[train], seed).predict(Xg[test]),
+                labels,
+                n_boot,
+                seed,
             )
         else:
             log.warning("uns['perturbation_genes'] is empty: no disease-gene baseline")
 
     permutation = permutation_control(
-        Xl[train], y[train], groups[train], Xl[test], y[test], labels,
-        n_permutations=int(classifier.get("n_permutations", 10)), seed=seed,
-        observed=evals["mlp_ldvae"]["accuracy"], **mlp_kw,
+        Xl[train],
+        y[train],
+        groups[train],
+        Xl[test],
+        y[test],
+        labels,
+        n_permutations=int(classifier.get("n_permutations", 10)),
+        seed=seed,
+        observed=evals["mlp_ldvae"]["accuracy"],
+        **mlp_kw,
     )
 
     dims = {"mlp_ldvae": Xl.shape[1], "logreg_ldvae": Xl.shape[1], "majority": 0}
@@ -326,7 +368,11 @@ def classify_conditions(
                 "model": name,
                 "description": BASELINE_DESCRIPTIONS[name],
                 "n_features": dims[name],
-                **{key: evals[name][key] for m in METRIC_NAMES for key in (m, f"{m}_low", f"{m}_high")},
+                **{
+                    key: evals[name][key]
+                    for m in METRIC_NAMES
+                    for key in (m, f"{m}_low", f"{m}_high")
+                },
             }
             for name in BASELINE_MODELS
             if name in evals
@@ -334,7 +380,9 @@ def classify_conditions(
     ).set_index("model")
 
     perturbed = obs["perturbed"].to_numpy(dtype=bool) if "perturbed" in obs else (y != "normal")
-    predictions = obs.loc[test, [c for c in ("condition", "source_cell", "perturbed", "cell_type") if c in obs]].copy()
+    predictions = obs.loc[
+        test, [c for c in ("condition", "source_cell", "perturbed", "cell_type") if c in obs]
+    ].copy()
     predictions["predicted"] = pd.Categorical(pred, categories=labels)
     proba = model.predict_proba(Xl[test])
     for i, lab in enumerate(labels):
@@ -348,7 +396,10 @@ def classify_conditions(
         permutation=permutation,
         untouched=untouched_report(y[test], pred, perturbed[test]),
         split=split_report(obs, declared_grouped),
-        chance={"chance_uniform": 1.0 / len(labels), "chance_majority": evals["majority"]["accuracy"]},
+        chance={
+            "chance_uniform": 1.0 / len(labels),
+            "chance_majority": evals["majority"]["accuracy"],
+        },
         predictions=predictions,
         n_train=int(train.sum()),
         latent_key=latent_key,
@@ -366,7 +417,11 @@ def summary_metrics(result: ClassificationResult) -> dict[str, Any]:
         "n_test": main["n"],
         "n_features": int(result.model.mean_.shape[0]),
         "latent_key": result.latent_key,
-        "hidden_layers": [int(m.out_features) for m in list(result.model.network)[:-1] if hasattr(m, "out_features")],
+        "hidden_layers": [
+            int(m.out_features)
+            for m in list(result.model.network)[:-1]
+            if hasattr(m, "out_features")
+        ],
         "epochs_trained": int(len(result.model.history)),
         "best_epoch": int(result.model.best_epoch),
     }
@@ -393,17 +448,43 @@ def summary_metrics(result: ClassificationResult) -> dict[str, Any]:
 
 #: Keys :func:`summary_metrics` always writes (the documented ``classifier`` section).
 SUMMARY_KEYS: tuple[str, ...] = (
-    "labels", "n_classes", "n_train", "n_test", "n_features", "latent_key", "hidden_layers",
-    "epochs_trained", "best_epoch",
-    "accuracy", "accuracy_low", "accuracy_high",
-    "balanced_accuracy", "balanced_accuracy_low", "balanced_accuracy_high",
-    "macro_f1", "macro_f1_low", "macro_f1_high",
-    "per_class", "confusion_counts", "confusion_normalized",
-    "baseline_accuracy", "baseline_accuracy_low", "baseline_accuracy_high",
-    "baseline_balanced_accuracy", "baseline_macro_f1",
-    "permutation_accuracy", "permutation_accuracy_low", "permutation_accuracy_high",
-    "permutation_accuracy_sd", "permutation_p_value", "n_permutations",
-    "chance_uniform", "chance_majority", "untouched", "split_grouped", "n_leaked_source_cells",
+    "labels",
+    "n_classes",
+    "n_train",
+    "n_test",
+    "n_features",
+    "latent_key",
+    "hidden_layers",
+    "epochs_trained",
+    "best_epoch",
+    "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "balanced_accuracy",
+    "balanced_accuracy_low",
+    "balanced_accuracy_high",
+    "macro_f1",
+    "macro_f1_low",
+    "macro_f1_high",
+    "per_class",
+    "confusion_counts",
+    "confusion_normalized",
+    "baseline_accuracy",
+    "baseline_accuracy_low",
+    "baseline_accuracy_high",
+    "baseline_balanced_accuracy",
+    "baseline_macro_f1",
+    "permutation_accuracy",
+    "permutation_accuracy_low",
+    "permutation_accuracy_high",
+    "permutation_accuracy_sd",
+    "permutation_p_value",
+    "n_permutations",
+    "chance_uniform",
+    "chance_majority",
+    "untouched",
+    "split_grouped",
+    "n_leaked_source_cells",
 )
 
 
@@ -413,7 +494,14 @@ SUMMARY_KEYS: tuple[str, ...] = (
 def metric_table(evaluation: Mapping[str, Any]) -> pd.DataFrame:
     """Headline metrics of one :func:`evaluate` output: rows metrics, columns value/low/high."""
     return pd.DataFrame(
-        {m: {"value": evaluation[m], "low (2.5%)": evaluation[f"{m}_low"], "high (97.5%)": evaluation[f"{m}_high"]} for m in METRIC_NAMES}
+        {
+            m: {
+                "value": evaluation[m],
+                "low (2.5%)": evaluation[f"{m}_low"],
+                "high (97.5%)": evaluation[f"{m}_high"],
+            }
+            for m in METRIC_NAMES
+        }
     ).T
 
 
@@ -426,11 +514,23 @@ def controls_table(result: ClassificationResult) -> pd.DataFrame:
     """The controls in one table: label permutation, chance levels, the split check."""
     p = result.permutation
     rows = {
-        f"label permutation (mean accuracy of {p['n_permutations']})": (p["accuracy"], p["accuracy_low"], p["accuracy_high"], "at chance"),
+        f"label permutation (mean accuracy of {p['n_permutations']})": (
+            p["accuracy"],
+            p["accuracy_low"],
+            p["accuracy_high"],
+            "at chance",
+        ),
         "permutation p-value of the classifier": (p["p_value"], None, None, "small"),
         "chance: 1 / n_classes": (result.chance["chance_uniform"], None, None, ""),
         "chance: majority class": (result.chance["chance_majority"], None, None, ""),
         "split grouped by source cell": (result.split["split_grouped"], None, None, "True"),
-        "source cells in both train and test": (result.split["n_leaked_source_cells"], None, None, "0 when grouped"),
+        "source cells in both train and test": (
+            result.split["n_leaked_source_cells"],
+            None,
+            None,
+            "0 when grouped",
+        ),
     }
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["value", "low (2.5%)", "high (97.5%)", "expected"])
+    return pd.DataFrame.from_dict(
+        rows, orient="index", columns=["value", "low (2.5%)", "high (97.5%)", "expected"]
+    )

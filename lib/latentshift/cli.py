@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--from", dest="start_from", metavar="NB", help="run from this notebook on")
     p_run.add_argument("--force", action="store_true", help="rerun notebooks that are up to date")
     p_run.add_argument("--run-dir", help="folder for this run's files (default runs/<profile>)")
-    p_run.add_argument("--report-dir", help="folder for the HTML report (default reports/<profile>)")
+    p_run.add_argument(
+        "--report-dir", help="folder for the HTML report (default reports/<profile>)"
+    )
     p_sweep = sub.add_parser(
         "sweep", help="dose-response sweep: notebooks 02-05 once per fold-change level"
     )
@@ -74,9 +76,7 @@ def _levels(text: str | None) -> dict[str, Any]:
     try:
         return {"levels": tuple(float(x) for x in text.split(","))}
     except ValueError:
-        raise PipelineError(
-            f"--levels must be numbers separated by commas, got {text!r}"
-        ) from None
+        raise PipelineError(f"--levels must be numbers separated by commas, got {text!r}") from None
 
 
 def _simulate(args: argparse.Namespace) -> int:

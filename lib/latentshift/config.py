@@ -111,7 +111,6 @@ DEFAULTS: dict[str, Any] = {
 SECTIONS: tuple[str, ...] = tuple(k for k in DEFAULTS if k != "seed")
 
 
-
 # --- rules -----------------------------------------------------------------------------
 
 Rule = tuple[tuple[type, ...], Callable[[Any], bool] | None, str]
@@ -179,12 +178,36 @@ RULES: dict[str, Rule] = {
     "ldvae.max_epochs": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "ldvae.lr": (NUM, _pos, "a number > 0"),
     "ldvae.batch_size": (INT, lambda x: x >= 2, "a whole number >= 2"),
-    "ldvae.early_stopping_patience": (INT + NONE, lambda x: x is None or x >= 1, "a whole number >= 1, or null to turn early stopping off"),
-    "ldvae.kl_warmup_epochs": (INT + NONE, lambda x: x is None or x >= 0, "a whole number >= 0, or null for scvi-tools' default (400)"),
-    "ldvae.accelerator": (STR, _one_of("auto", "cpu", "gpu", "cuda", "mps"), "'auto', 'cpu', 'gpu', 'cuda' or 'mps'"),
-    "ldvae.devices": (STR + INT + (list,), None, "'auto', a number of devices, or a list of device ids"),
-    "ldvae.strategy": (STR, None, "a Lightning strategy name such as 'auto', 'ddp' or 'ddp_find_unused_parameters_true'"),
-    "ldvae.n_top_genes": (INT + NONE, lambda x: x is None or x >= 10, "a whole number >= 10, or null for all genes"),
+    "ldvae.early_stopping_patience": (
+        INT + NONE,
+        lambda x: x is None or x >= 1,
+        "a whole number >= 1, or null to turn early stopping off",
+    ),
+    "ldvae.kl_warmup_epochs": (
+        INT + NONE,
+        lambda x: x is None or x >= 0,
+        "a whole number >= 0, or null for scvi-tools' default (400)",
+    ),
+    "ldvae.accelerator": (
+        STR,
+        _one_of("auto", "cpu", "gpu", "cuda", "mps"),
+        "'auto', 'cpu', 'gpu', 'cuda' or 'mps'",
+    ),
+    "ldvae.devices": (
+        STR + INT + (list,),
+        None,
+        "'auto', a number of devices, or a list of device ids",
+    ),
+    "ldvae.strategy": (
+        STR,
+        None,
+        "a Lightning strategy name such as 'auto', 'ddp' or 'ddp_find_unused_parameters_true'",
+    ),
+    "ldvae.n_top_genes": (
+        INT + NONE,
+        lambda x: x is None or x >= 10,
+        "a whole number >= 10, or null for all genes",
+    ),
     "embedding.n_neighbors": (INT, lambda x: x >= 2, "a whole number >= 2"),
     "embedding.leiden_resolution": (NUM, _pos, "a number > 0"),
     "classifier.hidden_layers": (
@@ -208,8 +231,16 @@ PERTURBATION_RULES: dict[str, Rule] = {
     "geneset": (STR, lambda x: bool(x.strip()), "a set name from the GMT file"),
     "direction": (STR, _one_of("down", "up"), "'down' or 'up'"),
     "fold_change": (NUM, _pos, "a number > 0 (1.0 is the null perturbation)"),
-    "method": (STR + NONE, lambda x: x in (None, "thin", "poisson", "scale"), "'thin', 'poisson', 'scale', or null for the direction's default"),
-    "target_cell_types": ((list,) + NONE, lambda x: x is None or (len(x) > 0 and all(isinstance(t, str) for t in x)), "a list of cell-type names, or null for all cells"),
+    "method": (
+        STR + NONE,
+        lambda x: x in (None, "thin", "poisson", "scale"),
+        "'thin', 'poisson', 'scale', or null for the direction's default",
+    ),
+    "target_cell_types": (
+        (list,) + NONE,
+        lambda x: x is None or (len(x) > 0 and all(isinstance(t, str) for t in x)),
+        "a list of cell-type names, or null for all cells",
+    ),
     "penetrance": (NUM, _half_open01, "a number in (0, 1]"),
     "lfc_sd": (NUM, _nonneg, "a number >= 0"),
 }
@@ -287,7 +318,9 @@ def validate_perturbations(entries: Any) -> list[dict[str, Any]]:
     for i, entry in enumerate(entries):
         where = f"perturbations[{i}]"
         if not isinstance(entry, Mapping):
-            raise ParamsError(f"params key '{where}' must be a mapping (name, geneset, direction, fold_change).")
+            raise ParamsError(
+                f"params key '{where}' must be a mapping (name, geneset, direction, fold_change)."
+            )
         merged = copy.deepcopy(PERTURBATION_DEFAULTS)
         for key, value in entry.items():
             if key not in PERTURBATION_DEFAULTS:
@@ -299,12 +332,18 @@ def validate_perturbations(entries: Any) -> list[dict[str, Any]]:
             merged[key] = value
         for required in ("name", "geneset", "direction", "fold_change"):
             if merged[required] is None:
-                raise ParamsError(f"params entry '{where}' has no '{required}'; every perturbation needs one.")
+                raise ParamsError(
+                    f"params entry '{where}' has no '{required}'; every perturbation needs one."
+                )
         label = f"{where} ({merged['name']})"
         if merged["name"] == "normal":
-            raise ParamsError(f"params entry '{label}': the name 'normal' is reserved for the unperturbed cells.")
+            raise ParamsError(
+                f"params entry '{label}': the name 'normal' is reserved for the unperturbed cells."
+            )
         if merged["name"] in names:
-            raise ParamsError(f"params entry '{label}': the name is used twice; names must be unique.")
+            raise ParamsError(
+                f"params entry '{label}': the name is used twice; names must be unique."
+            )
         names.add(merged["name"])
         fc = merged["fold_change"]
         if merged["direction"] == "down" and fc > 1:
@@ -318,7 +357,9 @@ def validate_perturbations(entries: Any) -> list[dict[str, Any]]:
                 "use direction 'down' to lower expression."
             )
         if merged["method"] == "thin" and fc > 1:
-            raise ParamsError(f"params entry '{label}': method 'thin' can only lower counts (fold_change <= 1).")
+            raise ParamsError(
+                f"params entry '{label}': method 'thin' can only lower counts (fold_change <= 1)."
+            )
         if merged["method"] is None:
             merged["method"] = "thin" if merged["direction"] == "down" else "poisson"
         out.append(merged)
@@ -346,7 +387,9 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise ParamsError("a params file must hold a mapping of sections (data, perturbations, ...) at the top level.")
+        raise ParamsError(
+            "a params file must hold a mapping of sections (data, perturbations, ...) at the top level."
+        )
     known = list(DEFAULTS)
     for key in raw:
         if key not in DEFAULTS:
@@ -361,9 +404,15 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
     for name in SECTIONS:
         resolved[name] = _merge_section(name, raw.get(name))
     if resolved["data"]["source"] == "h5ad" and not resolved["data"]["path"]:
-        raise ParamsError("params key 'data.path' is required when data.source is 'h5ad': give the .h5ad file's path.")
+        raise ParamsError(
+            "params key 'data.path' is required when data.source is 'h5ad': give the .h5ad file's path."
+        )
     data = resolved["data"]
-    if data["source"] == "simulated" and data["n_cells"] is not None and data["n_cells"] > data["simulate_n_cells"]:
+    if (
+        data["source"] == "simulated"
+        and data["n_cells"] is not None
+        and data["n_cells"] > data["simulate_n_cells"]
+    ):
         raise ParamsError(
             f"params key 'data.n_cells' is {data['n_cells']}, more than the {data['simulate_n_cells']} cells the "
             f"simulator makes (data.simulate_n_cells). Lower data.n_cells to at most {data['simulate_n_cells']}, "
@@ -405,7 +454,9 @@ def load_params(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        profiles = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        profiles = (
+            sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        )
         hint = f" Profiles in {path.parent}: {', '.join(profiles)}." if profiles else ""
         raise ParamsError(f"params file '{path}' does not exist.{hint}")
     try:

@@ -63,7 +63,9 @@ def row_sums(X: Any, chunk_nnz: int = 1 << 22) -> np.ndarray:
         hi = int(np.searchsorted(indptr, indptr[lo] + chunk_nnz, side="right")) - 1
         hi = min(max(hi, lo + 1), n_rows)
         a, b = int(indptr[lo]), int(indptr[hi])
-        block = sp.csr_matrix((X.data[a:b], X.indices[a:b], indptr[lo : hi + 1] - a), shape=(hi - lo, X.shape[1]))
+        block = sp.csr_matrix(
+            (X.data[a:b], X.indices[a:b], indptr[lo : hi + 1] - a), shape=(hi - lo, X.shape[1])
+        )
         out[lo:hi] = np.asarray(block.sum(axis=1, dtype=kind)).ravel()
         lo = hi
     return out

@@ -59,9 +59,13 @@ def qc_filter(adata: AnnData, min_genes: int, min_cells: int) -> tuple[AnnData, 
     counts = counts_matrix(adata)
     cell_mask, _ = sc.pp.filter_cells(counts, min_genes=min_genes, inplace=False)
     cell_mask = np.asarray(cell_mask, dtype=bool)
-    gene_mask, _ = sc.pp.filter_genes(counts[cell_mask] if not cell_mask.all() else counts, min_cells=min_cells, inplace=False)
+    gene_mask, _ = sc.pp.filter_genes(
+        counts[cell_mask] if not cell_mask.all() else counts, min_cells=min_cells, inplace=False
+    )
     gene_mask = np.asarray(gene_mask, dtype=bool)
-    out = subset(adata, None if cell_mask.all() else cell_mask, None if gene_mask.all() else gene_mask)
+    out = subset(
+        adata, None if cell_mask.all() else cell_mask, None if gene_mask.all() else gene_mask
+    )
     c = counts_matrix(out)
     out.obs["total_counts"] = row_sums(c).astype(np.int64)
     out.obs["n_genes"] = np.diff(c.indptr).astype(np.int64)
@@ -75,8 +79,12 @@ def qc_filter(adata: AnnData, min_genes: int, min_cells: int) -> tuple[AnnData, 
     }
     log.info(
         "QC: cells %d → %d (min_genes=%d), genes %d → %d (min_cells=%d)",
-        stats["cells_before"], stats["cells_after"], min_genes,
-        stats["genes_before"], stats["genes_after"], min_cells,
+        stats["cells_before"],
+        stats["cells_after"],
+        min_genes,
+        stats["genes_before"],
+        stats["genes_after"],
+        min_cells,
     )
     if out.n_obs == 0:
         raise DataError(
@@ -136,7 +144,13 @@ def subsample(
         )
     labels = None if stratify_by is None else adata.obs[stratify_by].to_numpy()
     keep = choose_cells(adata.n_obs, n_cells, seed, labels)
-    log.info("subsample: %d → %d cells (seed %d, stratified by %s)", adata.n_obs, len(keep), seed, stratify_by)
+    log.info(
+        "subsample: %d → %d cells (seed %d, stratified by %s)",
+        adata.n_obs,
+        len(keep),
+        seed,
+        stratify_by,
+    )
     return subset(adata, rows=keep)
 
 
@@ -171,9 +185,7 @@ def summarize(adata: AnnData) -> dict[str, Any]:
     }
 
 
-def load_cells(
-    cfg: Mapping[str, Any], seed: int, required_genes: Sequence[str] = ()
-) -> AnnData:
+def load_cells(cfg: Mapping[str, Any], seed: int, required_genes: Sequence[str] = ()) -> AnnData:
     """Load the cells a profile names: simulated, or a local ``.h5ad``.
 
     For a file, when ``cfg["n_cells"]`` is smaller than the number of cells in it, only a
@@ -199,11 +211,16 @@ def load_cells(
     source = cfg.get("source", "simulated")
     if source == "simulated":
         return simulate_m1(
-            cfg["simulate_n_cells"], cfg["simulate_n_genes"], seed=seed, required_genes=required_genes
+            cfg["simulate_n_cells"],
+            cfg["simulate_n_genes"],
+            seed=seed,
+            required_genes=required_genes,
         )
     if source == "h5ad":
         if not cfg.get("path"):
-            raise DataError("data.source is 'h5ad' but data.path is empty: give the .h5ad file's path.")
+            raise DataError(
+                "data.source is 'h5ad' but data.path is empty: give the .h5ad file's path."
+            )
         columns = {
             "symbol_column": cfg.get("symbol_column"),
             "cell_type_column": cfg.get("cell_type_column", "cell_type"),

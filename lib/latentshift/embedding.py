@@ -30,7 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def log_normalised(
-    adata: AnnData = None, *, layer: str | None = "counts", target_sum: float = 1e4, counts: Any = None
+    adata: AnnData = None,
+    *,
+    layer: str | None = "counts",
+    target_sum: float = 1e4,
+    counts: Any = None,
 ) -> sp.csr_matrix:
     """Counts → ``log1p(counts / total × target_sum)`` as a new float32 CSR matrix.
 
@@ -83,7 +87,9 @@ def pca_of_counts(
     z = pca.transform(x).astype(np.float32)
     log.info(
         "PCA baseline: %d dims fit on %d training cells explain %.1f%% of variance",
-        n_comps, int(train.sum()), 100 * float(pca.explained_variance_ratio_.sum()),
+        n_comps,
+        int(train.sum()),
+        100 * float(pca.explained_variance_ratio_.sum()),
     )
     return z, pca.components_.T.astype(np.float32)
 
@@ -149,7 +155,13 @@ class CSRMatrixKNN(TransformerMixin, BaseEstimator):
         Threads (``None``: pynndescent's default).
     """
 
-    def __init__(self, n_neighbors: int = 15, n_obs: int = 10_000, random_state: int = 0, n_jobs: int | None = None) -> None:
+    def __init__(
+        self,
+        n_neighbors: int = 15,
+        n_obs: int = 10_000,
+        random_state: int = 0,
+        n_jobs: int | None = None,
+    ) -> None:
         self.n_neighbors = n_neighbors
         self.n_obs = n_obs
         self.random_state = random_state
@@ -201,7 +213,12 @@ def embed(
         else None  # scanpy's exact neighbours
     )
     sc.pp.neighbors(
-        adata, use_rep=use_rep, n_neighbors=n_neighbors, random_state=seed, key_added=name, transformer=transformer
+        adata,
+        use_rep=use_rep,
+        n_neighbors=n_neighbors,
+        random_state=seed,
+        key_added=name,
+        transformer=transformer,
     )
     sc.tl.umap(adata, neighbors_key=name, random_state=seed, key_added=f"X_umap_{name}")
     sc.tl.leiden(
@@ -284,7 +301,11 @@ def condition_separation(
     source = obs[source_key].astype(str).to_numpy()
     conditions = [c for c in pd.unique(obs[condition_key].astype(str)) if c != normal]
     if hasattr(obs[condition_key], "cat"):
-        conditions = [c for c in obs[condition_key].cat.categories.astype(str) if c != normal and c in set(cond)]
+        conditions = [
+            c
+            for c in obs[condition_key].cat.categories.astype(str)
+            if c != normal and c in set(cond)
+        ]
     rows = []
     for t in sorted(pd.unique(ctype)):
         in_type = ctype == t
@@ -306,17 +327,23 @@ def condition_separation(
             if len(both) > max_cells:
                 pick = rng.choice(len(both), max_cells, replace=False)
                 both, labels = both[pick], labels[pick]
-            sil = float(silhouette_score(z[both], labels)) if len(np.unique(labels)) == 2 else np.nan
+            sil = (
+                float(silhouette_score(z[both], labels)) if len(np.unique(labels)) == 2 else np.nan
+            )
             rows.append(
                 {
                     "cell_type": t,
                     "condition": c,
                     "silhouette": sil,
-                    "copy_distance_ratio": float(np.median(d) / knn) if ok.any() and knn > 0 else np.nan,
+                    "copy_distance_ratio": float(np.median(d) / knn)
+                    if ok.any() and knn > 0
+                    else np.nan,
                     "n_pairs": int(ok.sum()),
                 }
             )
-    return pd.DataFrame(rows, columns=["cell_type", "condition", "silhouette", "copy_distance_ratio", "n_pairs"])
+    return pd.DataFrame(
+        rows, columns=["cell_type", "condition", "silhouette", "copy_distance_ratio", "n_pairs"]
+    )
 
 
 def embedding_metrics(
@@ -346,7 +373,9 @@ def embedding_metrics(
             "leiden_nmi": agree["nmi"],
             "n_clusters": agree["n_clusters"],
             "mean_condition_silhouette": float(table["silhouette"].mean()) if len(table) else None,
-            "mean_copy_distance_ratio": float(table["copy_distance_ratio"].mean()) if len(table) else None,
+            "mean_copy_distance_ratio": float(table["copy_distance_ratio"].mean())
+            if len(table)
+            else None,
             "per_cell_type": {
                 f"{r.cell_type}|{r.condition}": {
                     "silhouette": r.silhouette,

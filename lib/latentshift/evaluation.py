@@ -19,7 +19,9 @@ from latentshift.network import train_mlp
 METRIC_NAMES: tuple[str, ...] = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
-def _encode(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+def _encode(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[Any] | None
+) -> tuple[np.ndarray, np.ndarray, list[Any]]:
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if labels is None:
         labels = list(np.unique(np.concatenate([y_true, y_pred])))
@@ -29,11 +31,15 @@ def _encode(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[Any] | None
         t = np.array([index[v] for v in y_true.tolist()], dtype=np.int64)
         p = np.array([index[v] for v in y_pred.tolist()], dtype=np.int64)
     except KeyError as exc:
-        raise ClassifierError(f"label {exc.args[0]!r} is not among labels {labels}; pass every class in labels.") from None
+        raise ClassifierError(
+            f"label {exc.args[0]!r} is not among labels {labels}; pass every class in labels."
+        ) from None
     return t, p, labels
 
 
-def _confusions(t: np.ndarray, p: np.ndarray, k: int, samples: np.ndarray | None = None) -> np.ndarray:
+def _confusions(
+    t: np.ndarray, p: np.ndarray, k: int, samples: np.ndarray | None = None
+) -> np.ndarray:
     """Confusion matrices ``(n_samples, k, k)`` of resamples (rows of ``samples`` index cells)."""
     codes = t * k + p
     if samples is None:
@@ -96,7 +102,9 @@ def _resamples(n: int, n_boot: int, seed: int, groups: np.ndarray | None) -> np.
         pick = rng.integers(0, len(uniq), size=len(uniq))
         samples.append(np.concatenate([members[g] for g in pick]))
     # groups can differ in size, so resamples can differ in length: pad by object array
-    return np.array(samples, dtype=object) if len({len(s) for s in samples}) > 1 else np.array(samples)
+    return (
+        np.array(samples, dtype=object) if len({len(s) for s in samples}) > 1 else np.array(samples)
+    )
 
 
 def _percentile(values: np.ndarray, level: float) -> tuple[float, float]:
@@ -142,11 +150,15 @@ def bootstrap_ci(
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if len(y_true) != len(y_pred) or len(y_true) == 0:
-        raise ClassifierError(f"y_true and y_pred must be non-empty and equally long (got {len(y_true)} and {len(y_pred)}).")
+        raise ClassifierError(
+            f"y_true and y_pred must be non-empty and equally long (got {len(y_true)} and {len(y_pred)})."
+        )
     samples = _resamples(len(y_true), n_boot, seed, None if groups is None else np.asarray(groups))
     if isinstance(metric, str):
         if metric not in METRIC_NAMES:
-            raise ClassifierError(f"unknown metric {metric!r}; use one of {', '.join(METRIC_NAMES)} or a callable.")
+            raise ClassifierError(
+                f"unknown metric {metric!r}; use one of {', '.join(METRIC_NAMES)} or a callable."
+            )
         t, p, labels = _encode(y_true, y_pred, labels)
         k = len(labels)
         point = float(metrics_from_confusion(_confusions(t, p, k)[0])[metric])
@@ -267,7 +279,9 @@ def untouched_report(
     return {
         "n_untouched": int(untouched.sum()),
         "untouched_accuracy": acc(untouched),
-        "untouched_predicted_normal": float((y_pred[untouched] == normal_label).mean()) if untouched.any() else None,
+        "untouched_predicted_normal": float((y_pred[untouched] == normal_label).mean())
+        if untouched.any()
+        else None,
         "n_perturbed_copies": int(touched.sum()),
         "perturbed_copies_accuracy": acc(touched),
     }
@@ -331,5 +345,7 @@ def permutation_control(
         "accuracy_sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
         "accuracies": accs,
         "n_permutations": int(n_permutations),
-        "p_value": None if observed is None else float((1 + (arr >= observed).sum()) / (1 + len(arr))),
+        "p_value": None
+        if observed is None
+        else float((1 + (arr >= observed).sum()) / (1 + len(arr))),
     }

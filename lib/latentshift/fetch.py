@@ -55,7 +55,6 @@ _TRANSIENT = (
 )
 
 
-
 class _Incomplete(Exception):
     """The stream ended before all bytes arrived (treated like a dropped connection)."""
 
@@ -156,7 +155,9 @@ def _attempt(
                 return
             log.warning(
                 "%s: the server cannot resume from byte %d (file is %s bytes); starting over",
-                desc, offset, total if total is not None else "an unknown number of",
+                desc,
+                offset,
+                total if total is not None else "an unknown number of",
             )
             part.unlink()
             raise _Incomplete("restart after 416") from None
@@ -174,7 +175,9 @@ def _attempt(
             if start is not None and start != offset:
                 log.warning(
                     "%s: asked to resume at byte %d, server sent from byte %d; starting over",
-                    desc, offset, start,
+                    desc,
+                    offset,
+                    start,
                 )
                 part.unlink()
                 raise _Incomplete("range mismatch")
@@ -184,7 +187,9 @@ def _attempt(
             log.info("%s: resuming at %.1f MB", desc, offset / 1e6)
         else:
             if offset > 0:
-                log.info("%s: the server does not support resuming; downloading from the start", desc)
+                log.info(
+                    "%s: the server does not support resuming; downloading from the start", desc
+                )
             offset = 0
             mode = "wb"
             total = length
@@ -269,7 +274,8 @@ def download(
         if expected is None:
             log.warning(
                 "%s already exists and no data.sha256 is given, so it cannot be verified; "
-                "keeping it (delete it to download again)", dest,
+                "keeping it (delete it to download again)",
+                dest,
             )
             return dest
         actual = sha256_file(dest, chunk_size)
@@ -278,7 +284,10 @@ def download(
             return dest
         log.warning(
             "%s exists but its checksum %s is not the expected %s; downloading it again "
-            "(the old file is replaced only once the new one verifies)", dest, actual, expected,
+            "(the old file is replaced only once the new one verifies)",
+            dest,
+            actual,
+            expected,
         )
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -303,7 +312,12 @@ def download(
             have = part.stat().st_size if part.exists() else 0
             log.warning(
                 "%s: connection problem (%s); retry %d of %d in %.1f s, resuming at byte %d",
-                dest.name, exc, failures, retries, wait, have,
+                dest.name,
+                exc,
+                failures,
+                retries,
+                wait,
+                have,
             )
             if wait > 0:
                 time.sleep(wait)
@@ -314,7 +328,9 @@ def download(
     if expected is None:
         log.warning(
             "no data.sha256 in the profile: %s cannot be verified. Its SHA-256 is %s; put "
-            "that in data.sha256 to verify future downloads.", dest, actual,
+            "that in data.sha256 to verify future downloads.",
+            dest,
+            actual,
         )
     elif actual != expected:
         part.unlink()
@@ -325,7 +341,9 @@ def download(
             "then run the download again."
         )
     os.replace(part, dest)
-    log.info("%s: done (%d bytes%s)", dest, dest.stat().st_size, ", checksum OK" if expected else "")
+    log.info(
+        "%s: done (%d bytes%s)", dest, dest.stat().st_size, ", checksum OK" if expected else ""
+    )
     return dest
 
 

@@ -98,7 +98,7 @@ def findings_html(f: Findings) -> str:
     sim = f'<p class="ls-simulated">{_inline(SIMULATED_NOTE)}</p>' if f.simulated else ""
     return (
         f'<section id="findings" class="findings" data-step="{html.escape(f.step)}">'
-        f"<h2>Findings</h2><p class=\"ls-headline\">{_inline(f.headline)}</p>"
+        f'<h2>Findings</h2><p class="ls-headline">{_inline(f.headline)}</p>'
         f"<ul>{items}</ul>{notes}{sim}</section>"
     )
 
@@ -333,8 +333,11 @@ def ldvae_findings(
         f"{m['n_latent']} latent dimensions over {m['n_genes_used']:,} genes, trained on "
         f"{m['n_train_cells']:,} cells ({m['n_validation_cells']:,} held out for validation).",
         f"{m['epochs_run']} of {m['max_epochs']} epochs: "
-        + ("stopped by early stopping on the validation ELBO." if m["early_stopped"] else
-           "**ran to the epoch ceiling** (no early stop)."),
+        + (
+            "stopped by early stopping on the validation ELBO."
+            if m["early_stopped"]
+            else "**ran to the epoch ceiling** (no early stop)."
+        ),
         f"Held-out negative ELBO {m['test_elbo']:.1f} per test cell, beside the final "
         f"validation value {m['final_elbo_validation']:.1f} (close: no overfitting to the "
         "training cells).",
@@ -363,8 +366,11 @@ def embedding_findings(metrics: Mapping[str, Any], simulated: bool) -> Findings:
         f"types is ARI {m['leiden_ari']:.2f} (NMI {m['leiden_nmi']:.2f}); on the PCA baseline "
         f"of the same size, ARI {p['leiden_ari']:.2f} (NMI {p['leiden_nmi']:.2f}) with "
         f"{p['n_clusters']} clusters. "
-        + ("The latent keeps cell identity." if keeps else
-           "The latent keeps cell identity only weakly.")
+        + (
+            "The latent keeps cell identity."
+            if keeps
+            else "The latent keeps cell identity only weakly."
+        )
         + "\n\nWithin cell types, disease copies vs normal cells have a mean silhouette of "
         f"{m['mean_condition_silhouette']:.2f} in the LDVAE latent and "
         f"{p['mean_condition_silhouette']:.2f} in PCA; a copy sits on average "
@@ -381,10 +387,14 @@ def embedding_findings(metrics: Mapping[str, Any], simulated: bool) -> Findings:
         f"A copy sits {m['mean_copy_distance_ratio']:.2f}× the neighbour distance from its own "
         f"normal cell (LDVAE) vs {p['mean_copy_distance_ratio']:.2f}× (PCA).",
     ]
-    notes = [] if keeps else [
-        f"Leiden ARI {m['leiden_ari']:.2f} is at most {CELL_IDENTITY_ARI}: the latent keeps cell "
-        "identity only weakly."
-    ]
+    notes = (
+        []
+        if keeps
+        else [
+            f"Leiden ARI {m['leiden_ari']:.2f} is at most {CELL_IDENTITY_ARI}: the latent keeps cell "
+            "identity only weakly."
+        ]
+    )
     return Findings(
         "04_latent_viz",
         "The LDVAE latent "
@@ -417,8 +427,9 @@ def classifier_findings(result: Any, n_latent: int, simulated: bool) -> Findings
     def fmt(name: str) -> str:
         if name not in b.index:
             return "n/a"
-        return interval(b.loc[name, "accuracy"], b.loc[name, "accuracy_low"],
-                        b.loc[name, "accuracy_high"])
+        return interval(
+            b.loc[name, "accuracy"], b.loc[name, "accuracy_low"], b.loc[name, "accuracy_high"]
+        )
 
     perm, split, untouched = result.permutation, result.split, result.untouched
     lines = [

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SYMBOL_COLUMN = "feature_name"
 
 
-
 @dataclass(frozen=True)
 class GeneSet:
     """One gene set.
@@ -112,7 +111,9 @@ def read_gmt(path: str | Path) -> dict[str, GeneSet]:
                     "field, separated by tabs."
                 )
             if name in sets:
-                raise GeneSetError(f"{where}: set name '{name}' is used twice; names must be unique.")
+                raise GeneSetError(
+                    f"{where}: set name '{name}' is used twice; names must be unique."
+                )
             sets[name] = GeneSet(name, description.strip(), tuple(genes))
     if not sets:
         raise GeneSetError(f"gene-set file '{path}' holds no gene sets.")
@@ -148,7 +149,9 @@ def write_gmt(sets: Mapping[str, GeneSet] | Iterable[GeneSet], path: str | Path)
                     "cannot store. Remove it."
                 )
         if not gs.name or not gs.genes:
-            raise GeneSetError(f"gene set {gs.name!r} needs a name and at least one gene to be written.")
+            raise GeneSetError(
+                f"gene set {gs.name!r} needs a name and at least one gene to be written."
+            )
         lines.append("\t".join(fields))
     return artifacts.write_text("\n".join(lines) + "\n", Path(path))
 
@@ -267,8 +270,10 @@ def match_genesets(
     chosen = select_sets(sets, names)
     symbols = symbols_of(adata, symbol_column)
     source = (
-        f"var['{symbol_column}']" if symbol_column is not None
-        else f"var['{DEFAULT_SYMBOL_COLUMN}']" if DEFAULT_SYMBOL_COLUMN in adata.var.columns
+        f"var['{symbol_column}']"
+        if symbol_column is not None
+        else f"var['{DEFAULT_SYMBOL_COLUMN}']"
+        if DEFAULT_SYMBOL_COLUMN in adata.var.columns
         else "var_names"
     )
     positions: dict[str, list[int]] = {}

@@ -153,11 +153,16 @@ def _stored_per_row(elem: Any) -> np.ndarray | None:
         return np.diff(elem["indptr"][:].astype(np.int64))
     step = max(1, 5_000_000 // max(1, elem.shape[1]))
     return np.concatenate(
-        [np.count_nonzero(np.asarray(elem[s : s + step]), axis=1) for s in range(0, elem.shape[0], step)]
+        [
+            np.count_nonzero(np.asarray(elem[s : s + step]), axis=1)
+            for s in range(0, elem.shape[0], step)
+        ]
     )
 
 
-def read_rows(elem: Any, rows: np.ndarray, where: str = "X", path: str | Path = "") -> sp.csr_matrix:
+def read_rows(
+    elem: Any, rows: np.ndarray, where: str = "X", path: str | Path = ""
+) -> sp.csr_matrix:
     """Read only the given rows of a stored matrix (an open h5py group or dataset).
 
     For CSR (the CELLxGENE layout) only ``indptr`` and the ``data`` / ``indices`` slices of
@@ -193,7 +198,9 @@ def read_rows(elem: Any, rows: np.ndarray, where: str = "X", path: str | Path = 
         raise DataError(f"read_rows: row indices must lie in [0, {n_rows}) for {where} of {path}.")
     if isinstance(elem, h5py.Group):
         if "csc" in _encoding(elem):
-            log.warning("%s of %s is stored column-wise (CSC): reading it whole to take rows", where, path)
+            log.warning(
+                "%s of %s is stored column-wise (CSC): reading it whole to take rows", where, path
+            )
             return _as_int_counts(sp.csr_matrix(read_elem(elem))[rows], where, Path(path))
         indptr = elem["indptr"][:].astype(np.int64)
         lengths = indptr[rows + 1] - indptr[rows]
@@ -212,8 +219,14 @@ def read_rows(elem: Any, rows: np.ndarray, where: str = "X", path: str | Path = 
         mat = sp.csr_matrix((data, indices, out_indptr), shape=(len(rows), n_cols))
     else:
         step = max(1, 5_000_000 // max(1, n_cols))
-        parts = [sp.csr_matrix(np.asarray(elem[rows[s : s + step]])) for s in range(0, len(rows), step)]
-        mat = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, n_cols), dtype=elem.dtype)
+        parts = [
+            sp.csr_matrix(np.asarray(elem[rows[s : s + step]])) for s in range(0, len(rows), step)
+        ]
+        mat = (
+            sp.vstack(parts, format="csr")
+            if parts
+            else sp.csr_matrix((0, n_cols), dtype=elem.dtype)
+        )
     return _as_int_counts(mat, where, Path(path))
 
 
@@ -301,7 +314,9 @@ def _read_annotations(
             for c in extra:
                 col = joined[c]
                 if c == "feature_name" and col.isna().any():
-                    col = col.astype(object).where(col.notna(), pd.Series(var.index, index=var.index))
+                    col = col.astype(object).where(
+                        col.notna(), pd.Series(var.index, index=var.index)
+                    )
                 var[c] = col
     else:
         var = read_elem(f["var"])
@@ -333,7 +348,11 @@ def _read_annotations(
         var["feature_name"] = var[symbol_column].astype(str)
 
     if cell_type_column not in obs.columns:
-        hint = [str(c) for c in obs.columns if any(w in str(c).lower() for w in ("type", "class", "cluster", "label", "annot"))]
+        hint = [
+            str(c)
+            for c in obs.columns
+            if any(w in str(c).lower() for w in ("type", "class", "cluster", "label", "annot"))
+        ]
         raise DataError(
             f"data.cell_type_column '{cell_type_column}' is not an obs column of {path}; "
             f"obs columns present: {', '.join(map(str, obs.columns)) or 'none'}. Set "
@@ -347,7 +366,9 @@ def _read_annotations(
         else:
             log.warning(
                 "obs column %r (data.donor_column) not in %s (obs columns: %s); no donor_id",
-                donor_column, path, ", ".join(map(str, obs.columns)),
+                donor_column,
+                path,
+                ", ".join(map(str, obs.columns)),
             )
     flags: dict[str, Any] = {}
     if "uns" in f and "latentshift" in f["uns"]:
@@ -359,8 +380,14 @@ def _read_annotations(
 
 
 def _build(
-    counts: sp.csr_matrix, obs: pd.DataFrame, var: pd.DataFrame, path: Path, where: str,
-    symbol_column: str | None, flags: Mapping[str, Any], sample: Mapping[str, Any] | None,
+    counts: sp.csr_matrix,
+    obs: pd.DataFrame,
+    var: pd.DataFrame,
+    path: Path,
+    where: str,
+    symbol_column: str | None,
+    flags: Mapping[str, Any],
+    sample: Mapping[str, Any] | None,
 ) -> AnnData:
     import anndata as ad
 
@@ -430,7 +457,9 @@ def read_h5ad_counts(
         log.info("reading counts from %s of %s", where, path)
         counts = _read_counts(elem, where, path)
     adata = _build(counts, obs, var, path, where, symbol_column, flags, None)
-    log.info("read %s: %d cells × %d genes (counts from %s)", path, adata.n_obs, adata.n_vars, where)
+    log.info(
+        "read %s: %d cells × %d genes (counts from %s)", path, adata.n_obs, adata.n_vars, where
+    )
     return adata
 
 
@@ -516,7 +545,14 @@ def read_h5ad_sample(
             chosen = passing[choose_cells(len(passing), n_cells, seed, labels)]
         log.info(
             "sampling %d of %d cells of %s (%d pass min_genes=%d; stratified by %s); reading only "
-            "those rows of %s", len(chosen), n_file, path, len(passing), min_genes, stratify_by, where,
+            "those rows of %s",
+            len(chosen),
+            n_file,
+            path,
+            len(passing),
+            min_genes,
+            stratify_by,
+            where,
         )
         counts = read_rows(elem, chosen, where, path)
     sub_obs = obs.iloc[chosen].copy()
@@ -532,7 +568,13 @@ def read_h5ad_sample(
         "stratify_by": stratify_by,
     }
     adata = _build(counts, sub_obs, var, path, where, symbol_column, flags, sample)
-    log.info("read a sample of %s: %d cells × %d genes in %.1f s", path, adata.n_obs, adata.n_vars, time.time() - start)
+    log.info(
+        "read a sample of %s: %d cells × %d genes in %.1f s",
+        path,
+        adata.n_obs,
+        adata.n_vars,
+        time.time() - start,
+    )
     return adata
 
 

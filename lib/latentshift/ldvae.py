@@ -201,7 +201,9 @@ def select_genes(
     genes = [g for g in adata.var_names if g in chosen]
     log.info(
         "genes: %d highly variable (training cells) + disease genes → %d of %d",
-        n_top_genes, len(genes), adata.n_vars,
+        n_top_genes,
+        len(genes),
+        adata.n_vars,
     )
     return genes
 
@@ -267,7 +269,10 @@ def history_frame(history: Mapping[str, pd.DataFrame] | None) -> pd.DataFrame:
         return pd.DataFrame(index=pd.Index([], name="epoch"))
     cols = []
     for key, frame in history.items():
-        if key.endswith(("_train", "_validation")) or key in {"train_loss_epoch", "validation_loss"}:
+        if key.endswith(("_train", "_validation")) or key in {
+            "train_loss_epoch",
+            "validation_loss",
+        }:
             cols.append(frame[key].astype(float).rename(key))
     table = pd.concat(cols, axis=1) if cols else pd.DataFrame()
     table.index = table.index.astype(int)
@@ -279,7 +284,9 @@ def history_frame(history: Mapping[str, pd.DataFrame] | None) -> pd.DataFrame:
 def _check_finite_history(history: Mapping[str, pd.DataFrame] | None) -> None:
     """Raise :class:`LDVAEDivergedError` when a logged per-epoch loss is NaN or infinite."""
     for key, frame in (history or {}).items():
-        if not key.startswith(("elbo", "reconstruction_loss", "kl_local", "train_loss", "validation_loss")):
+        if not key.startswith(
+            ("elbo", "reconstruction_loss", "kl_local", "train_loss", "validation_loss")
+        ):
             continue
         values = pd.to_numeric(frame[key], errors="coerce").to_numpy(dtype=float)
         bad = ~np.isfinite(values)
@@ -357,7 +364,9 @@ def train_ldvae(
 
     from latentshift import config
 
-    cfg = config.section("ldvae", {k: v for k, v in (params or {}).items() if k in config.DEFAULTS["ldvae"]})
+    cfg = config.section(
+        "ldvae", {k: v for k, v in (params or {}).items() if k in config.DEFAULTS["ldvae"]}
+    )
     from latentshift.counts import subset
 
     check_accelerator(cfg)
@@ -387,7 +396,11 @@ def train_ldvae(
         plan_kwargs["n_epochs_kl_warmup"] = cfg["kl_warmup_epochs"]
     log.info(
         "LDVAE: %d training cells (of %d), %d genes, n_latent %d, up to %d epochs",
-        train.n_obs, adata.n_obs, train.n_vars, cfg["n_latent"], cfg["max_epochs"],
+        train.n_obs,
+        adata.n_obs,
+        train.n_vars,
+        cfg["n_latent"],
+        cfg["max_epochs"],
     )
     splitter: dict[str, Any] = {}
     if group_key and group_key in train.obs:
@@ -427,14 +440,18 @@ def train_ldvae(
     es = getattr(model.trainer, "early_stopping_callback", None)
     reason = str(getattr(es, "early_stopping_reason", "") or "") if es is not None else ""
     epochs_run = int(len(history)) if len(history) else int(model.trainer.current_epoch)
-    early = bool(es is not None and getattr(es, "stopped_epoch", 0) > 0 and epochs_run < cfg["max_epochs"])
+    early = bool(
+        es is not None and getattr(es, "stopped_epoch", 0) > 0 and epochs_run < cfg["max_epochs"]
+    )
     if "not finite" in reason:
         raise LDVAEDivergedError(
             f"LDVAE training diverged: {reason}. The model was not saved. " + _DIVERGED_FIX
         )
     n_val = int(len(model.validation_indices)) if model.validation_indices is not None else 0
     log.info(
-        "LDVAE trained %d epochs in %.1f s%s", epochs_run, seconds,
+        "LDVAE trained %d epochs in %.1f s%s",
+        epochs_run,
+        seconds,
         " (early stopping)" if early else "",
     )
     return LDVAEFit(
@@ -450,7 +467,9 @@ def train_ldvae(
     )
 
 
-def _grouped_validation(groups: pd.Series, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _grouped_validation(
+    groups: pd.Series, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Row positions of training and validation cells, whole groups on one side (seeded)."""
     codes, uniques = pd.factorize(groups.astype(str))
     rng = np.random.default_rng([seed, 11])
@@ -496,10 +515,17 @@ def _registered_view(model: Any, adata: AnnData) -> Any:
         )
     layers = {layer: adata.layers[layer]} if layer else {}
     x = None if layer else adata.X
-    return ad.AnnData(X=x, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names), layers=layers)
+    return ad.AnnData(
+        X=x,
+        obs=pd.DataFrame(index=adata.obs_names),
+        var=pd.DataFrame(index=adata.var_names),
+        layers=layers,
+    )
 
 
-def latent_representation(model: Any, adata: AnnData, *, batch_size: int | None = None) -> np.ndarray:
+def latent_representation(
+    model: Any, adata: AnnData, *, batch_size: int | None = None
+) -> np.ndarray:
     """Posterior means (cells × ``n_latent``) for every cell of ``adata``.
 
     ``adata`` must have the model's genes in the same order; it is registered with the
@@ -535,7 +561,10 @@ def heldout_scores(model: Any, adata: AnnData, *, batch_size: int | None = None)
     rec = model.get_reconstruction_error(view, batch_size=batch_size, return_mean=False)
     rec_total = sum(np.asarray(v.cpu()) for v in rec.values())
     return pd.DataFrame(
-        {"elbo": neg_elbo.astype(float), "reconstruction_error": np.asarray(rec_total, dtype=float)},
+        {
+            "elbo": neg_elbo.astype(float),
+            "reconstruction_error": np.asarray(rec_total, dtype=float),
+        },
         index=adata.obs_names,
     )
 
@@ -569,7 +598,10 @@ def describe_curves(history: pd.DataFrame, early_stopped: bool, max_epochs: int)
     n = len(va)
     best = int(np.nanargmin(va))
     tail = max(2, n // 5)
-    last, before = np.nanmean(va[-tail:]), np.nanmean(va[-2 * tail : -tail]) if n >= 2 * tail else va[0]
+    last, before = (
+        np.nanmean(va[-tail:]),
+        np.nanmean(va[-2 * tail : -tail]) if n >= 2 * tail else va[0],
+    )
     falling = (before - last) / abs(before) if before else 0.0
     gap = (np.nanmean(va[-tail:]) - np.nanmean(tr[-tail:])) / abs(np.nanmean(tr[-tail:]))
     parts = []
@@ -584,15 +616,21 @@ def describe_curves(history: pd.DataFrame, early_stopped: bool, max_epochs: int)
             "last two fifths of training): more epochs (ldvae.max_epochs) would help."
         )
     else:
-        parts.append(f"The validation loss levelled off (best at epoch {history.index[best]} of {n}).")
+        parts.append(
+            f"The validation loss levelled off (best at epoch {history.index[best]} of {n})."
+        )
     if best < n - tail and last > va[best] * 1.01 and tr[-1] < tr[best]:
         parts.append(
             "Validation loss rose after its best epoch while training loss kept falling: overfitting."
         )
     elif gap > 0.05:
-        parts.append(f"Validation loss sits {100 * gap:.1f}% above training loss at the end: some overfitting.")
+        parts.append(
+            f"Validation loss sits {100 * gap:.1f}% above training loss at the end: some overfitting."
+        )
     else:
-        parts.append(f"Training and validation losses stay close ({100 * gap:+.1f}%): no clear overfitting.")
+        parts.append(
+            f"Training and validation losses stay close ({100 * gap:+.1f}%): no clear overfitting."
+        )
     return " ".join(parts)
 
 

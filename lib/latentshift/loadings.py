@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 REFERENCE = "normal"
 
 
-
 # --- loadings --------------------------------------------------------------------------
 
 
@@ -474,7 +473,9 @@ def expression_matched(
         raise LoadingsError(f"quantiles {quantiles}: use two numbers 0 <= low < high <= 1.")
     in_set = mean_expression.index.isin(list(genes))
     if not in_set.any():
-        raise LoadingsError("no gene of the set has a mean expression; pass means of the model's genes.")
+        raise LoadingsError(
+            "no gene of the set has a mean expression; pass means of the model's genes."
+        )
     lo, hi = np.quantile(mean_expression.to_numpy()[in_set], [lo_q, hi_q])
     values = mean_expression.to_numpy()
     keep = ~in_set & (values >= lo) & (values <= hi)
@@ -588,9 +589,13 @@ def recovery_table(
             background = expression_matched(expr, genes)
             row["auroc_expression"] = recovery(expr, genes, "up")["auroc"]
             row["n_matched_background"] = len(background)
-            row["auroc_ldvae_matched"] = _matched_recovery(proj_scores, genes, direction, background)
+            row["auroc_ldvae_matched"] = _matched_recovery(
+                proj_scores, genes, direction, background
+            )
             if pca_loadings is not None and pca_shifts is not None:
-                row["auroc_pca_matched"] = _matched_recovery(pca_scores, genes, direction, background)
+                row["auroc_pca_matched"] = _matched_recovery(
+                    pca_scores, genes, direction, background
+                )
         rows.append(row)
     return pd.DataFrame(rows).set_index("condition")
 

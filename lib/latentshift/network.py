@@ -182,14 +182,20 @@ def train_mlp(
             f"X_train must be 2-d with one row per label; got shape {X.shape} for {len(y)} labels."
         )
     if not np.isfinite(X).all():
-        raise ClassifierError("X_train holds NaN or infinite values; check the latent representation upstream.")
+        raise ClassifierError(
+            "X_train holds NaN or infinite values; check the latent representation upstream."
+        )
     classes_arr = np.asarray(classes if classes is not None else np.unique(y))
     index = {c: i for i, c in enumerate(classes_arr.tolist())}
     missing = sorted({str(v) for v in np.unique(y)} - {str(c) for c in index})
     if missing:
-        raise ClassifierError(f"training labels {missing} are not among classes {list(classes_arr)}; pass all classes.")
+        raise ClassifierError(
+            f"training labels {missing} are not among classes {list(classes_arr)}; pass all classes."
+        )
     if len(np.unique(y)) < 2:
-        raise ClassifierError("the training labels hold a single class; a classifier needs at least two.")
+        raise ClassifierError(
+            "the training labels hold a single class; a classifier needs at least two."
+        )
     target = np.array([index[v] for v in y.tolist()], dtype=np.int64)
     groups_arr = np.arange(len(y)) if groups is None else np.asarray(groups)
     fit_idx, val_idx = grouped_validation_split(groups_arr, validation_fraction, seed)
@@ -204,8 +210,19 @@ def train_mlp(
     torch.set_num_threads(1)
     try:
         net, history, best_epoch = _fit(
-            X.shape[1], len(classes_arr), hidden_layers, Zf, tf, Zv, tv,
-            max_epochs, lr, weight_decay, patience, batch_size, seed,
+            X.shape[1],
+            len(classes_arr),
+            hidden_layers,
+            Zf,
+            tf,
+            Zv,
+            tv,
+            max_epochs,
+            lr,
+            weight_decay,
+            patience,
+            batch_size,
+            seed,
         )
     finally:
         torch.set_num_threads(threads)
@@ -213,8 +230,19 @@ def train_mlp(
 
 
 def _fit(
-    n_in: int, n_out: int, hidden_layers: Sequence[int], Zf: Any, tf: Any, Zv: Any, tv: Any,
-    max_epochs: int, lr: float, weight_decay: float, patience: int, batch_size: int, seed: int,
+    n_in: int,
+    n_out: int,
+    hidden_layers: Sequence[int],
+    Zf: Any,
+    tf: Any,
+    Zv: Any,
+    tv: Any,
+    max_epochs: int,
+    lr: float,
+    weight_decay: float,
+    patience: int,
+    batch_size: int,
+    seed: int,
 ) -> tuple[Any, pd.DataFrame, int]:
     """The training loop of :func:`train_mlp` (inputs already standardised tensors)."""
     import torch
@@ -244,7 +272,14 @@ def _fit(
             logits = net(Zv)
             val_loss = float(loss_fn(logits, tv))
             val_acc = float((logits.argmax(1) == tv).float().mean())
-        rows.append({"epoch": epoch, "train_loss": total / len(tf), "val_loss": val_loss, "val_accuracy": val_acc})
+        rows.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / len(tf),
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+            }
+        )
         if val_loss < best_loss - 1e-6:
             best_loss, best_epoch = val_loss, epoch
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -252,7 +287,13 @@ def _fit(
             break
     if best_state is not None:
         net.load_state_dict(best_state)
-    log.info("MLP %s: %d epochs, best %d (val loss %.3f)", list(hidden_layers), len(rows), best_epoch, best_loss)
+    log.info(
+        "MLP %s: %d epochs, best %d (val loss %.3f)",
+        list(hidden_layers),
+        len(rows),
+        best_epoch,
+        best_loss,
+    )
     return net, pd.DataFrame(rows), best_epoch
 
 

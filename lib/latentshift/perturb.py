@@ -54,7 +54,6 @@ METHODS: tuple[str, ...] = ("thin", "poisson", "scale")
 _SCAN_BLOCK = 1 << 18
 
 
-
 # --- the numerical core -------------------------------------------------------------------
 
 
@@ -187,23 +186,33 @@ def perturb_counts(
     if method not in METHODS:
         close = difflib.get_close_matches(str(method), METHODS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise PerturbError(f"unknown perturbation method '{method}'.{hint} Use one of {', '.join(METHODS)}.")
+        raise PerturbError(
+            f"unknown perturbation method '{method}'.{hint} Use one of {', '.join(METHODS)}."
+        )
     if not sp.issparse(X):
-        raise PerturbError("perturb_counts needs a scipy sparse matrix of counts (CSR); got a dense array.")
+        raise PerturbError(
+            "perturb_counts needs a scipy sparse matrix of counts (CSR); got a dense array."
+        )
     X = sp.csr_matrix(X)
     n_rows, n_cols = X.shape
     gene_idx = np.asarray(gene_idx, dtype=np.int64).ravel()
     if gene_idx.size and (gene_idx.min() < 0 or gene_idx.max() >= n_cols):
-        raise PerturbError(f"gene indices must lie in [0, {n_cols}); got {gene_idx.min()}..{gene_idx.max()}.")
+        raise PerturbError(
+            f"gene indices must lie in [0, {n_cols}); got {gene_idx.min()}..{gene_idx.max()}."
+        )
     if np.unique(gene_idx).size != gene_idx.size:
         raise PerturbError("gene_idx holds a gene twice; give each gene once.")
     if method != "scale" and rng is None:
-        raise PerturbError(f"method '{method}' draws random counts: pass rng (a numpy Generator or a seed).")
+        raise PerturbError(
+            f"method '{method}' draws random counts: pass rng (a numpy Generator or a seed)."
+        )
     gen = _as_rng(rng) if rng is not None else None
 
     fc_in = np.asarray(fold_change, dtype=np.float64)
     if method == "thin" and np.any(fc_in > 1):
-        raise PerturbError("method 'thin' can only lower counts: fold changes must be <= 1 (use 'poisson' to raise).")
+        raise PerturbError(
+            "method 'thin' can only lower counts: fold changes must be <= 1 (use 'poisson' to raise)."
+        )
     if fc_in.ndim == 0:
         fc_gene = gene_fold_changes(float(fc_in), gene_idx.size, lfc_sd, method, gen)
     else:
@@ -211,7 +220,9 @@ def perturb_counts(
             raise PerturbError("give either per-gene fold changes or lfc_sd, not both.")
         fc_gene = fc_in.ravel()
         if fc_gene.size != gene_idx.size:
-            raise PerturbError(f"{fc_gene.size} fold changes for {gene_idx.size} genes; give one per gene.")
+            raise PerturbError(
+                f"{fc_gene.size} fold changes for {gene_idx.size} genes; give one per gene."
+            )
         if np.any(fc_gene <= 0):
             raise PerturbError("fold changes must be > 0.")
 
@@ -351,7 +362,11 @@ def cell_mask_for(
 
 def _uns_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
     """An entry as h5ad can store it (no None: a missing key means the default)."""
-    return {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in entry.items() if v is not None}
+    return {
+        k: (list(v) if isinstance(v, list | tuple) else v)
+        for k, v in entry.items()
+        if v is not None
+    }
 
 
 def make_perturbed(
@@ -422,10 +437,16 @@ def make_perturbed(
         idx = var_pos.get_indexer(genes)
         if np.any(idx < 0):
             bad = [g for g, i in zip(genes, idx, strict=True) if i < 0][:5]
-            raise PerturbError(f"perturbation '{name}': genes not in the data's var_names: {', '.join(bad)}.")
+            raise PerturbError(
+                f"perturbation '{name}': genes not in the data's var_names: {', '.join(bad)}."
+            )
         gene_rng, cell_rng, count_rng = (np.random.default_rng(s) for s in ss.spawn(3))
-        fc = gene_fold_changes(entry["fold_change"], len(idx), entry["lfc_sd"], entry["method"], gene_rng)
-        mask = cell_mask_for(adata, entry["target_cell_types"], entry["penetrance"], cell_rng, cell_type_column)
+        fc = gene_fold_changes(
+            entry["fold_change"], len(idx), entry["lfc_sd"], entry["method"], gene_rng
+        )
+        mask = cell_mask_for(
+            adata, entry["target_cell_types"], entry["penetrance"], cell_rng, cell_type_column
+        )
         stack.append(perturb_counts(counts, idx, fc, entry["method"], count_rng, cell_mask=mask))
         part = obs0.copy()
         part["source_cell"] = source.to_numpy()
@@ -437,18 +458,30 @@ def make_perturbed(
         fcs_out[name] = fc
         log.info(
             "perturbation %s: %s × %s (%s) on %d genes, %d of %d cells",
-            name, entry["direction"], entry["fold_change"], entry["method"], len(idx), mask.sum(), adata.n_obs,
+            name,
+            entry["direction"],
+            entry["fold_change"],
+            entry["method"],
+            len(idx),
+            mask.sum(),
+            adata.n_obs,
         )
     obs = pd.concat(obs_parts)
-    obs["condition"] = pd.Categorical(obs["condition"], categories=["normal", *[e["name"] for e in entries]])
+    obs["condition"] = pd.Categorical(
+        obs["condition"], categories=["normal", *[e["name"] for e in entries]]
+    )
     obs["perturbed"] = obs["perturbed"].astype(bool)
     if "cell_type" in obs.columns:
         obs["cell_type"] = obs["cell_type"].astype("category")
     if not obs.index.is_unique:
-        raise PerturbError("obs_names of the perturbed data are not unique; make the input's obs_names unique.")
+        raise PerturbError(
+            "obs_names of the perturbed data are not unique; make the input's obs_names unique."
+        )
     X = stack.tocsr()
     out = ad.AnnData(X=X, obs=obs, var=adata.var.copy())
-    out.layers["counts"] = X  # the same matrix: no second copy (gigabytes at atlas scale); never normalise X in place
+    out.layers["counts"] = (
+        X  # the same matrix: no second copy (gigabytes at atlas scale); never normalise X in place
+    )
     out.uns["latentshift"] = dict(adata.uns.get("latentshift", {}))
     out.uns["perturbation_genes"] = genes_out
     out.uns["perturbation_fold_changes"] = fcs_out
@@ -505,7 +538,11 @@ class _RowStacker:
         indptr = np.concatenate(self.indptr)
         index_dtype = self.index_dtype if self.nnz < np.iinfo(np.int32).max else np.int64
         out = sp.csr_matrix(
-            (self.data[: self.nnz], self.indices[: self.nnz].astype(index_dtype, copy=False), indptr.astype(index_dtype)),
+            (
+                self.data[: self.nnz],
+                self.indices[: self.nnz].astype(index_dtype, copy=False),
+                indptr.astype(index_dtype),
+            ),
             shape=(len(indptr) - 1, self.n_cols),
             copy=False,
         )
@@ -551,7 +588,9 @@ def realised_fold_change(
             f"condition '{entry_name}' is not in the data (conditions: {', '.join(obs['condition'].cat.categories)})."
         )
     all_genes = list(perturbed.uns["perturbation_genes"][entry_name])
-    fcs = np.asarray(perturbed.uns.get("perturbation_fold_changes", {}).get(entry_name, []), dtype=float)
+    fcs = np.asarray(
+        perturbed.uns.get("perturbation_fold_changes", {}).get(entry_name, []), dtype=float
+    )
     requested = dict(zip(all_genes, fcs, strict=False)) if fcs.size == len(all_genes) else {}
     if not requested:
         fc = float(perturbed.uns["perturbations"][entry_name]["fold_change"])
@@ -561,12 +600,24 @@ def realised_fold_change(
     touched = np.flatnonzero(((obs["condition"] == entry_name) & obs["perturbed"]).to_numpy())
     name_pos = pd.Index(obs.index)
     normal_names = obs.index[obs["condition"] == "normal"]
-    by_source = pd.Series(np.asarray(normal_names), index=obs.loc[normal_names, "source_cell"].astype(str).to_numpy())
-    src_rows = name_pos.get_indexer(by_source.loc[obs["source_cell"].iloc[touched].astype(str)].to_numpy())
+    by_source = pd.Series(
+        np.asarray(normal_names), index=obs.loc[normal_names, "source_cell"].astype(str).to_numpy()
+    )
+    src_rows = name_pos.get_indexer(
+        by_source.loc[obs["source_cell"].iloc[touched].astype(str)].to_numpy()
+    )
     cols = perturbed.var_names.get_indexer(genes)
     sub = counts[:, cols]
-    mean_p = np.asarray(sub[touched].mean(axis=0)).ravel() if touched.size else np.full(len(genes), np.nan)
-    mean_n = np.asarray(sub[src_rows].mean(axis=0)).ravel() if touched.size else np.full(len(genes), np.nan)
+    mean_p = (
+        np.asarray(sub[touched].mean(axis=0)).ravel()
+        if touched.size
+        else np.full(len(genes), np.nan)
+    )
+    mean_n = (
+        np.asarray(sub[src_rows].mean(axis=0)).ravel()
+        if touched.size
+        else np.full(len(genes), np.nan)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(mean_n > 0, mean_p / mean_n, np.nan)
     return pd.DataFrame(
@@ -594,7 +645,9 @@ def realised_fold_changes(perturbed: ad.AnnData) -> pd.DataFrame:
 
 def library_sizes(adata: ad.AnnData, layer: str | None = "counts") -> pd.Series:
     """Total counts per cell (sparse row sums), indexed like ``obs``."""
-    return pd.Series(row_sums(counts_matrix(adata, layer)), index=adata.obs_names, name="library_size")
+    return pd.Series(
+        row_sums(counts_matrix(adata, layer)), index=adata.obs_names, name="library_size"
+    )
 
 
 def mean_expression(
@@ -630,7 +683,9 @@ def mean_expression(
     cols = adata.var_names.get_indexer(list(genes))
     if np.any(cols < 0):
         raise PerturbError("some genes are not in the data's var_names.")
-    sub = log_normalise_genes(counts_matrix(adata, layer), cols, target_sum)  # cells × (a few genes)
+    sub = log_normalise_genes(
+        counts_matrix(adata, layer), cols, target_sum
+    )  # cells × (a few genes)
     frame = pd.DataFrame(sub, columns=list(genes))
     keys = [adata.obs[c].to_numpy() for c in groupby]
     means = frame.groupby(keys, observed=True).mean()
@@ -695,7 +750,9 @@ def perturb_metrics(
                 "method": e["method"],
                 "fold_change": e["fold_change"],
                 "n_genes_perturbed": len(perturbed.uns["perturbation_genes"][e["name"]]),
-                "n_cells_perturbed": int(((perturbed.obs["condition"] == e["name"]) & touched).sum()),
+                "n_cells_perturbed": int(
+                    ((perturbed.obs["condition"] == e["name"]) & touched).sum()
+                ),
                 "realised_median_fold_change": round(
                     float(fc_summary.loc[e["name"], "realised_median"]), 4
                 ),

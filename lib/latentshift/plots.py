@@ -44,136 +44,6 @@ def data_label(adata: AnnData) -> str:
     return " (simulated data)" if is_simulated(adata) else ""
 
 
-# --- 06_loadings -----------------------------------------------------------------------
-
-
-def loadings_heatmap(loadings: Any, gene_sets: Any, title: str = "", labels: Any = None) -> Figure:
-    """Heatmap of the disease-set genes (rows, grouped by set) × factors: their loadings.
-
-    Parameters
-    ----------
-    loadings
-        Genes × factors DataFrame.
-    gene_sets
-        ``{set or condition name: [genes]}``; genes missing from ``loadings`` are skipped.
-    title
-        Figure title (add :func:`data_label`).
-    labels
-        Optional readable gene names indexed like ``loadings``.
-    """
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    blocks = [(name, [g for g in genes if g in loadings.index]) for name, genes in gene_sets.items()]
-    blocks = [(name, genes) for name, genes in blocks if genes]
-    rows = [g for _, genes in blocks for g in genes]
-    values = loadings.loc[rows].to_numpy(dtype=float)
-    vmax = float(np.nanmax(np.abs(values))) if values.size else 1.0
-    height = min(3 + 0.08 * len(rows), 14)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * loadings.shape[1] + 1.5, height))
-    im = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
-    ax.set_xticks(range(loadings.shape[1]), list(loadings.columns), rotation=90)
-    if len(rows) <= 60:
-        names = rows if labels is None else [str(labels.get(g, g)) for g in rows]
-        ax.set_yticks(range(len(rows)), names, fontsize=6)
-    else:
-        ax.set_yticks([])
-    start = 0
-    for name, genes in blocks:
-        ax.axhline(start - 0.5, color="black", lw=1)
-        ax.text(-0.7, start + len(genes) / 2, f"{name} ({len(genes)})", ha="right", va="center",
-                rotation=90, fontsize=9, transform=ax.transData)
-        start += len(genes)
-    ax.set_xlabel("factor")
-    fig.colorbar(im, ax=ax, label="loading", shrink=0.6)
-    ax.set_title(title or "Loadings of the perturbed genes")
-    fig.tight_layout()
-    return fig
-
-
-def factor_shift_plot(shifts: Any, best: Any = None, title: str = "") -> Figure:
-    """Mean paired latent shift (disease copy − its normal cell) per factor and condition,
-    with 95% intervals.
-
-    Parameters
-    ----------
-    shifts
-        Long table from :func:`latentshift.loadings.factor_shifts` (``condition``, ``factor``,
-        ``mean_shift``, ``ci_low``, ``ci_high``, ``effect_size``).
-    best
-        Optional ``{condition: factor}`` to mark each condition's most shifted factor.
-    title
-        Figure title.
-    """
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    conditions = list(dict.fromkeys(shifts["condition"]))
-    factors = list(dict.fromkeys(shifts["factor"]))
-    x = np.arange(len(factors))
-    width = 0.8 / max(len(conditions), 1)
-    fig, axes = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(factors) + 2), 6), sharex=True)
-    for i, cond in enumerate(conditions):
-        sub = shifts[shifts["condition"] == cond].set_index("factor").reindex(factors)
-        pos = x - 0.4 + width * (i + 0.5)
-        err = np.vstack([sub["mean_shift"] - sub["ci_low"], sub["ci_high"] - sub["mean_shift"]])
-        axes[0].errorbar(pos, sub["mean_shift"], yerr=err, fmt="o", ms=4, capsize=2, label=cond, color=f"C{i}")
-        axes[1].bar(pos, sub["effect_size"], width=width, color=f"C{i}", label=cond)
-        if best and cond in best:
-            j = factors.index(best[cond])
-            axes[1].annotate("best", (pos[j], sub["effect_size"].iloc[j]), ha="center",
-                             va="bottom" if sub["effect_size"].iloc[j] >= 0 else "top", fontsize=8)
-    for ax in axes:
-        ax.axhline(0, color="grey", lw=0.8)
-    axes[0].set_ylabel("mean paired shift\n(95% interval)")
-    axes[1].set_ylabel("effect size\n(mean / sd of shift)")
-    axes[1].set_xticks(x, factors, rotation=90)
-    axes[1].set_xlabel("factor")
-    axes[0].legend(title="condition", fontsize=8)
-    axes[0].set_title(title or "Latent shift per factor")
-    fig.tight_layout()
-    return fig
-
-
-def ranked_loading_curve(panels: Any, title: str = "") -> Figure:
-    """Genes ranked by an oriented score, with a gene set's genes marked (GSEA-style).
-
-    Parameters
-    ----------
-    panels
-        A list of ``(panel title, scores, genes)``: ``scores`` a Series (index = genes, high =
-        moved in the expected direction), ``genes`` the set to mark. One panel per entry,
-        arranged in rows of three.
-    title
-        Figure title.
-    """
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    n = len(panels)
-    ncol = min(3, n)
-    nrow = int(np.ceil(n / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
-    for ax, (name, scores, genes) in zip(axes.ravel(), panels, strict=False):
-        ordered = scores.sort_values(ascending=False)
-        rank = np.arange(1, len(ordered) + 1)
-        in_set = ordered.index.isin(list(genes))
-        ax.plot(rank, ordered.to_numpy(), color="black", lw=1)
-        lo, hi = ax.get_ylim()
-        tick = lo - 0.08 * (hi - lo)
-        ax.vlines(rank[in_set], tick - 0.06 * (hi - lo), tick, color="crimson", lw=0.7)
-        ax.set_ylim(tick - 0.08 * (hi - lo), hi)
-        ax.axhline(0, color="grey", lw=0.6)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("gene rank")
-        ax.set_ylabel("oriented score")
-    for ax in axes.ravel()[n:]:
-        ax.set_visible(False)
-    fig.suptitle(title or "Ranked genes (set genes in red)")
-    fig.tight_layout()
-    return fig
-
-
 # --- 01_data --------------------------------------------------------------------------
 
 
@@ -202,8 +72,16 @@ def qc_distributions(adata: AnnData, groupby: str = "cell_type") -> Figure:
         order = [o for o in order if o in set(frame[groupby])]
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.32 * frame[groupby].nunique() + 1.8), sharey=True)
     for ax, col in zip(axes, ["total counts per cell", "genes detected per cell"], strict=True):
-        sns.boxplot(data=frame, x=col, y=groupby, order=order, ax=ax, color="#9ecae1",
-                    fliersize=1, linewidth=0.8)
+        sns.boxplot(
+            data=frame,
+            x=col,
+            y=groupby,
+            order=order,
+            ax=ax,
+            color="#9ecae1",
+            fliersize=1,
+            linewidth=0.8,
+        )
         ax.set_xscale("log")
         ax.set_ylabel("" if ax is axes[1] else groupby)
     fig.suptitle(f"Counts and genes per cell by {groupby}{data_label(adata)}")
@@ -243,7 +121,11 @@ def marker_dotplot(adata: AnnData, markers: Any, groupby: str = "cell_type") -> 
     import scipy.sparse as sp
 
     symbols = adata.var["feature_name"].astype(str) if "feature_name" in adata.var else None
-    lookup = {str(s).upper(): v for v, s in zip(adata.var_names, symbols, strict=True)} if symbols is not None else {}
+    lookup = (
+        {str(s).upper(): v for v, s in zip(adata.var_names, symbols, strict=True)}
+        if symbols is not None
+        else {}
+    )
     names = {str(v).upper(): v for v in adata.var_names}
     seen: set[str] = set()
     groups: dict[str, list[str]] = {}
@@ -262,8 +144,13 @@ def marker_dotplot(adata: AnnData, markers: Any, groupby: str = "cell_type") -> 
     view = ad.AnnData(X=sub, obs=adata.obs[[groupby]].copy())
     view.var_names = [str(k).upper() for g in groups.values() for k in g]
     dp = sc.pl.dotplot(
-        view, groups, groupby=groupby, return_fig=True, show=False,
-        title=f"Marker genes by {groupby}{data_label(adata)}", standard_scale="var",
+        view,
+        groups,
+        groupby=groupby,
+        return_fig=True,
+        show=False,
+        title=f"Marker genes by {groupby}{data_label(adata)}",
+        standard_scale="var",
     )
     dp.make_figure()
     return dp.fig
@@ -289,7 +176,10 @@ def loss_curves(history: Any, title: str = "", early_stopped: bool = False) -> F
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     ax = axes[0]
-    for col, color, label in (("elbo_train", "#1f77b4", "training"), ("elbo_validation", "#d62728", "validation")):
+    for col, color, label in (
+        ("elbo_train", "#1f77b4", "training"),
+        ("elbo_validation", "#d62728", "validation"),
+    ):
         if col in history:
             ax.plot(history.index, history[col], color=color, label=label, lw=1.8)
     if "elbo_validation" in history and len(history):
@@ -297,8 +187,11 @@ def loss_curves(history: Any, title: str = "", early_stopped: bool = False) -> F
         ax.axvline(best, color="grey", ls=":", lw=1)
         ax.annotate(
             "best validation" + (" (early stop)" if early_stopped else ""),
-            (best, history["elbo_validation"].min()), textcoords="offset points", xytext=(4, 12),
-            fontsize=8, color="grey",
+            (best, history["elbo_validation"].min()),
+            textcoords="offset points",
+            xytext=(4, 12),
+            fontsize=8,
+            color="grey",
         )
         lo = np.nanmin(history[["elbo_train", "elbo_validation"]].to_numpy(dtype=float))
         hi = np.nanpercentile(history[["elbo_train", "elbo_validation"]].to_numpy(dtype=float), 90)
@@ -309,16 +202,21 @@ def loss_curves(history: Any, title: str = "", early_stopped: bool = False) -> F
     ax.legend(frameon=False)
     ax = axes[1]
     for col, style in (
-        ("reconstruction_loss_train", "-"), ("reconstruction_loss_validation", "--"),
+        ("reconstruction_loss_train", "-"),
+        ("reconstruction_loss_validation", "--"),
     ):
         if col in history:
-            ax.plot(history.index, history[col], ls=style, color="#2ca02c", label=col.replace("_", " "))
+            ax.plot(
+                history.index, history[col], ls=style, color="#2ca02c", label=col.replace("_", " ")
+            )
     ax.set_xlabel("epoch")
     ax.set_ylabel("reconstruction loss")
     ax2 = ax.twinx()
     for col, style in (("kl_local_train", "-"), ("kl_local_validation", "--")):
         if col in history:
-            ax2.plot(history.index, history[col], ls=style, color="#9467bd", label=col.replace("_", " "))
+            ax2.plot(
+                history.index, history[col], ls=style, color="#9467bd", label=col.replace("_", " ")
+            )
     ax2.set_ylabel("KL divergence", color="#9467bd")
     if len(history) > 3:
         rec = history.filter(like="reconstruction_loss").to_numpy(dtype=float)
@@ -366,9 +264,16 @@ def embedding_grid(
             key = f"leiden_{name}" if color == "leiden" else color
             ax = axes[r, c]
             sc.pl.embedding(
-                adata, basis=f"X_umap_{name}", color=key, ax=ax, show=False, size=size,
-                legend_loc="on data" if color == "leiden" else "right margin", legend_fontsize=7,
-                frameon=False, title=f"{label}: {key}",
+                adata,
+                basis=f"X_umap_{name}",
+                color=key,
+                ax=ax,
+                show=False,
+                size=size,
+                legend_loc="on data" if color == "leiden" else "right margin",
+                legend_fontsize=7,
+                frameon=False,
+                title=f"{label}: {key}",
             )
     fig.suptitle(title or "UMAP of the latent spaces")
     fig.tight_layout()
@@ -400,7 +305,9 @@ def copies_vs_normal(
     ctype = obs[cell_type_key].astype(str).to_numpy()
     source = obs[source_key].astype(str).to_numpy()
     types = sorted(set(ctype))
-    conditions = [c for c in obs[condition_key].astype("category").cat.categories.astype(str) if c != normal]
+    conditions = [
+        c for c in obs[condition_key].astype("category").cat.categories.astype(str) if c != normal
+    ]
     palette = plt.get_cmap("tab10")
     ncol = min(4, len(types))
     nrow = int(np.ceil(len(types) / ncol))
@@ -412,7 +319,11 @@ def copies_vs_normal(
         ax.scatter(*xy[~inside].T, s=1, c="#eeeeee", rasterized=True)
         ax.scatter(*xy[normal_idx].T, s=4, c="#888888", label=normal, rasterized=True)
         where = {s: i for s, i in zip(source[normal_idx], normal_idx, strict=True)}
-        links = rng.choice(normal_idx, min(n_links, len(normal_idx)), replace=False) if len(normal_idx) else []
+        links = (
+            rng.choice(normal_idx, min(n_links, len(normal_idx)), replace=False)
+            if len(normal_idx)
+            else []
+        )
         chosen = {source[i] for i in links}
         for k, c in enumerate(conditions):
             idx = np.flatnonzero(inside & (cond == c))
@@ -421,7 +332,9 @@ def copies_vs_normal(
             for i in idx:
                 if source[i] in chosen and source[i] in where:
                     j = where[source[i]]
-                    ax.plot([xy[j, 0], xy[i, 0]], [xy[j, 1], xy[i, 1]], color=color, lw=0.5, alpha=0.6)
+                    ax.plot(
+                        [xy[j, 0], xy[i, 0]], [xy[j, 1], xy[i, 1]], color=color, lw=0.5, alpha=0.6
+                    )
         if inside.any():
             lo, hi = xy[inside].min(axis=0), xy[inside].max(axis=0)
             pad = 0.15 * (hi - lo) + 1e-6
@@ -430,7 +343,7 @@ def copies_vs_normal(
         ax.set_title(t, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax in axes.ravel()[len(types):]:
+    for ax in axes.ravel()[len(types) :]:
         ax.axis("off")
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, markerscale=3)
@@ -452,9 +365,13 @@ def separation_bars(table: Any, metric: str = "silhouette", title: str = "") -> 
     import seaborn as sns
 
     conditions = list(dict.fromkeys(table["condition"]))
-    fig, axes = plt.subplots(1, len(conditions), figsize=(5.5 * len(conditions), 3.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1, len(conditions), figsize=(5.5 * len(conditions), 3.6), squeeze=False, sharey=True
+    )
     for ax, c in zip(axes.ravel(), conditions, strict=True):
-        sns.barplot(data=table[table["condition"] == c], x="cell_type", y=metric, hue="embedding", ax=ax)
+        sns.barplot(
+            data=table[table["condition"] == c], x="cell_type", y=metric, hue="embedding", ax=ax
+        )
         ax.set_title(f"{c} copies vs normal cells")
         ax.set_xlabel("")
         ax.tick_params(axis="x", rotation=45)
@@ -463,149 +380,6 @@ def separation_bars(table: Any, metric: str = "silhouette", title: str = "") -> 
         ax.axhline(0, color="black", lw=0.6)
     axes.ravel()[0].set_ylabel(metric.replace("_", " "))
     fig.suptitle(title or f"separation of conditions within each cell type ({metric})")
-    fig.tight_layout()
-    return fig
-
-
-def confusion_heatmaps(counts: Any, normalized: Any, labels: Any, title: str = "") -> Figure:
-    """Confusion matrix as two heatmaps: counts and row-normalised (rows: true class).
-
-    Parameters
-    ----------
-    counts, normalized
-        ``(k, k)`` matrices (e.g. ``confusion_counts`` and ``confusion_normalized`` of
-        :func:`latentshift.classify.evaluate`).
-    labels
-        Class names in matrix order.
-    title
-        Figure title.
-    """
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import seaborn as sns
-
-    labels = [str(lab) for lab in labels]
-    size = 2.4 + 0.9 * len(labels)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size))
-    sns.heatmap(np.asarray(counts), annot=True, fmt="d", cmap="Blues", cbar=False,
-                xticklabels=labels, yticklabels=labels, ax=axes[0])
-    sns.heatmap(np.asarray(normalized), annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1,
-                xticklabels=labels, yticklabels=labels, ax=axes[1])
-    axes[0].set_title("counts")
-    axes[1].set_title("row-normalised (recall on the diagonal)")
-    for ax in axes:
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true condition")
-    fig.suptitle(title or "confusion matrix (test cells)")
-    fig.tight_layout()
-    return fig
-
-
-def accuracy_comparison(table: Any, chance: float, extra: Any = None, title: str = "") -> Figure:
-    """Horizontal bars of accuracy with 95% intervals, one per model, and a chance line.
-
-    Parameters
-    ----------
-    table
-        DataFrame indexed by model with ``accuracy``, ``accuracy_low``, ``accuracy_high``
-        (the baseline table of :func:`latentshift.classify.classify_conditions`).
-    chance
-        The chance level drawn as a dashed line.
-    extra
-        Optional further rows in the same format (e.g. the label-permutation control).
-    title
-        Figure title.
-    """
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    frame = table[["accuracy", "accuracy_low", "accuracy_high"]]
-    if extra is not None:
-        frame = pd.concat([frame, extra[["accuracy", "accuracy_low", "accuracy_high"]]])
-    frame = frame.iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(frame) + 1.4))
-    y = range(len(frame))
-    # a percentile interval can sit a rounding error (or, for a degenerate null, wholly) off its point
-    err = [(frame["accuracy"] - frame["accuracy_low"]).clip(lower=0), (frame["accuracy_high"] - frame["accuracy"]).clip(lower=0)]
-    ax.barh(list(y), frame["accuracy"], xerr=err, color="#4c72b0", alpha=0.85, capsize=3)
-    ax.axvline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.2f})")
-    ax.set_yticks(list(y), [str(i) for i in frame.index])
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("test accuracy (95% bootstrap interval)")
-    ax.legend(loc="lower right")
-    ax.set_title(title or "classifier and baselines")
-    fig.tight_layout()
-    return fig
-
-
-def dose_response(table: Any, chance: float, threshold: float | None = None, title: str = "") -> Figure:
-    """Accuracy against fold-change level for the LDVAE latent and the PCA baseline.
-
-    Parameters
-    ----------
-    table
-        DataFrame with ``level`` and, per model prefix ``ldvae``/``pca``, the columns
-        ``<prefix>_accuracy``, ``<prefix>_low``, ``<prefix>_high`` (see
-        :func:`latentshift.sweep.collect`).
-    chance
-        The chance level (dashed line).
-    threshold
-        The detection threshold to mark, if any.
-    title
-        Figure title.
-    """
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    styles = {"ldvae": ("LDVAE latent (MLP)", "#c44e52", "o"), "pca": ("PCA baseline (MLP)", "#4c72b0", "s")}
-    for prefix, (label, color, marker) in styles.items():
-        if f"{prefix}_accuracy" not in table or table[f"{prefix}_accuracy"].isna().all():
-            continue
-        t = table.dropna(subset=[f"{prefix}_accuracy"])
-        ax.plot(t["level"], t[f"{prefix}_accuracy"], marker=marker, color=color, label=label)
-        ax.fill_between(t["level"], t[f"{prefix}_low"], t[f"{prefix}_high"], color=color, alpha=0.2)
-    ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.2f})")
-    if threshold is not None:
-        ax.axvline(threshold, color="black", ls=":", lw=1, label=f"detection threshold ({threshold:g}×)")
-    ax.set_xscale("log")
-    levels = list(table["level"])
-    ax.set_xticks(levels, [f"{lv:g}" for lv in levels])
-    ax.minorticks_off()
-    ax.set_xlabel("fold change (ALS-like sets down by 1/level, HD-like sets up by level)")
-    ax.set_ylabel("test accuracy (95% interval)")
-    ax.set_ylim(0, 1.02)
-    ax.legend(loc="upper left")
-    ax.set_title(title or "dose response: accuracy against fold change")
-    fig.tight_layout()
-    return fig
-
-
-def classifier_history(history: Any, best_epoch: int | None = None, title: str = "") -> Figure:
-    """Classifier training: cross-entropy (training and validation slice) and validation accuracy per epoch.
-
-    Parameters
-    ----------
-    history
-        ``MLPClassifier.history`` (columns ``epoch``, ``train_loss``, ``val_loss``, ``val_accuracy``).
-    best_epoch
-        The epoch early stopping kept (marked).
-    title
-        Figure title.
-    """
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    axes[0].plot(history["epoch"], history["train_loss"], label="training", color="#1f77b4")
-    axes[0].plot(history["epoch"], history["val_loss"], label="validation slice", color="#d62728")
-    axes[0].set_ylabel("cross-entropy")
-    axes[1].plot(history["epoch"], history["val_accuracy"], color="#d62728")
-    axes[1].set_ylabel("validation accuracy")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        if best_epoch:
-            ax.axvline(best_epoch, color="grey", ls=":", lw=1, label=f"kept (epoch {best_epoch})")
-    axes[0].legend()
-    fig.suptitle(title or "classifier training")
     fig.tight_layout()
     return fig
 
@@ -631,16 +405,27 @@ def realised_fold_change_plot(table: Any, title: str = "") -> Figure:
     if frame.empty:  # e.g. the null control: fold change 1.0 touches no cell
         fig, ax = plt.subplots(figsize=(7, 2))
         ax.axis("off")
-        ax.text(0.5, 0.5, "No gene was changed by any perturbation entry\n(null control: every fold change is 1.0).",
-                ha="center", va="center")
+        ax.text(
+            0.5,
+            0.5,
+            "No gene was changed by any perturbation entry\n(null control: every fold change is 1.0).",
+            ha="center",
+            va="center",
+        )
         fig.suptitle(title or "Requested vs realised fold change per gene")
         return fig
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
     ax = axes[0]
     for i, entry in enumerate(entries):
         sub = frame[frame["entry"] == entry]
-        ax.scatter(sub["requested"], sub["realised"], s=12 + 30 * np.sqrt(sub["mean_normal"].clip(0, 4)),
-                   alpha=0.7, color=colors(i), label=f"{entry} ({len(sub)} genes)")
+        ax.scatter(
+            sub["requested"],
+            sub["realised"],
+            s=12 + 30 * np.sqrt(sub["mean_normal"].clip(0, 4)),
+            alpha=0.7,
+            color=colors(i),
+            label=f"{entry} ({len(sub)} genes)",
+        )
     lo = min(frame["requested"].min(), frame["realised"].min()) * 0.8
     hi = max(frame["requested"].max(), frame["realised"].max()) * 1.25
     ax.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=1, label="realised = requested")
@@ -657,8 +442,13 @@ def realised_fold_change_plot(table: Any, title: str = "") -> Figure:
     ax = axes[1]
     rng = np.random.default_rng(0)
     for i, entry in enumerate(entries):
-        ratio = (frame.loc[frame["entry"] == entry, "realised"] / frame.loc[frame["entry"] == entry, "requested"]).to_numpy()
-        ax.scatter(i + rng.uniform(-0.15, 0.15, ratio.size), ratio, s=12, alpha=0.7, color=colors(i))
+        ratio = (
+            frame.loc[frame["entry"] == entry, "realised"]
+            / frame.loc[frame["entry"] == entry, "requested"]
+        ).to_numpy()
+        ax.scatter(
+            i + rng.uniform(-0.15, 0.15, ratio.size), ratio, s=12, alpha=0.7, color=colors(i)
+        )
         ax.hlines(np.median(ratio), i - 0.3, i + 0.3, color="black", lw=2)
     ax.axhline(1.0, color="grey", ls="--", lw=1)
     ax.set_xticks(range(len(entries)), entries)
@@ -686,8 +476,16 @@ def library_size_by_condition(adata: AnnData, layer: str | None = "counts") -> F
     order = [c for c in order if c in set(frame["condition"].astype(str))]
     frame["condition"] = frame["condition"].astype(str)
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(order) + 1.8))
-    sns.boxplot(data=frame, x="total counts per cell", y="condition", order=order, ax=ax,
-                color="#9ecae1", fliersize=1, linewidth=0.8)
+    sns.boxplot(
+        data=frame,
+        x="total counts per cell",
+        y="condition",
+        order=order,
+        ax=ax,
+        color="#9ecae1",
+        fliersize=1,
+        linewidth=0.8,
+    )
     medians = frame.groupby("condition")["total counts per cell"].median()
     for i, name in enumerate(order):
         ax.text(medians[name], i - 0.42, f"median {medians[name]:,.0f}", fontsize=8, ha="center")
@@ -731,8 +529,17 @@ def geneset_condition_heatmap(means: Any, gene_groups: Any, title: str = "") -> 
         if cell_types[j] != cell_types[j - 1]:
             ax.axvline(j - 0.5, color="white", lw=1)
     for label, y in labels:
-        ax.text(-0.02, 1 - y / max(len(rows), 1), label, transform=ax.transAxes, ha="right",
-                va="center", rotation=90, fontsize=9, fontweight="bold")
+        ax.text(
+            -0.02,
+            1 - y / max(len(rows), 1),
+            label,
+            transform=ax.transAxes,
+            ha="right",
+            va="center",
+            rotation=90,
+            fontsize=9,
+            fontweight="bold",
+        )
     fig.colorbar(im, ax=ax, label="mean log1p(counts per 10k)", shrink=0.6)
     ax.set_title(title or "Gene-set genes across cell types and conditions")
     fig.tight_layout()

@@ -20,8 +20,18 @@ log = logging.getLogger(__name__)
 
 #: Packages whose versions every run records.
 PROVENANCE_PACKAGES: tuple[str, ...] = (
-    "latentshift", "anndata", "scanpy", "scvi-tools", "torch", "lightning", "numpy", "scipy",
-    "scikit-learn", "leidenalg", "papermill", "nbconvert",
+    "latentshift",
+    "anndata",
+    "scanpy",
+    "scvi-tools",
+    "torch",
+    "lightning",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "leidenalg",
+    "papermill",
+    "nbconvert",
 )
 
 

@@ -292,6 +292,7 @@ CELL_TYPES: tuple[CellTypeSpec, ...] = (
 #: Named compositions of :func:`celltype_proportions` and their table columns.
 COMPOSITIONS: dict[str, str] = {"m1": "m1_proportion", "tissue": "tissue_proportion"}
 
+
 def _fsum(values: Iterable[float]) -> float:
     """Exactly rounded sum, independent of order and of numpy's summation strategy."""
     return math.fsum(float(v) for v in values)

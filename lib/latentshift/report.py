@@ -18,7 +18,9 @@ import yaml
 from latentshift import artifacts
 
 
-def provenance_markdown(prov: dict[str, Any], params: dict[str, Any], profile: str, entry: dict[str, Any]) -> str:
+def provenance_markdown(
+    prov: dict[str, Any], params: dict[str, Any], profile: str, entry: dict[str, Any]
+) -> str:
     """The provenance block closing every notebook's HTML page (Markdown).
 
     Parameters
@@ -42,7 +44,11 @@ def provenance_markdown(prov: dict[str, Any], params: dict[str, Any], profile: s
         "## Provenance",
         "",
         f"- **profile**: `{profile}`; data: "
-        + ("**simulated** (built-in simulator)" if params["data"]["source"] == "simulated" else f"`{params['data']['path']}`"),
+        + (
+            "**simulated** (built-in simulator)"
+            if params["data"]["source"] == "simulated"
+            else f"`{params['data']['path']}`"
+        ),
         f"- **data SHA-256**: `{prov.get('data_sha256')}`",
         f"- **git commit**: `{commit}`",
         f"- **this notebook**: started {entry.get('started', '?')}, finished {entry.get('finished', '?')} "
@@ -107,39 +113,67 @@ def headline_rows(
     if data:
         rows.append(("cells × genes after QC", f"{data.get('n_cells')} × {data.get('n_genes')}"))
     for name, m in metrics.get("perturb", {}).get("genesets", {}).items():
-        rows.append((f"gene set {name}: genes found", f"{m.get('n_found')} of {m.get('n_genes')} ({m.get('matched_on', '')})"))
+        rows.append(
+            (
+                f"gene set {name}: genes found",
+                f"{m.get('n_found')} of {m.get('n_genes')} ({m.get('matched_on', '')})",
+            )
+        )
     ldvae = metrics.get("ldvae", {})
     if ldvae:
-        rows.append(("LDVAE held-out negative ELBO per cell", f"{ldvae.get('test_elbo', float('nan')):.1f} ({ldvae.get('epochs_run')} epochs)"))
+        rows.append(
+            (
+                "LDVAE held-out negative ELBO per cell",
+                f"{ldvae.get('test_elbo', float('nan')):.1f} ({ldvae.get('epochs_run')} epochs)",
+            )
+        )
     emb = metrics.get("embedding", {})
     if emb:
-        rows.append((
-            "Leiden vs cell type, ARI (LDVAE / PCA)",
-            f"{emb.get('ldvae', {}).get('leiden_ari', float('nan')):.3f} / {emb.get('pca', {}).get('leiden_ari', float('nan')):.3f}",
-        ))
+        rows.append(
+            (
+                "Leiden vs cell type, ARI (LDVAE / PCA)",
+                f"{emb.get('ldvae', {}).get('leiden_ari', float('nan')):.3f} / {emb.get('pca', {}).get('leiden_ari', float('nan')):.3f}",
+            )
+        )
     clf = metrics.get("classifier", {})
     if clf:
-        rows.append((
-            "classifier accuracy on the LDVAE latent [95% CI]",
-            f"{pct(clf.get('accuracy'))} [{pct(clf.get('accuracy_low'))}, {pct(clf.get('accuracy_high'))}]",
-        ))
-        rows.append(("chance (uniform) / label-permutation control", f"{pct(clf.get('chance_uniform'))} / {pct(clf.get('permutation_accuracy'))}"))
+        rows.append(
+            (
+                "classifier accuracy on the LDVAE latent [95% CI]",
+                f"{pct(clf.get('accuracy'))} [{pct(clf.get('accuracy_low'))}, {pct(clf.get('accuracy_high'))}]",
+            )
+        )
+        rows.append(
+            (
+                "chance (uniform) / label-permutation control",
+                f"{pct(clf.get('chance_uniform'))} / {pct(clf.get('permutation_accuracy'))}",
+            )
+        )
         for model, acc in clf.get("baseline_accuracy", {}).items():
             rows.append((f"baseline: {model}", pct(acc)))
-        rows.append(("split grouped by source cell; source cells on both sides", f"{clf.get('split_grouped')}; {clf.get('n_leaked_source_cells')}"))
+        rows.append(
+            (
+                "split grouped by source cell; source cells on both sides",
+                f"{clf.get('split_grouped')}; {clf.get('n_leaked_source_cells')}",
+            )
+        )
         null_clf = (null_metrics or {}).get("classifier")
         if null_clf:
-            rows.append((
-                "null-perturbation run (profile null, every fold change 1.0): accuracy [95% CI]",
-                f"{pct(null_clf.get('accuracy'))} [{pct(null_clf.get('accuracy_low'))}, {pct(null_clf.get('accuracy_high'))}]",
-            ))
+            rows.append(
+                (
+                    "null-perturbation run (profile null, every fold change 1.0): accuracy [95% CI]",
+                    f"{pct(null_clf.get('accuracy'))} [{pct(null_clf.get('accuracy_low'))}, {pct(null_clf.get('accuracy_high'))}]",
+                )
+            )
     for name, m in metrics.get("loadings", {}).items():
         if isinstance(m, dict) and "auroc_ldvae_projected" in m:
-            rows.append((
-                f"{name}: gene-set recovery AUROC (LDVAE projected / best factor / PCA)",
-                f"{m['auroc_ldvae_projected']:.3f} / {m.get('auroc_ldvae_factor', float('nan')):.3f} ({m.get('best_factor')}) / "
-                f"{m.get('auroc_pca_projected', float('nan')):.3f}",
-            ))
+            rows.append(
+                (
+                    f"{name}: gene-set recovery AUROC (LDVAE projected / best factor / PCA)",
+                    f"{m['auroc_ldvae_projected']:.3f} / {m.get('auroc_ldvae_factor', float('nan')):.3f} ({m.get('best_factor')}) / "
+                    f"{m.get('auroc_pca_projected', float('nan')):.3f}",
+                )
+            )
     return rows
 
 
@@ -167,7 +201,11 @@ def render_index(
         status = entry.get("status", "not run")
         secs = entry.get("seconds")
         peak = entry.get("peak_rss_bytes")
-        link = f'<a href="{name}.html">{name}</a>' if (target.parent / f"{name}.html").exists() else name
+        link = (
+            f'<a href="{name}.html">{name}</a>'
+            if (target.parent / f"{name}.html").exists()
+            else name
+        )
         mark = {"ok": "✔ ok", "failed": "✘ FAILED", "skipped": "✔ up to date"}.get(status, status)
         error = html.escape(entry.get("error", ""))
         rows.append(
@@ -177,10 +215,16 @@ def render_index(
         )
     flat: list[tuple[str, Any]] = []
     _flatten("", {k: v for k, v in metrics.items() if k != "provenance"}, flat)
-    metric_rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td>{_fmt(v)}</td></tr>" for k, v in flat)
-    headlines = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in headline_rows(metrics, null_metrics)
-    ) or "<tr><td colspan=2>no numbers yet</td></tr>"
+    metric_rows = "".join(
+        f"<tr><td><code>{html.escape(k)}</code></td><td>{_fmt(v)}</td></tr>" for k, v in flat
+    )
+    headlines = (
+        "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+            for k, v in headline_rows(metrics, null_metrics)
+        )
+        or "<tr><td colspan=2>no numbers yet</td></tr>"
+    )
     banner = (
         "<div class='banner'>SIMULATED DATA — this report is made from the built-in simulated "
         "M1-like data set, not from real cells. Numbers show what the method does, not biology.</div>"

@@ -314,7 +314,9 @@ def finish_run(plan: RunPlan, state: dict[str, Any], prov: dict[str, Any]) -> No
         {
             "profile": plan.profile,
             "params": plan.params_as_given,
-            **{k: prov[k] for k in ("python", "packages", "git_commit", "git_dirty", "data_sha256")},
+            **{
+                k: prov[k] for k in ("python", "packages", "git_commit", "git_dirty", "data_sha256")
+            },
         },
     )
     null_run = plan.root / "runs" / NULL_PROFILE
@@ -385,7 +387,10 @@ def run(
     n = len(plan.notebooks)
     os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "1")
     log.info(
-        "profile %s: %d notebooks → %s", plan.profile, plan.last - plan.first + 1, plan.report_folder
+        "profile %s: %d notebooks → %s",
+        plan.profile,
+        plan.last - plan.first + 1,
+        plan.report_folder,
     )
     for i, nb in enumerate(plan.notebooks):
         name = nb.stem
@@ -419,12 +424,23 @@ def run(
             failed = True
             log.error(
                 "[%d/%d] %s FAILED after %.0f s: %s\n  executed notebook: %s\n  report: %s",
-                i + 1, n, name, entry["seconds"], entry["error"], executed, html_path,
+                i + 1,
+                n,
+                name,
+                entry["seconds"],
+                entry["error"],
+                executed,
+                html_path,
             )
             break
         log.info(
             "[%d/%d] %s: done in %.0f s, peak memory %.2f GB → %s",
-            i + 1, n, name, entry["seconds"], entry["peak_rss_bytes"] / 1e9, html_path,
+            i + 1,
+            n,
+            name,
+            entry["seconds"],
+            entry["peak_rss_bytes"] / 1e9,
+            html_path,
         )
     finish_run(plan, state, prov)
     lock.close()

@@ -296,8 +296,13 @@ def simulate_m1(
         adata.layers["counts"] = counts  # the same matrix: one copy of the counts in memory
     log.info(
         "simulate_m1: %d cells × %d genes (%d markers, %d required, %d filler), %.1f%% zeros, %.1f s",
-        n_cells, plan.n_genes, plan.n_markers, plan.n_required, plan.n_filler,
-        100 * (1 - counts.nnz / (n_cells * plan.n_genes)), time.time() - start,
+        n_cells,
+        plan.n_genes,
+        plan.n_markers,
+        plan.n_required,
+        plan.n_filler,
+        100 * (1 - counts.nnz / (n_cells * plan.n_genes)),
+        time.time() - start,
     )
     return adata
 
@@ -337,7 +342,11 @@ class _SimulationPlan:
             block.indices = block.indices.astype(np.int32, copy=False)
             block.data = block.data.astype(np.int32, copy=False)  # int32 in, int32 out of vstack
             log.info(
-                "simulate_m1: chunk %d/%d (cells %d-%d) done, %.1f s", c + 1, n_chunks, lo, hi - 1,
+                "simulate_m1: chunk %d/%d (cells %d-%d) done, %.1f s",
+                c + 1,
+                n_chunks,
+                lo,
+                hi - 1,
                 time.time() - start,
             )
             yield block
@@ -348,11 +357,15 @@ def _plan_simulation(
 ) -> _SimulationPlan:
     """Validate the arguments and draw everything of the simulation but the counts."""
     if n_cells < 1 or n_genes < 1:
-        raise DataError(f"simulate_m1 needs n_cells >= 1 and n_genes >= 1 (got {n_cells}, {n_genes}).")
+        raise DataError(
+            f"simulate_m1 needs n_cells >= 1 and n_genes >= 1 (got {n_cells}, {n_genes})."
+        )
     if n_donors < 1:
         raise DataError(f"simulate_m1 needs n_donors >= 1 (got {n_donors}).")
     if schema not in ("latentshift", "cellxgene"):
-        raise DataError(f"simulate_m1: schema must be 'latentshift' or 'cellxgene' (got {schema!r}).")
+        raise DataError(
+            f"simulate_m1: schema must be 'latentshift' or 'cellxgene' (got {schema!r})."
+        )
     names, n_markers, n_required = _gene_names(required_genes, n_genes)
     g_total = len(names)
     n_filler = g_total - n_markers - n_required
@@ -400,8 +413,17 @@ def _plan_simulation(
     )
     source = f"simulate_m1(n_cells={n_cells}, n_genes={n_genes}, seed={seed})"
     return _SimulationPlan(
-        obs=obs, var=var, source=source, n_markers=n_markers, n_required=n_required,
-        n_filler=n_filler, rows=rows, theta=theta, library=library, combo=combo, seed=seed,
+        obs=obs,
+        var=var,
+        source=source,
+        n_markers=n_markers,
+        n_required=n_required,
+        n_filler=n_filler,
+        rows=rows,
+        theta=theta,
+        library=library,
+        combo=combo,
+        seed=seed,
     )
 
 
@@ -457,7 +479,9 @@ def write_simulated_h5ad(
     if schema == "cellxgene":
         var.index = pd.Index(var["gene_ids"].to_numpy(), name=None)
         skeleton = ad.AnnData(X=sp.csr_matrix(shape, dtype=np.float32), obs=obs, var=var, uns=uns)
-        skeleton.raw = ad.AnnData(X=sp.csr_matrix(shape, dtype=np.float32), obs=obs.copy(), var=var.copy())
+        skeleton.raw = ad.AnnData(
+            X=sp.csr_matrix(shape, dtype=np.float32), obs=obs.copy(), var=var.copy()
+        )
         targets = {"X": np.float32, "raw/X": np.float32}
     else:
         skeleton = ad.AnnData(X=sp.csr_matrix(shape, dtype=np.int32), obs=obs, var=var, uns=uns)
@@ -473,7 +497,11 @@ def write_simulated_h5ad(
                 for name, dt in (("data", dtype), ("indices", np.int32)):
                     del group[name]
                     group.create_dataset(
-                        name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(_WRITE_CHUNK,),
+                        name,
+                        shape=(0,),
+                        maxshape=(None,),
+                        dtype=dt,
+                        chunks=(_WRITE_CHUNK,),
                         compression=compression,
                     )
             indptr = np.zeros(n_cells + 1, dtype=np.int64)
@@ -497,6 +525,11 @@ def write_simulated_h5ad(
                 f[key].create_dataset("indptr", data=indptr)
     log.info(
         "write_simulated_h5ad: %s, %d cells × %d genes (%s schema), %d nonzeros, %.1f s",
-        path, n_cells, plan.n_genes, schema, nnz, time.time() - start,
+        path,
+        n_cells,
+        plan.n_genes,
+        schema,
+        nnz,
+        time.time() - start,
     )
     return Path(path)

@@ -19,7 +19,9 @@ from latentshift.errors import PerturbError
 log = logging.getLogger(__name__)
 
 
-def _stratified_choice(labels: np.ndarray, train_fraction: float, rng: np.random.Generator) -> np.ndarray:
+def _stratified_choice(
+    labels: np.ndarray, train_fraction: float, rng: np.random.Generator
+) -> np.ndarray:
     """Boolean 'train' per item, ``round(train_fraction × n)`` items per label, at random."""
     train = np.zeros(labels.size, dtype=bool)
     for label in pd.unique(labels):
@@ -63,7 +65,9 @@ def assign_split(
         ``"train"`` / ``"test"`` per cell (categorical), indexed like ``adata.obs``.
     """
     if not 0 < train_fraction < 1:
-        raise PerturbError(f"split.train_fraction must be strictly between 0 and 1, got {train_fraction}.")
+        raise PerturbError(
+            f"split.train_fraction must be strictly between 0 and 1, got {train_fraction}."
+        )
     obs = adata.obs
     rng = np.random.default_rng(seed)
     if grouped:
@@ -87,7 +91,8 @@ def assign_split(
         if lonely.size:
             log.warning(
                 "split: cell type(s) %s have a single source cell, so they sit on one side of the split "
-                "only; raise data.n_cells to have them on both sides.", ", ".join(map(str, lonely)),
+                "only; raise data.n_cells to have them on both sides.",
+                ", ".join(map(str, lonely)),
             )
         is_train = chosen[inverse]  # (np.isin on strings took minutes at 343.8k cells)
     else:
@@ -96,7 +101,9 @@ def assign_split(
         idx = np.arange(adata.n_obs)
         labels = obs[condition_column].astype(str).to_numpy()
         try:
-            train_idx, _ = train_test_split(idx, train_size=train_fraction, stratify=labels, random_state=seed)
+            train_idx, _ = train_test_split(
+                idx, train_size=train_fraction, stratify=labels, random_state=seed
+            )
         except ValueError as exc:
             counts = pd.Series(labels).value_counts()
             raise PerturbError(
@@ -110,7 +117,9 @@ def assign_split(
     return split.astype(pd.CategoricalDtype(["train", "test"]))
 
 
-def split_counts(adata: ad.AnnData, split_column: str = "split", condition_column: str = "condition") -> pd.DataFrame:
+def split_counts(
+    adata: ad.AnnData, split_column: str = "split", condition_column: str = "condition"
+) -> pd.DataFrame:
     """Cells per condition and split side (rows: conditions; columns: train, test, total)."""
     table = pd.crosstab(adata.obs[condition_column], adata.obs[split_column])
     table = table.reindex(columns=["train", "test"], fill_value=0)

@@ -46,7 +46,6 @@ DEFAULT_LEVELS: tuple[float, ...] = (1.0, 1.1, 1.25, 1.5, 2.0, 3.0)
 SWEEP_NOTEBOOKS: tuple[str, ...] = ("02", "03", "05")
 
 
-
 def level_name(level: float) -> str:
     """The folder name of a level: ``1.0`` → ``"1.0"``, ``1.25`` → ``"1.25"``."""
     return repr(float(level))
@@ -68,13 +67,17 @@ def scaled_params(raw: Mapping[str, Any] | None, level: float) -> dict[str, Any]
         A deep copy of ``raw`` with ``perturbations`` replaced.
     """
     if not level >= 1:
-        raise SweepError(f"sweep level {level} is below 1; give fold-change levels >= 1 (1.0 is the null perturbation).")
+        raise SweepError(
+            f"sweep level {level} is below 1; give fold-change levels >= 1 (1.0 is the null perturbation)."
+        )
     out = copy.deepcopy(dict(raw or {}))
     entries = out.get("perturbations") or copy.deepcopy(config.DEFAULT_PERTURBATIONS)
     scaled = []
     for entry in entries:
         entry = dict(entry)
-        entry["fold_change"] = float(level) if entry.get("direction") == "up" else 1.0 / float(level)
+        entry["fold_change"] = (
+            float(level) if entry.get("direction") == "up" else 1.0 / float(level)
+        )
         scaled.append(entry)
     out["perturbations"] = scaled
     return out
@@ -134,7 +137,9 @@ def collect(sweep_folder: str | Path, levels: Sequence[float]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def detection_threshold(table: pd.DataFrame, prefix: str = "ldvae", chance: float | None = None) -> float | None:
+def detection_threshold(
+    table: pd.DataFrame, prefix: str = "ldvae", chance: float | None = None
+) -> float | None:
     """The lowest level whose interval's lower bound lies above chance.
 
     Parameters
@@ -176,13 +181,15 @@ def render_sweep(
 ) -> Path:
     """Write ``sweep.html``: the accuracy-vs-fold-change figure, the threshold, the table and
     the provenance (``prov``: package versions, git commit, data checksum, start/end times)."""
-    from latentshift import plots
+    from latentshift import result_plots
 
     chance = float(table["chance"].dropna().median()) if table["chance"].notna().any() else 1 / 3
     thr_ldvae = detection_threshold(table, "ldvae")
     thr_pca = detection_threshold(table, "pca")
     label = " (simulated data)" if simulated else ""
-    fig = plots.dose_response(table, chance, thr_ldvae, title=f"dose response, profile {profile}{label}")
+    fig = result_plots.dose_response(
+        table, chance, thr_ldvae, title=f"dose response, profile {profile}{label}"
+    )
     png = _figure_png(fig)
 
     def fmt(v: Any) -> str:
@@ -270,7 +277,9 @@ def run_sweep(
         raise SweepError("no sweep levels given; pass fold-change levels such as 1,1.5,2.")
     for lv in levels:
         if not lv >= 1:
-            raise SweepError(f"sweep level {lv} is below 1; give fold-change levels >= 1 (1.0 is the null perturbation).")
+            raise SweepError(
+                f"sweep level {lv} is below 1; give fold-change levels >= 1 (1.0 is the null perturbation)."
+            )
     resolved = config.load_params(params_path)  # validate the profile before anything runs
     raw = yaml.safe_load(params_path.read_text()) or {}
     profile = config.profile_name(params_path)
@@ -312,8 +321,17 @@ def run_sweep(
         "params": resolved,
     }
     target = render_sweep(
-        table, profile, resolved["data"]["source"] == "simulated", root / "reports" / profile / "sweep.html", status, prov
+        table,
+        profile,
+        resolved["data"]["source"] == "simulated",
+        root / "reports" / profile / "sweep.html",
+        status,
+        prov,
     )
-    log.info("sweep: %s (detection threshold: LDVAE %s, PCA %s)", target,
-             detection_threshold(table, "ldvae"), detection_threshold(table, "pca"))
+    log.info(
+        "sweep: %s (detection threshold: LDVAE %s, PCA %s)",
+        target,
+        detection_threshold(table, "ldvae"),
+        detection_threshold(table, "pca"),
+    )
     return 0 if all(v == 0 for v in status.values()) else 1
