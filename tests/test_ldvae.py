@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from latentshift import artifacts, ldvae, perturb
+from latentshift import artifacts, ldvae, perturb, training_monitor
 
 FAST = {
     "n_latent": 3,
@@ -140,7 +140,7 @@ def test_heldout_scores_and_metrics(adata, fit):
     metrics = ldvae.ldvae_metrics(fit, scores, n_genes=adata.n_vars, n_test=test.n_obs)
     assert metrics["epochs_run"] == 3 and metrics["n_latent"] == 3
     assert metrics["test_elbo"] == pytest.approx(scores["elbo"].mean())
-    assert isinstance(ldvae.describe_curves(fit.history, fit.early_stopped, 3), str)
+    assert isinstance(training_monitor.describe_curves(fit.history, fit.early_stopped, 3), str)
 
 
 def test_save_reload_same_latent(adata, fit, tmp_path):
@@ -195,8 +195,27 @@ def test_divergence_guard_fires_and_saves_nothing(adata, tmp_path, caplog):
 def test_divergence_guard_on_injected_nan_history():
     history = {"elbo_validation": pd.DataFrame({"elbo_validation": [10.0, np.nan]}, index=[0, 1])}
     with pytest.raises(ldvae.LDVAEDivergedError, match="epoch 1"):
-        ldvae._check_finite_history(history)
-    ldvae._check_finite_history({"elbo_train": pd.DataFrame({"elbo_train": [3.0, 2.0]})})
+        training_monitor.check_finite_history(history)
+    assert (
+        training_monitor.check_finite_history(
+            {"elbo_train": pd.DataFrame({"elbo_train": [3.0, 2.0]})}
+        )
+        == []
+    )
+
+
+def test_an_unsettled_first_validation_is_not_divergence():
+    # eval-mode batch norm can overflow on the first validation pass only: finite afterwards
+    first = {"elbo_validation": pd.DataFrame({"elbo_validation": [np.inf, 12.0, 11.0]})}
+    assert training_monitor.check_finite_history(first) == [0]
+    # not finite again later: divergence
+    later = {"elbo_validation": pd.DataFrame({"elbo_validation": [np.nan, 12.0, np.inf]})}
+    with pytest.raises(ldvae.LDVAEDivergedError, match="epoch 0"):
+        training_monitor.check_finite_history(later)
+    # a training loss that is not finite is always divergence
+    train = {"elbo_train": pd.DataFrame({"elbo_train": [np.nan, 2.0]})}
+    with pytest.raises(ldvae.LDVAEDivergedError):
+        training_monitor.check_finite_history(train)
 
 
 def test_headless_logs_epoch_groups(adata, caplog):
@@ -293,3 +312,29 @@ def test_asking_for_a_gpu_without_one_names_the_fix(adata, monkeypatch):
     with pytest.raises(ldvae.AcceleratorError, match=r"asks for 2 GPUs, but this machine has 1"):
         ldvae.check_accelerator({"accelerator": "gpu", "devices": [0, 1]})
     ldvae.check_accelerator({"accelerator": "gpu", "devices": 1})
+
+
+def test_genes_chosen_before_the_copies_are_the_genes_chosen_after():
+    from latentshift import simulate
+    from latentshift import split as splitting
+
+    cells = simulate.simulate_m1(400, 600, seed=2)
+    cells.obs_names = cells.obs_names.astype(str)
+    entries = [
+        {"name": "ALS", "geneset": "S", "direction": "down", "fold_change": 0.5},
+    ]
+    genes_by_set = {"S": list(cells.var_names[[5, 50, 500]])}
+    split_cfg = {"train_fraction": 0.7, "grouped": True}
+    # after the copies (the default path)
+    pert = perturb.make_perturbed(cells, entries, genes_by_set, seed=0)
+    pert.obs["split"] = splitting.assign_split(pert, 0.7, grouped=True, seed=0)
+    after = ldvae.select_genes(pert, 100)
+    # before the copies (atlas memory): the same genes, and 03 does not choose again
+    early = ldvae.keep_model_genes(cells, genes_by_set["S"], 100, split_cfg, seed=0)
+    assert list(early.var_names) == after
+    pert2 = perturb.make_perturbed(early, entries, genes_by_set, seed=0)
+    pert2.obs["split"] = splitting.assign_split(pert2, 0.7, grouped=True, seed=0)
+    assert (pert2.obs["split"].to_numpy() == pert.obs["split"].to_numpy()).all()
+    assert ldvae.select_genes(pert2, 100) == list(pert2.var_names)
+    with pytest.raises(ldvae.DataError, match="split.grouped"):
+        ldvae.keep_model_genes(cells, [], 100, {**split_cfg, "grouped": False}, seed=0)

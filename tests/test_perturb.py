@@ -402,7 +402,7 @@ def test_split_with_too_few_cells_names_the_problem_and_the_fix(caplog):
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 1000), n_blocks=st.integers(1, 4), extra=st.booleans())
 def test_row_stacker_equals_vstack(seed, n_blocks, extra):
-    from latentshift.perturb import _RowStacker
+    from latentshift.counts import RowStacker
 
     blocks = [
         random_counts(int(np.random.default_rng([seed, b]).integers(1, 30)), 12, seed=seed + b)
@@ -410,7 +410,7 @@ def test_row_stacker_equals_vstack(seed, n_blocks, extra):
     ]
     # capacity too small when `extra`: the stacker must grow and still match
     capacity = blocks[0].nnz if extra else sum(b.nnz for b in blocks)
-    stack = _RowStacker(12, max(capacity, 1), blocks[0].dtype)
+    stack = RowStacker(12, max(capacity, 1), blocks[0].dtype)
     for b in blocks:
         stack.append(b)
     got, want = stack.tocsr(), sp.vstack(blocks, format="csr")

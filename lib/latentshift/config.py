@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
         "sha256": None,  # its checksum
         "simulate_n_cells": 3000,  # cells the simulator makes
         "simulate_n_genes": 3000,  # genes the simulator makes (disease-set and marker genes included)
+        "composition": "m1",  # simulated cell types: "m1" (the HCA M1 file, 90 % neurons) or "tissue"
         "symbol_column": None,  # var column with gene symbols; None: feature_name if present, else var_names
         "cell_type_column": "cell_type",
         "donor_column": "donor_id",
@@ -72,21 +73,24 @@ DEFAULTS: dict[str, Any] = {
         "grouped": True,  # keep all copies of a source cell on one side (False: the original plain split)
     },
     "ldvae": {
-        "n_latent": 10,
+        "n_latent": 36,  # the reference configuration's latent size
         "n_hidden": 128,
         "n_layers": 1,
         "dropout_rate": 0.1,
         "gene_likelihood": "nb",
         "dispersion": "gene",
-        "max_epochs": 150,  # an upper bound: early stopping on the validation ELBO ends sooner
+        "max_epochs": 400,  # a ceiling: early stopping on the validation ELBO decides
         "lr": 3e-3,
         "batch_size": 128,
-        "early_stopping_patience": 10,
+        "early_stopping_patience": 20,
+        "early_stopping_min_delta": 0.001,  # relative: an epoch must improve the validation ELBO by 0.1 %
         "kl_warmup_epochs": 10,  # epochs over which the KL weight rises to 1 (scvi-tools default: 400)
         "accelerator": "auto",
         "devices": "auto",
         "strategy": "auto",  # Lightning strategy, e.g. "ddp" for several GPUs
-        "n_top_genes": None,  # None: all genes; a number: HVGs on training cells + every disease gene
+        "n_top_genes": 1000,  # None: all genes; a number: HVGs on training cells + every disease gene
+        "genes_before_copies": False,  # choose the LDVAE's genes in 02, before the copies (atlas memory)
+        "likelihood_impl": "zero_aware",  # NB reconstruction term: "zero_aware" (same model, faster) or "dense"
     },
     "embedding": {
         "n_neighbors": 15,
@@ -101,6 +105,19 @@ DEFAULTS: dict[str, Any] = {
         "patience": 20,
         "n_bootstrap": 500,
         "n_permutations": 10,  # label-permutation control: shuffled-label refits (mean and spread reported)
+    },
+    "cell_types": {
+        "subsample_size": 20,  # source cells per condition in each subsample (Augur's default)
+        "n_subsamples": 20,  # subsamples per cell type (the AUC's spread is over these)
+        "n_folds": 3,  # cross-validation folds, grouped by source cell
+        "n_permutations": 20,  # label-permuted subsamples per cell type (the null)
+        "e_permutations": 1000,  # permutations of the E-test (smallest p: 1 / 1001)
+        "e_design": "paired",  # labels swapped within source-cell pairs ("unpaired": all cells)
+        "e_max_cells": 2000,  # E-distance on at most this many pairs per test (memory)
+    },
+    "report": {
+        "show_code": False,  # pages open with the code hidden (one click shows it)
+        "null_profile": None,  # the profile whose run is this one's null control (index page)
     },
     "loadings": {
         "n_top_genes": 15,
@@ -154,6 +171,11 @@ RULES: dict[str, Rule] = {
     "data.sha256": (STR + NONE, None, "a hex SHA-256 checksum, or null"),
     "data.simulate_n_cells": (INT, lambda x: x >= 50, "a whole number >= 50"),
     "data.simulate_n_genes": (INT, lambda x: x >= 50, "a whole number >= 50"),
+    "data.composition": (
+        STR,
+        _one_of("m1", "tissue"),
+        "'m1' (the HCA M1 file's FACS-sorted nuclei, 90 % neurons) or 'tissue' (Bakken 2021)",
+    ),
     "data.symbol_column": (STR + NONE, None, "a column name of .var, or null"),
     "data.cell_type_column": (STR, None, "a column name of .obs"),
     "data.donor_column": (STR + NONE, None, "a column name of .obs, or null"),
@@ -183,6 +205,11 @@ RULES: dict[str, Rule] = {
         lambda x: x is None or x >= 1,
         "a whole number >= 1, or null to turn early stopping off",
     ),
+    "ldvae.early_stopping_min_delta": (
+        NUM,
+        lambda x: 0 <= x < 0.1,
+        "a number from 0 up to 0.1 (a share of the best validation ELBO, e.g. 0.001)",
+    ),
     "ldvae.kl_warmup_epochs": (
         INT + NONE,
         lambda x: x is None or x >= 0,
@@ -208,6 +235,13 @@ RULES: dict[str, Rule] = {
         lambda x: x is None or x >= 10,
         "a whole number >= 10, or null for all genes",
     ),
+    "ldvae.genes_before_copies": (BOOL, None, "true or false"),
+    "ldvae.likelihood_impl": (
+        STR,
+        _one_of("dense", "zero_aware"),
+        "'zero_aware' (scvi-tools' NB likelihood computed only where needed; the same model) "
+        "or 'dense' (scvi-tools' own term)",
+    ),
     "embedding.n_neighbors": (INT, lambda x: x >= 2, "a whole number >= 2"),
     "embedding.leiden_resolution": (NUM, _pos, "a number > 0"),
     "classifier.hidden_layers": (
@@ -222,6 +256,19 @@ RULES: dict[str, Rule] = {
     "classifier.patience": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "classifier.n_bootstrap": (INT, lambda x: x >= 10, "a whole number >= 10"),
     "classifier.n_permutations": (INT, lambda x: x >= 1, "a whole number >= 1"),
+    "cell_types.subsample_size": (INT, lambda x: x >= 4, "a whole number >= 4"),
+    "cell_types.n_subsamples": (INT, lambda x: x >= 2, "a whole number >= 2"),
+    "cell_types.n_folds": (INT, lambda x: x >= 2, "a whole number >= 2"),
+    "cell_types.n_permutations": (INT, lambda x: x >= 2, "a whole number >= 2"),
+    "cell_types.e_permutations": (INT, lambda x: x >= 19, "a whole number >= 19"),
+    "cell_types.e_design": (STR, _one_of("paired", "unpaired"), "'paired' or 'unpaired'"),
+    "cell_types.e_max_cells": (INT, lambda x: x >= 20, "a whole number >= 20"),
+    "report.show_code": (BOOL, None, "true or false"),
+    "report.null_profile": (
+        STR + NONE,
+        None,
+        "the name of the profile whose run is this profile's null control (e.g. 'null'), or null",
+    ),
     "loadings.n_top_genes": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "loadings.cells": (STR, _one_of("test", "all"), "'test' or 'all'"),
 }

@@ -225,3 +225,61 @@ def describe_counts(counts: Any) -> dict[str, Any]:
         "dtype": str(counts.dtype),
         "density": nnz / size if size else 0.0,
     }
+
+
+class RowStacker:
+    """Stacks CSR blocks row-wise into one preallocated CSR matrix, block by block.
+
+    ``scipy.sparse.vstack`` needs every block in memory next to its output; here each block can
+    be freed as soon as it is copied in, so stacking the normal cells with two disease copies
+    peaks at the output plus one block instead of the output plus all blocks (at atlas scale,
+    about 8 GB instead of 12). The result is identical to ``vstack``. ``capacity`` is the
+    expected number of nonzeros: a block beyond it grows the buffer (a copy), a buffer larger
+    than needed is shrunk in place by :meth:`tocsr`.
+    """
+
+    def __init__(self, n_cols: int, capacity: int, dtype: np.dtype) -> None:
+        self.n_cols = n_cols
+        self.index_dtype = np.int32 if capacity < np.iinfo(np.int32).max else np.int64
+        self.data = np.empty(capacity, dtype=dtype)
+        self.indices = np.empty(capacity, dtype=self.index_dtype)
+        self.indptr = [np.zeros(1, dtype=np.int64)]
+        self.nnz = 0
+
+    def append(self, block: sp.csr_matrix) -> None:
+        block = sp.csr_matrix(block)
+        if block.shape[1] != self.n_cols:
+            raise DataError(f"block has {block.shape[1]} columns, expected {self.n_cols}.")
+        end = self.nnz + block.nnz
+        if end > len(self.data):  # more nonzeros than planned: grow (a copy, rare)
+            size = max(end, int(1.5 * len(self.data)))
+            self.data = self._grown(self.data, size)
+            self.indices = self._grown(self.indices, size)
+        self.data[self.nnz : end] = block.data
+        self.indices[self.nnz : end] = block.indices
+        self.indptr.append(block.indptr[1:].astype(np.int64) + self.nnz)
+        self.nnz = end
+
+    def _grown(self, arr: np.ndarray, size: int) -> np.ndarray:
+        out = np.empty(size, dtype=arr.dtype)
+        out[: self.nnz] = arr[: self.nnz]
+        return out
+
+    def tocsr(self) -> sp.csr_matrix:
+        """The stacked matrix (the buffers are handed over; the stacker is empty afterwards)."""
+        indptr = np.concatenate(self.indptr)
+        if self.nnz < len(self.data):  # give back what was reserved but not used
+            self.data.resize(self.nnz, refcheck=False)
+            self.indices.resize(self.nnz, refcheck=False)
+        index_dtype = self.index_dtype if self.nnz < np.iinfo(np.int32).max else np.int64
+        out = sp.csr_matrix(
+            (
+                self.data[: self.nnz],
+                self.indices[: self.nnz].astype(index_dtype, copy=False),
+                indptr.astype(index_dtype),
+            ),
+            shape=(len(indptr) - 1, self.n_cols),
+            copy=False,
+        )
+        self.data = self.indices = None  # type: ignore[assignment]
+        return out

@@ -21,6 +21,7 @@ __all__ = [
     "GeneSetError",
     "LDVAEDivergedError",
     "LatentshiftError",
+    "LikelihoodContractError",
     "LoadingsError",
     "MissingArtifactError",
     "ParamsError",
@@ -60,6 +61,11 @@ class LDVAEDivergedError(LatentshiftError):
 
 class AcceleratorError(LatentshiftError):
     """The ``ldvae`` params ask for hardware this machine does not have."""
+
+
+class LikelihoodContractError(LatentshiftError):
+    """The installed scvi-tools no longer computes the reconstruction term as the zero-aware
+    override assumes; the message says what changed and how to carry on."""
 
 
 class ClassifierError(LatentshiftError):

@@ -15,12 +15,10 @@ checks what comes out:
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
-import os
-import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +33,14 @@ from latentshift.errors import (
     MissingArtifactError,
 )
 from latentshift.perturb import perturbed_genes
+from latentshift.training_monitor import (
+    DIVERGED_FIX,
+    check_finite_history,
+    convergence_stopping,
+    epoch_logger,
+    history_frame,
+    interactive,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -53,16 +59,12 @@ TRAIN_KEYS: tuple[str, ...] = (
     "lr",
     "batch_size",
     "early_stopping_patience",
+    "early_stopping_min_delta",
     "kl_warmup_epochs",
     "accelerator",
     "devices",
     "strategy",
-)
-
-_DIVERGED_FIX = (
-    "Lower ldvae.lr (e.g. divide it by 10), use a smaller ldvae.n_hidden or fewer "
-    "ldvae.n_latent dimensions, and check that layers['counts'] holds raw integer counts "
-    "(no NaN, no negative or normalised values)."
+    "likelihood_impl",
 )
 
 
@@ -127,6 +129,11 @@ class LDVAEFit:
         Wall time of ``model.train``.
     n_train, n_validation
         Cells in scvi-tools' training and validation parts of the training split.
+    params
+        The resolved ``ldvae`` params the model was trained with.
+    unsettled_validation_epochs
+        Leading epochs whose validation loss was not finite (eval-mode batch norm not yet
+        settled; see :func:`latentshift.training_monitor.check_finite_history`); empty almost always.
     """
 
     model: Any
@@ -138,6 +145,7 @@ class LDVAEFit:
     n_train: int = 0
     n_validation: int = 0
     params: dict[str, Any] = field(default_factory=dict)
+    unsettled_validation_epochs: list[int] = field(default_factory=list)
 
 
 # --- genes -----------------------------------------------------------------------------
@@ -179,6 +187,12 @@ def select_genes(
 
     if n_top_genes is None or n_top_genes >= adata.n_vars:
         return list(adata.var_names)
+    chosen_before = adata.uns.get("latentshift", {}).get("ldvae_genes_chosen")
+    if chosen_before is not None and int(chosen_before) == int(n_top_genes):
+        log.info(
+            "genes: chosen before the disease copies were made (02) — all %d kept", adata.n_vars
+        )
+        return list(adata.var_names)
     keep = perturbed_genes(adata) if keep is None else list(keep)
     missing = sorted(set(keep) - set(adata.var_names))
     if missing:
@@ -208,6 +222,81 @@ def select_genes(
     return genes
 
 
+def keep_model_genes(
+    cells: AnnData,
+    keep: Sequence[str],
+    n_top_genes: int | None,
+    split: Mapping[str, Any],
+    seed: int,
+) -> AnnData:
+    """The normal cells restricted to the genes the LDVAE will read, before any copy is made.
+
+    At atlas size the disease copies triple the counts in memory; the LDVAE reads only its
+    highly variable genes plus every disease-set gene, so choosing them first (on the normal
+    cells the grouped split will put in training, exactly as :func:`select_genes` does after
+    the copies) and copying only those genes cuts memory by the share of nonzeros the other
+    genes hold. The split over source cells does not depend on the copies, so it is drawn
+    here the same way :func:`latentshift.split.assign_split` will draw it in 02.
+
+    Parameters
+    ----------
+    cells
+        The normal cells (``cells.h5ad``).
+    keep
+        Genes always kept (the disease sets' matched ``var_names``).
+    n_top_genes
+        ``ldvae.n_top_genes`` (``None``: every gene, nothing to do).
+    split
+        The resolved ``split`` params section; must be grouped.
+    seed
+        The split's seed.
+
+    Returns
+    -------
+    AnnData
+        The cells with only the chosen genes; ``uns["latentshift"]["ldvae_genes_chosen"]``
+        records ``n_top_genes`` so that 03 does not choose again.
+
+    Raises
+    ------
+    DataError
+        ``split.grouped`` is false (a plain split is drawn over the copies, so it is not known
+        before they exist).
+    """
+    import anndata as ad
+
+    from latentshift.counts import subset
+    from latentshift.split import assign_split
+
+    if n_top_genes is None or n_top_genes >= cells.n_vars:
+        return cells
+    if not split["grouped"]:
+        raise DataError(
+            "ldvae.genes_before_copies needs split.grouped: true (a plain split is drawn over "
+            "the disease copies, so the training cells are not known before the copies exist). "
+            "Set split.grouped to true or ldvae.genes_before_copies to false."
+        )
+    obs = pd.DataFrame(
+        {
+            "source_cell": cells.obs_names.astype(str),
+            "cell_type": cells.obs["cell_type"].to_numpy(),
+        },
+        index=cells.obs_names,
+    )
+    side = assign_split(ad.AnnData(obs=obs), split["train_fraction"], grouped=True, seed=seed)
+    counts = cells.layers["counts"] if "counts" in cells.layers else cells.X
+    view = ad.AnnData(
+        obs=pd.DataFrame({"split": side.to_numpy()}, index=cells.obs_names),
+        var=pd.DataFrame(index=cells.var_names),
+        layers={"counts": counts},
+    )
+    genes = select_genes(view, n_top_genes, keep=list(keep))
+    out = subset(cells, cols=cells.var_names.get_indexer(genes))
+    out.uns.setdefault("latentshift", {})["ldvae_genes_chosen"] = int(n_top_genes)
+    log.info("genes kept before the copies: %d of %d", out.n_vars, cells.n_vars)
+    return out
+
+
 def _train_mask(adata: AnnData, split_key: str, train_value: str) -> np.ndarray:
     if split_key not in adata.obs:
         raise DataError(
@@ -224,78 +313,6 @@ def _train_mask(adata: AnnData, split_key: str, train_value: str) -> np.ndarray:
 
 
 # --- training --------------------------------------------------------------------------
-
-
-def _interactive() -> bool:
-    """Whether a human watches: a JupyterLab kernel (not papermill) or a terminal."""
-    if os.environ.get("LATENTSHIFT_PROGRESS"):
-        return os.environ["LATENTSHIFT_PROGRESS"] not in {"0", "false", "no"}
-    return bool(os.environ.get("JPY_SESSION_NAME")) or sys.stderr.isatty()
-
-
-def _epoch_logger(max_epochs: int, every: int | None) -> Any:
-    """A Lightning callback logging one line per group of epochs (headless runs)."""
-    from lightning.pytorch.callbacks import Callback
-
-    step = every or max(1, math.ceil(max_epochs / 10))
-
-    class EpochLog(Callback):
-        def _emit(self, trainer: Any, epoch: int) -> None:
-            m = trainer.callback_metrics
-            parts = [f"epoch {epoch}/{max_epochs}"]
-            for key in ("elbo_train", "elbo_validation"):
-                if key in m:
-                    parts.append(f"{key} {float(m[key]):.2f}")
-            log.info("LDVAE %s", ", ".join(parts))
-
-        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-            done = trainer.current_epoch  # epochs finished; their metrics are complete now
-            if done and done % step == 0:
-                self._emit(trainer, done)
-
-        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-            self._emit(trainer, trainer.current_epoch)
-
-    return EpochLog()
-
-
-def history_frame(history: Mapping[str, pd.DataFrame] | None) -> pd.DataFrame:
-    """scvi-tools' ``model.history`` (one frame per metric) as one table, one row per epoch.
-
-    Keeps the per-epoch metrics (``*_train``, ``*_validation``, ``train_loss_epoch``,
-    ``validation_loss``); drops per-step ones.
-    """
-    if not history:
-        return pd.DataFrame(index=pd.Index([], name="epoch"))
-    cols = []
-    for key, frame in history.items():
-        if key.endswith(("_train", "_validation")) or key in {
-            "train_loss_epoch",
-            "validation_loss",
-        }:
-            cols.append(frame[key].astype(float).rename(key))
-    table = pd.concat(cols, axis=1) if cols else pd.DataFrame()
-    table.index = table.index.astype(int)
-    table.index.name = "epoch"
-    order = sorted(table.columns, key=lambda c: (not c.startswith("elbo"), c))
-    return table.sort_index()[order]
-
-
-def _check_finite_history(history: Mapping[str, pd.DataFrame] | None) -> None:
-    """Raise :class:`LDVAEDivergedError` when a logged per-epoch loss is NaN or infinite."""
-    for key, frame in (history or {}).items():
-        if not key.startswith(
-            ("elbo", "reconstruction_loss", "kl_local", "train_loss", "validation_loss")
-        ):
-            continue
-        values = pd.to_numeric(frame[key], errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            first = frame.index[np.argmax(bad)]
-            raise LDVAEDivergedError(
-                f"LDVAE training diverged: {key} became NaN or infinite (first at epoch {first}). "
-                "The model was not saved. " + _DIVERGED_FIX
-            )
 
 
 def _is_nan_error(exc: BaseException) -> bool:
@@ -376,8 +393,13 @@ def train_ldvae(
 
     scvi.settings.seed = seed
     scvi.model.LinearSCVI.setup_anndata(train, layer=layer)
-    model = scvi.model.LinearSCVI(
+    from latentshift import nb_likelihood
+
+    # scvi-tools' LinearSCVI; only its reconstruction term's implementation is chosen here
+    # (ldvae.likelihood_impl: the same model, see latentshift.nb_likelihood)
+    model = nb_likelihood.make_linear_scvi(
         train,
+        likelihood_impl=cfg["likelihood_impl"],
         n_hidden=cfg["n_hidden"],
         n_latent=cfg["n_latent"],
         n_layers=cfg["n_layers"],
@@ -386,11 +408,18 @@ def train_ldvae(
         gene_likelihood=cfg["gene_likelihood"],
     )
     if progress_bar is None:
-        progress_bar = _interactive()
+        progress_bar = interactive()
     cbs = list(callbacks or [])
     if not progress_bar:
-        cbs.append(_epoch_logger(cfg["max_epochs"], log_every))
+        cbs.append(epoch_logger(cfg["max_epochs"], log_every))
     patience = cfg["early_stopping_patience"]
+    if patience is not None:
+        # no stop while the KL weight still ramps up: early validation values are not comparable
+        cbs.append(
+            convergence_stopping(
+                patience, cfg["early_stopping_min_delta"], cfg.get("kl_warmup_epochs") or 0
+            )
+        )
     plan_kwargs: dict[str, Any] = {"lr": cfg["lr"]}
     if cfg.get("kl_warmup_epochs") is not None:
         plan_kwargs["n_epochs_kl_warmup"] = cfg["kl_warmup_epochs"]
@@ -417,11 +446,7 @@ def train_ldvae(
             validation_size=validation_size,
             datasplitter_kwargs=splitter,
             batch_size=cfg["batch_size"],
-            early_stopping=patience is not None,
-            early_stopping_monitor="elbo_validation",
-            early_stopping_patience=patience or 1,
-            # no stop while the KL weight still ramps up: early validation values are not comparable
-            early_stopping_warmup_epochs=cfg.get("kl_warmup_epochs") or 0,
+            early_stopping=False,  # ours: convergence_stopping (scvi-tools' own, plus a relative delta)
             check_val_every_n_epoch=1,
             plan_kwargs=plan_kwargs,
             enable_progress_bar=progress_bar,
@@ -431,11 +456,11 @@ def train_ldvae(
         if _is_nan_error(exc):
             raise LDVAEDivergedError(
                 f"LDVAE training diverged: the encoder produced NaN ({str(exc)[:160]}...). "
-                "The model was not saved. " + _DIVERGED_FIX
+                "The model was not saved. " + DIVERGED_FIX
             ) from exc
         raise
     seconds = time.perf_counter() - start
-    _check_finite_history(model.history)
+    unsettled = check_finite_history(model.history)
     history = history_frame(model.history)
     es = getattr(model.trainer, "early_stopping_callback", None)
     reason = str(getattr(es, "early_stopping_reason", "") or "") if es is not None else ""
@@ -445,7 +470,7 @@ def train_ldvae(
     )
     if "not finite" in reason:
         raise LDVAEDivergedError(
-            f"LDVAE training diverged: {reason}. The model was not saved. " + _DIVERGED_FIX
+            f"LDVAE training diverged: {reason}. The model was not saved. " + DIVERGED_FIX
         )
     n_val = int(len(model.validation_indices)) if model.validation_indices is not None else 0
     log.info(
@@ -464,6 +489,7 @@ def train_ldvae(
         n_train=train.n_obs - n_val,
         n_validation=n_val,
         params=dict(cfg),
+        unsettled_validation_epochs=unsettled,
     )
 
 
@@ -541,7 +567,7 @@ def latent_representation(
     if not np.isfinite(z).all():
         raise LDVAEDivergedError(
             f"the LDVAE latent holds NaN or infinite values for {int((~np.isfinite(z)).any(axis=1).sum())} "
-            "cells: training diverged. The model was not saved. " + _DIVERGED_FIX
+            "cells: training diverged. The model was not saved. " + DIVERGED_FIX
         )
     return z
 
@@ -586,52 +612,8 @@ def ldvae_metrics(fit: LDVAEFit, scores: pd.DataFrame, n_genes: int, n_test: int
         "n_train_cells": fit.n_train,
         "n_validation_cells": fit.n_validation,
         "n_test_cells": n_test,
+        "unsettled_validation_epochs": list(fit.unsettled_validation_epochs),
     }
-
-
-def describe_curves(history: pd.DataFrame, early_stopped: bool, max_epochs: int) -> str:
-    """One or two sentences on what the loss curves say (converged, overfitting, stopped)."""
-    if len(history) < 2 or "elbo_validation" not in history:
-        return "Too few epochs to judge the curves."
-    tr = history["elbo_train"].to_numpy(dtype=float)
-    va = history["elbo_validation"].to_numpy(dtype=float)
-    n = len(va)
-    best = int(np.nanargmin(va))
-    tail = max(2, n // 5)
-    last, before = (
-        np.nanmean(va[-tail:]),
-        np.nanmean(va[-2 * tail : -tail]) if n >= 2 * tail else va[0],
-    )
-    falling = (before - last) / abs(before) if before else 0.0
-    gap = (np.nanmean(va[-tail:]) - np.nanmean(tr[-tail:])) / abs(np.nanmean(tr[-tail:]))
-    parts = []
-    if early_stopped:
-        parts.append(
-            f"Early stopping ended training after {n} of {max_epochs} epochs: the validation "
-            f"ELBO last improved at epoch {history.index[best]}."
-        )
-    elif falling > 0.005 and best >= n - tail:
-        parts.append(
-            f"The validation loss was still falling at the end ({100 * falling:.1f}% between the "
-            "last two fifths of training): more epochs (ldvae.max_epochs) would help."
-        )
-    else:
-        parts.append(
-            f"The validation loss levelled off (best at epoch {history.index[best]} of {n})."
-        )
-    if best < n - tail and last > va[best] * 1.01 and tr[-1] < tr[best]:
-        parts.append(
-            "Validation loss rose after its best epoch while training loss kept falling: overfitting."
-        )
-    elif gap > 0.05:
-        parts.append(
-            f"Validation loss sits {100 * gap:.1f}% above training loss at the end: some overfitting."
-        )
-    else:
-        parts.append(
-            f"Training and validation losses stay close ({100 * gap:+.1f}%): no clear overfitting."
-        )
-    return " ".join(parts)
 
 
 def save_model(model: Any, path: str | Path) -> Path:
@@ -645,13 +627,35 @@ def save_model(model: Any, path: str | Path) -> Path:
     return path
 
 
-def load_model(path: str | Path, adata: AnnData) -> Any:
-    """Load a model saved by :func:`save_model`; ``adata`` must have the model's genes."""
+@contextlib.contextmanager
+def quiet_scvi() -> Iterator[None]:
+    """scvi-tools' own INFO lines (printed to stdout with rich, e.g. "File … already
+    downloaded" on every load) kept out of notebook outputs; warnings still show."""
     import scvi
+
+    before = scvi.settings.verbosity
+    scvi.settings.verbosity = logging.WARNING
+    try:
+        yield
+    finally:
+        scvi.settings.verbosity = before
+
+
+def load_model(path: str | Path, adata: AnnData, likelihood_impl: str = "zero_aware") -> Any:
+    """Load a model saved by :func:`save_model`; ``adata`` must have the model's genes.
+
+    ``likelihood_impl`` picks the reconstruction term's implementation for the loaded model
+    (:mod:`latentshift.nb_likelihood`; the same numbers either way).
+    """
+    import scvi
+
+    from latentshift import nb_likelihood
 
     path = Path(path)
     if not (path / "model.pt").is_file():
         raise MissingArtifactError(
             f"{path} holds no saved LDVAE (model.pt): it is written by notebook 03_ldvae. Run it first."
         )
-    return scvi.model.LinearSCVI.load(str(path), adata=adata)
+    with quiet_scvi():
+        model = scvi.model.LinearSCVI.load(str(path), adata=adata)
+    return nb_likelihood.use_likelihood_impl(model, likelihood_impl)
