@@ -91,6 +91,26 @@ def test_failing_notebook_gets_html_and_nonzero_exit(root, tmp_path):
     assert not (run / "cells.h5ad").exists()
 
 
+def test_a_gmt_of_non_genes_stops_at_the_zero_overlap_error(root, tmp_path):
+    gmt = tmp_path / "fake.gmt"
+    gmt.write_text(
+        "FAKE_ALS\theld-out\t" + "\t".join(f"NOTAGENE{i}" for i in range(1, 6)) + "\n"
+        "FAKE_HD\theld-out\t" + "\t".join(f"NOTAGENE{i}" for i in range(6, 11)) + "\n"
+    )
+    smoke = yaml.safe_load((root / "params" / "smoke.yaml").read_text())
+    smoke["genesets"] = {"gmt": str(gmt)}
+    smoke["perturbations"][0]["geneset"] = "FAKE_ALS"
+    smoke["perturbations"][1]["geneset"] = "FAKE_HD"
+    prof = tmp_path / "fake.yaml"
+    prof.write_text(yaml.safe_dump(smoke))
+    run, rep = tmp_path / "run", tmp_path / "rep"
+    result = _run(root, str(prof), "--run-dir", str(run), "--report-dir", str(rep))
+    assert result.returncode == 1
+    assert "02_perturb FAILED" in result.stderr
+    assert "gene set 'FAKE_ALS'" in result.stderr and "none of its genes" in result.stderr
+    assert not (run / "perturbed.h5ad").exists()
+
+
 @pytest.mark.pipeline
 def test_smoke_profile_end_to_end_then_resume(root, smoke_run):
     run, rep = smoke_run.run, smoke_run.report
@@ -123,7 +143,7 @@ def test_smoke_profile_end_to_end_then_resume(root, smoke_run):
         ]
         assert not errors, f"{name} has error outputs: {errors[:1]}"
     index = (rep / "index.html").read_text()
-    assert "SIMULATED DATA" in index and "FAILED" not in index
+    assert "Simulated data" in index and "FAILED" not in index
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"data", "perturb", "ldvae", "embedding", "classifier", "loadings"} <= set(metrics)
     assert metrics["data"]["n_cells"] > 0

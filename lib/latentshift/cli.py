@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("--seed", type=int, default=0)
     p_sim.add_argument("--schema", choices=["cellxgene", "latentshift"], default="cellxgene")
     p_sim.add_argument(
+        "--composition",
+        choices=["m1", "tissue"],
+        default="m1",
+        help="cell-type composition: the HCA M1 file's (90%% neurons) or the tissue's",
+    )
+    p_sim.add_argument(
         "--gmt",
         default="params/genesets/disease_genesets.gmt",
         help="gene sets whose genes must be present",
@@ -91,6 +97,7 @@ def _simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         schema=args.schema,
         required_genes=required,
+        composition=args.composition,
     )
     log.info("wrote %s (simulated, %s schema)", args.out, args.schema)
     return 0

@@ -215,6 +215,7 @@ def load_cells(cfg: Mapping[str, Any], seed: int, required_genes: Sequence[str] 
             cfg["simulate_n_genes"],
             seed=seed,
             required_genes=required_genes,
+            composition=cfg.get("composition", "m1"),
         )
     if source == "h5ad":
         if not cfg.get("path"):
@@ -259,7 +260,11 @@ def describe_loading(adata: AnnData) -> str:
 
 
 def data_metrics(
-    before: Mapping[str, Any], summary: Mapping[str, Any], qc: Mapping[str, int], cells: AnnData
+    before: Mapping[str, Any],
+    summary: Mapping[str, Any],
+    qc: Mapping[str, int],
+    cells: AnnData,
+    fidelity: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``data`` section of ``metrics.json`` (written by ``01_data``).
 
@@ -273,11 +278,17 @@ def data_metrics(
         :func:`qc_filter`'s numbers.
     cells
         The cells kept (for their source and, for a sampled file, its size).
+    fidelity
+        :func:`latentshift.fidelity.fidelity_metrics` of the cells kept (the measured side of
+        the fidelity table), stored under ``fidelity``.
     """
+    from latentshift.artifacts import display_path
+
     info = cells.uns["latentshift"]
+    source = display_path(info["source"]) if "counts_from" in info else info["source"]
     return {
         "simulated": summary["simulated"],
-        "source": info["source"],
+        "source": source,
         "cells_in_file": info.get("sample", {}).get("cells_in_file", before["n_cells"]),
         "cells_loaded": before["n_cells"],
         "genes_loaded": before["n_genes"],
@@ -289,4 +300,5 @@ def data_metrics(
         "median_genes_per_cell": summary["median_genes_per_cell"],
         "fraction_zeros": round(summary["fraction_zeros"], 4),
         "cell_type_counts": summary["cell_type_counts"],
+        **({"fidelity": dict(fidelity)} if fidelity is not None else {}),
     }

@@ -391,6 +391,10 @@ def _build(
 ) -> AnnData:
     import anndata as ad
 
+    var = var.copy()
+    for c in var.columns:  # as anndata's own copies do: no category without a gene
+        if isinstance(var[c].dtype, pd.CategoricalDtype):
+            var[c] = var[c].cat.remove_unused_categories()
     adata = ad.AnnData(X=counts.copy(), obs=obs, var=var)
     adata.layers["counts"] = counts
     info: dict[str, Any] = {

@@ -156,6 +156,36 @@ def marker_dotplot(adata: AnnData, markers: Any, groupby: str = "cell_type") -> 
     return dp.fig
 
 
+def mean_variance(trend: Any, title: str = "") -> Figure:
+    """Per-gene variance against mean within one cell type (log-log), with the Poisson line and
+    the negative-binomial line at the median fitted θ (:func:`latentshift.fidelity.dispersion_trend`)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    mean, var = np.asarray(trend["mean"]), np.asarray(trend["variance"])
+    ok = (mean > 0) & (var > 0)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    ax.scatter(mean[ok], var[ok], s=3, alpha=0.3, color="#3182bd", label="genes", rasterized=True)
+    grid = np.logspace(np.log10(mean[ok].min()), np.log10(mean[ok].max()), 100)
+    theta = trend["theta_median"]
+    ax.plot(grid, grid, color="0.4", lw=1, ls="--", label="Poisson: variance = mean")
+    ax.plot(
+        grid,
+        grid + grid**2 / theta,
+        color="#e6550d",
+        lw=1.5,
+        label=f"negative binomial, θ = {theta:.2f} (median fit)",
+    )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"mean count per nucleus ({trend['cell_type']}, {trend['n_cells']} cells)")
+    ax.set_ylabel("variance")
+    ax.set_title(title or "Mean–variance relation within one cell type")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
 # --- 03_ldvae / 04_latent_viz (latentshift.ldvae, latentshift.embedding) ----------------
 
 

@@ -85,6 +85,7 @@ __all__ = [
     "celltype_proportions",
     "celltype_table",
     "gene_levels",
+    "locate_genes",
     "select_genes",
 ]
 
@@ -413,6 +414,40 @@ def celltype_depths() -> dict[str, float]:
     return {t: float(d) for t, d in zip(table["cell_type"], table["umi_depth"], strict=True)}
 
 
+def locate_genes(names: Iterable[str], table: pd.DataFrame) -> tuple[list[int], list[str]]:
+    """Rows of a gene-level table for gene names, and the names that are not real genes there.
+
+    Parameters
+    ----------
+    names
+        Gene symbols (case-insensitive) or Ensembl ids. A symbol borne by several genes gives
+        its most expressed one (the table is sorted by level).
+    table
+        A gene-level table (:func:`gene_levels`).
+
+    Returns
+    -------
+    positions, absent
+        Sorted distinct row positions of the names found; the names not found, in input order.
+    """
+    positions = np.arange(len(table))
+    symbols = table["symbol"].astype(str).str.upper().to_numpy()
+    by_symbol = pd.Series(positions, index=symbols)
+    by_symbol = by_symbol[~by_symbol.index.duplicated(keep="first")]
+    by_id = pd.Series(positions, index=table["gene_id"].astype(str).str.upper().to_numpy())
+    keep: set[int] = set()
+    absent: list[str] = []
+    for name in dict.fromkeys(str(g).strip() for g in names):
+        key = name.upper()
+        if key in by_id.index:
+            keep.add(int(by_id[key]))
+        elif key in by_symbol.index:
+            keep.add(int(by_symbol[key]))
+        else:
+            absent.append(name)
+    return sorted(keep), absent
+
+
 def select_genes(
     n_genes: int, required: Iterable[str] = (), levels: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -445,22 +480,7 @@ def select_genes(
     table = gene_levels() if levels is None else levels
     if n_genes >= len(table):
         return table.copy()
-    wanted = list(dict.fromkeys(str(g).strip() for g in required))
-    positions = np.arange(len(table))
-    symbols = table["symbol"].astype(str).str.upper().to_numpy()
-    by_symbol = pd.Series(positions, index=symbols)
-    by_symbol = by_symbol[~by_symbol.index.duplicated(keep="first")]
-    by_id = pd.Series(positions, index=table["gene_id"].astype(str).str.upper().to_numpy())
-    keep: set[int] = set()
-    absent: list[str] = []
-    for name in wanted:
-        key = name.upper()
-        if key in by_id.index:
-            keep.add(int(by_id[key]))
-        elif key in by_symbol.index:
-            keep.add(int(by_symbol[key]))
-        else:
-            absent.append(name)
+    keep, absent = locate_genes(required, table)
     if absent:
         log.info("%d required gene(s) not in the reference table: %s", len(absent), absent[:10])
     if len(keep) > n_genes:
@@ -469,6 +489,6 @@ def select_genes(
             "raise the number of genes"
         )
     chosen = np.zeros(len(table), dtype=bool)
-    chosen[sorted(keep)] = True
+    chosen[keep] = True
     chosen[np.flatnonzero(~chosen)[: n_genes - len(keep)]] = True
     return table[chosen].copy()
