@@ -32,7 +32,17 @@ def test_null_profile_is_demo_with_unit_fold_changes():
         e["fold_change"] = None
     for e in demo["perturbations"]:
         e["fold_change"] = None
+    demo["report"]["null_profile"] = None  # the demo names its null control; the null does not
     assert null == demo
+
+
+def test_demo_profile_is_the_notebook_defaults():
+    # a notebook opened in JupyterLab with its own defaults runs the demo profile
+    root = artifacts.project_root()
+    demo = config.load_params(root / "params" / "demo.yaml")
+    defaults = config.validate({})
+    demo["report"]["null_profile"] = None
+    assert demo == defaults
 
 
 def test_level_names():
@@ -79,8 +89,9 @@ def test_collect_threshold_and_page(tmp_path):
     )
     text = page.read_text()
     assert "Provenance" in text and "abc123" in text and "scvi-tools: 1.4.2" in text
-    assert "data:image/png;base64," in text and "SIMULATED DATA" in text
-    assert "<b>2×</b>" in text and "FAILED" in text
+    assert "data:image/png;base64," in text and "Simulated data" in text
+    assert 'id="findings"' in text and 'class="ls-nav"' in text
+    assert "<b>2×</b>" in text and "FAILED" in text  # the threshold, in bold
     assert 'href="sweep/1.5/index.html"' in text
 
 

@@ -291,3 +291,67 @@ def require(path: str | Path, made_by: str) -> Path:
             f"(`make report`, or `python -m latentshift run PARAMS --from {made_by}`)."
         )
     return path
+
+
+#: What each notebook reads, and which notebook writes it (the run folder's contract).
+STEP_INPUTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "01_data": (),
+    "02_perturb": (("cells.h5ad", "01_data"),),
+    "03_ldvae": (("perturbed.h5ad", "02_perturb"),),
+    "04_latent_viz": (("latent.h5ad", "03_ldvae"),),
+    "05_classifier": (("latent.h5ad", "03_ldvae"),),
+    "06_loadings": (("latent.h5ad", "03_ldvae"), ("model", "03_ldvae")),
+}
+
+
+def require_inputs(run_folder: str | Path, step: str) -> None:
+    """Check, before a notebook does anything, that what it reads is in the run folder.
+
+    A notebook opened in JupyterLab before any run stops here, in its first output, with what
+    to run first — not on a missing file deep inside.
+
+    Parameters
+    ----------
+    run_folder
+        ``runs/<profile>``.
+    step
+        The notebook, e.g. ``"03_ldvae"`` (a key of :data:`STEP_INPUTS`).
+
+    Raises
+    ------
+    MissingArtifactError
+        An input is missing; the message names it, the notebook that writes it and the fix.
+    """
+    folder = Path(run_folder)
+    for name, made_by in STEP_INPUTS[step]:
+        if not (folder / name).exists():
+            raise MissingArtifactError(
+                f"{step} reads {display_path(folder / name)}, which notebook {made_by} writes, "
+                f"and it is not there yet. Run `make report` first (every notebook of the "
+                f"profile, in order), or run the notebooks before {step} in order "
+                f"(`python -m latentshift run PARAMS --from {made_by}`)."
+            )
+
+
+def display_path(path: str | Path, root: str | Path | None = None) -> str:
+    """A path as a reader of the report should see it: relative to the project root.
+
+    Reports and ``metrics.json`` never name a folder of the machine that made them: a path
+    inside the project is shown relative to its root (``runs/demo/cells.h5ad``); a path
+    outside it by its last two parts (``…/run/cells.h5ad``).
+    """
+    path = Path(path)
+    root = project_root(root)
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return "…/" + "/".join(path.parts[-2:]) if path.is_absolute() else path.as_posix()
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 80) -> None:
+    """Save a matplotlib figure as PNG, atomically (the index page shows it as a thumbnail).
+
+    Returns nothing, so a notebook cell ending with it shows the figure, not a path.
+    """
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")

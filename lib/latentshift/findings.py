@@ -169,6 +169,15 @@ def data_findings(
         f"({counts[smallest]:,}).",
         f"{n_required_kept} of {n_required} disease gene-set genes are in the data.",
     ]
+    fid = metrics.get("fidelity") or {}
+    if fid.get("median_umis_neurons") is not None:
+        items.insert(
+            2,
+            f"Against the published M1 nuclei (Siletti 2023): median UMIs "
+            f"{fid['median_umis_neurons']:,.0f} per neuron (published ≈ 23,500) and "
+            f"{fid['median_umis_non_neurons']:,.0f} per non-neuron (≈ 5,200) over these "
+            f"{metrics['n_genes']:,} genes; neuron fraction {fid['neuron_fraction']:.2f} (0.90).",
+        )
     return Findings(
         "01_data",
         f"{metrics['n_cells']:,} {'simulated ' if simulated else ''}cells in {len(counts)} "
@@ -343,6 +352,12 @@ def ldvae_findings(
         "training cells).",
     ]
     notes = [] if m["early_stopped"] else [curves_note]
+    if m.get("unsettled_validation_epochs"):
+        notes.append(
+            f"The validation loss was not finite in epoch(s) {m['unsettled_validation_epochs']} "
+            "only: scvi-tools validates in eval mode, whose batch-norm statistics lag during the "
+            "first steps. It was finite from then on, so training went on."
+        )
     return Findings(
         "03_ldvae",
         f"An LDVAE with {m['n_latent']} factors fits the cells; its latent is computed for all "
@@ -410,7 +425,9 @@ def embedding_findings(metrics: Mapping[str, Any], simulated: bool) -> Findings:
 # --- 05_classifier -------------------------------------------------------------------------
 
 
-def classifier_findings(result: Any, n_latent: int, simulated: bool) -> Findings:
+def classifier_findings(
+    result: Any, n_latent: int, simulated: bool, cell_types: Any = None
+) -> Findings:
     """Findings of ``05_classifier`` from a :class:`latentshift.classify.ClassificationResult`.
 
     Parameters
@@ -421,6 +438,9 @@ def classifier_findings(result: Any, n_latent: int, simulated: bool) -> Findings
         Dimensions of the latent classified.
     simulated
         Whether the cells are simulated.
+    cell_types
+        :func:`latentshift.celltype_shift.analyse_cell_types`, when run: its headline joins the
+        items and the closing text.
     """
     b, main, chance = result.baselines, result.main, result.chance
 
@@ -490,6 +510,24 @@ def classifier_findings(result: Any, n_latent: int, simulated: bool) -> Findings
             "The split is not grouped by source cell: a test cell's twin can be in training, "
             "which inflates accuracy."
         )
+    if cell_types is not None:
+        for r in cell_types.headline.itertuples():
+            if r.representation != "LDVAE":
+                continue
+            text = (
+                f"{r.condition}: best detected in **{r.cell_type}** (AUC {r.auc:.3f} "
+                f"[{r.auc_low:.3f}, {r.auc_high:.3f}], null {r.null:.3f}); E-test p "
+                f"{r.e_pvalue:.2g} (smallest possible {r.e_min_pvalue:.2g}, adjusted "
+                f"{r.e_pvalue_adj:.2g})."
+            )
+            items.append(text)
+            lines.append(
+                f"Per cell type (Augur-style AUC on the LDVAE latent), {r.condition} is best "
+                f"detected in {r.cell_type} (AUC {r.auc:.3f}, permutation null {r.null:.3f}, "
+                f"{r.n_tested} cell types tested, {r.n_untested} too small); the E-test of "
+                f"{r.condition} against normal gives p = {r.e_pvalue:.2g} (the smallest the "
+                f"permutations allow: {r.e_min_pvalue:.2g})."
+            )
     return Findings(
         "05_classifier",
         f"A small network tells the conditions apart with {pct(main['accuracy'])} accuracy "
@@ -610,3 +648,69 @@ def loadings_findings(
         closing,
         simulated,
     )
+
+
+# --- the whole run (the index page) ---------------------------------------------------------
+
+
+def run_findings(
+    metrics: Mapping[str, Any], null_metrics: Mapping[str, Any] | None, simulated: bool
+) -> Findings:
+    """The run's answer for the index page, from ``metrics.json`` alone.
+
+    Parameters
+    ----------
+    metrics
+        The run's ``metrics.json``.
+    null_metrics
+        The null-perturbation run's ``metrics.json`` (profile ``null``), when it exists.
+    simulated
+        Whether the data are simulated.
+    """
+    items: list[str] = []
+    notes: list[str] = []
+    clf = metrics.get("classifier") or {}
+    headline = "The run has not produced its numbers yet."
+    if clf:
+        null_clf = (null_metrics or {}).get("classifier") or {}
+        null_text = (
+            f", the null-perturbation run {pct(null_clf.get('accuracy'))}" if null_clf else ""
+        )
+        items.append(
+            f"Detection: the classifier on the LDVAE latent reaches **"
+            f"{interval(clf.get('accuracy'), clf.get('accuracy_low'), clf.get('accuracy_high'))}"
+            f"** accuracy; chance {pct(clf.get('chance_uniform'))}, shuffled labels "
+            f"{pct(clf.get('permutation_accuracy'))}{null_text}."
+        )
+        base = clf.get("baseline_accuracy", {})
+        items.append(
+            f"Baselines: the same network on PCA {pct(base.get('mlp_pca'))}; logistic "
+            f"regression on the disease-set genes (knows where to look) "
+            f"{pct(base.get('logreg_disease_genes'))}."
+        )
+        headline = (
+            f"A network on the LDVAE latent tells the conditions apart with "
+            f"{pct(clf.get('accuracy'))} accuracy (chance {pct(clf.get('chance_uniform'))})."
+        )
+        if not clf.get("split_grouped", True):
+            notes.append("The split is not grouped by source cell: accuracy is inflated.")
+    for name, m in (metrics.get("loadings") or {}).items():
+        if isinstance(m, dict) and "auroc_ldvae_projected" in m:
+            items.append(
+                f"{name} genes recovered from the loadings: AUROC "
+                f"**{m['auroc_ldvae_projected']:.3f}** (PCA {m.get('auroc_pca_projected', 0):.3f}, "
+                f"expression alone {m.get('auroc_expression', 0):.3f})."
+            )
+    for row in (metrics.get("cell_types") or {}).get("headline", []):
+        if row.get("representation") == "LDVAE":
+            items.append(
+                f"{row['condition']} is best detected in **{row['cell_type']}** (AUC "
+                f"{row['auc']:.3f}, null {row['null']:.3f}); E-test p {row['e_pvalue']:.2g}."
+            )
+    emb = metrics.get("embedding") or {}
+    if emb:
+        items.append(
+            f"Cell identity in the latent: Leiden ARI {emb['ldvae']['leiden_ari']:.3f} (PCA "
+            f"{emb['pca']['leiden_ari']:.3f})."
+        )
+    return Findings("index", headline, items, notes, "", simulated)

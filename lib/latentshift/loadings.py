@@ -89,8 +89,11 @@ def load_ldvae_loadings(model_dir: str | Path, adata: AnnData) -> pd.DataFrame:
         raise LoadingsError(
             f"{model_dir} holds no scvi-tools model (model.pt missing): run notebook 03_ldvae first."
         )
+    from latentshift.ldvae import quiet_scvi
+
     try:
-        model = scvi.model.LinearSCVI.load(str(model_dir), adata=adata, accelerator="cpu")
+        with quiet_scvi():
+            model = scvi.model.LinearSCVI.load(str(model_dir), adata=adata, accelerator="cpu")
     except ValueError as exc:
         raise LoadingsError(
             f"the model in {model_dir} does not fit the cells given ({exc}); rerun 03_ldvae so "

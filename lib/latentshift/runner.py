@@ -42,9 +42,6 @@ KERNEL_NAME = "python3"  # the running interpreter's ipykernel (the project .ven
 STATE_FILE = "state.json"
 # keys the runner always offers to notebooks, besides the params sections
 RUN_KEYS = ("profile", "run_dir", "seed")
-#: The profile of the null-perturbation control; the index of every other profile shows its
-#: classifier accuracy beside the run's own when ``runs/null`` exists.
-NULL_PROFILE = "null"
 
 
 # --- discovery and parameters ----------------------------------------------------------
@@ -302,6 +299,56 @@ def execute_notebook(notebook: Path, executed: Path, injected: dict[str, Any]) -
     return entry
 
 
+def render_page(
+    plan: RunPlan, index: int, executed: Path, prov: dict[str, Any], entry: dict[str, Any]
+) -> Path:
+    """Render notebook ``index`` of the plan as its reader's page (its stderr to the run log)."""
+    name = plan.notebooks[index].stem
+    footer = report.provenance_markdown(prov, plan.params_as_given, plan.profile, entry)
+    show_code = bool(plan.params.get("report", {}).get("show_code", False))
+    nav = report.nav_html(name, plan.names, code_toggle=True, show_code=show_code)
+    return report.render_html(
+        executed,
+        plan.report_folder / f"{name}.html",
+        footer,
+        nav=nav,
+        show_code=show_code,
+        log_path=plan.run_folder / "logs" / f"{name}.log",
+        failed_error=entry.get("error"),
+    )
+
+
+def render_index_of(
+    plan: RunPlan, state: dict[str, Any] | None = None, prov: dict[str, Any] | None = None
+) -> Path:
+    """(Re)write the plan's index page from its run folder (state, provenance, metrics,
+    figures). The run of ``report.null_profile`` (the profile's null control, e.g. ``null`` for
+    ``demo``) is shown beside the headline when it exists."""
+    folder = plan.run_folder
+    if state is None:
+        state = load_state(folder)
+    if prov is None:
+        path = folder / "provenance.json"
+        prov = json.loads(path.read_text()) if path.is_file() else {}
+    null_profile = plan.params.get("report", {}).get("null_profile")
+    null_metrics = (
+        artifacts.read_metrics(plan.root / "runs" / null_profile)
+        if null_profile and null_profile != plan.profile
+        else None
+    )
+    return report.render_index(
+        plan.profile,
+        plan.params_as_given,
+        artifacts.read_metrics(folder),
+        state,
+        plan.names,
+        plan.report_folder / "index.html",
+        prov,
+        null_metrics=null_metrics,
+        figures=folder / "figures",
+    )
+
+
 def finish_run(plan: RunPlan, state: dict[str, Any], prov: dict[str, Any]) -> None:
     """Close a run: ``provenance.json``, the ``provenance`` section of ``metrics.json`` (no
     times in it, so it stays byte-reproducible) and the index page."""
@@ -319,17 +366,7 @@ def finish_run(plan: RunPlan, state: dict[str, Any], prov: dict[str, Any]) -> No
             },
         },
     )
-    null_run = plan.root / "runs" / NULL_PROFILE
-    report.render_index(
-        plan.profile,
-        plan.params,
-        artifacts.read_metrics(plan.run_folder),
-        state,
-        plan.names,
-        plan.report_folder / "index.html",
-        prov,
-        null_metrics=None if plan.profile == NULL_PROFILE else artifacts.read_metrics(null_run),
-    )
+    render_index_of(plan, state, prov)
     log.info("index: %s", plan.report_folder / "index.html")
 
 
@@ -418,8 +455,7 @@ def run(
         state[name] = entry
         artifacts.write_json(state, folder / STATE_FILE)
         if executed.exists():
-            footer = report.provenance_markdown(prov, plan.params_as_given, plan.profile, entry)
-            report.render_html(executed, html_path, footer)
+            render_page(plan, i, executed, prov, entry)
         if entry["status"] == "failed":
             failed = True
             log.error(

@@ -162,15 +162,6 @@ def detection_threshold(
     return float(hits["level"].iloc[0]) if len(hits) else None
 
 
-def _figure_png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def render_sweep(
     table: pd.DataFrame,
     profile: str,
@@ -178,10 +169,16 @@ def render_sweep(
     target: Path,
     status: Mapping[float, int],
     prov: Mapping[str, Any] | None = None,
+    figure: Path | None = None,
 ) -> Path:
-    """Write ``sweep.html``: the accuracy-vs-fold-change figure, the threshold, the table and
-    the provenance (``prov``: package versions, git commit, data checksum, start/end times)."""
-    from latentshift import result_plots
+    """Write ``sweep.html`` in the report's look: its Findings, the accuracy-vs-fold-change
+    figure, the threshold, the table and the provenance (``prov``: package versions, git
+    commit, data checksum, start/end times). The figure is also saved to ``figure`` (the index
+    page's thumbnail)."""
+    import matplotlib.pyplot as plt
+
+    from latentshift import report, result_plots
+    from latentshift.findings import SIMULATED_NOTE, Findings, findings_html
 
     chance = float(table["chance"].dropna().median()) if table["chance"].notna().any() else 1 / 3
     thr_ldvae = detection_threshold(table, "ldvae")
@@ -190,7 +187,12 @@ def render_sweep(
     fig = result_plots.dose_response(
         table, chance, thr_ldvae, title=f"dose response, profile {profile}{label}"
     )
-    png = _figure_png(fig)
+    if figure is not None:
+        artifacts.save_figure(fig, figure)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    png = base64.b64encode(buf.getvalue()).decode("ascii")
 
     def fmt(v: Any) -> str:
         return "–" if pd.isna(v) else f"{v:.3f}"
@@ -209,41 +211,41 @@ def render_sweep(
         )
 
     def says(thr: float | None) -> str:
-        return f"<b>{thr:g}×</b>" if thr is not None else "<b>not reached</b> at the levels tried"
+        return f"{thr:g}×" if thr is not None else "not reached at the levels tried"
 
-    banner = (
-        "<div class='banner'>SIMULATED DATA — the built-in simulated M1-like cells, not real cells. "
-        "The curve shows what the method can detect, not biology.</div>"
-        if simulated
-        else ""
+    box = Findings(
+        "sweep",
+        f"The LDVAE classifier detects a shift from fold change {says(thr_ldvae)}; the PCA "
+        f"baseline from {says(thr_pca)}.",
+        [
+            f"Detection threshold (lowest level whose 95% interval lies above chance, "
+            f"{chance:.3f}): LDVAE latent **{says(thr_ldvae)}**, PCA baseline "
+            f"**{says(thr_pca)}**.",
+            f"Levels tried: {', '.join(level_name(v) for v in table['level'])} (1.0 is the "
+            "null perturbation: every classifier must sit at chance there).",
+        ],
+        [],
+        "",
+        simulated,
     )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>latentshift — sweep — {html.escape(profile)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}
-tr.failed td {{ background: #fde2e2; }}
-.banner {{ background: #fff3cd; border: 2px solid #e0a800; padding: 0.8em; font-weight: bold; }}
-</style></head><body>
+    body = f"""
 <h1>Dose-response sweep — profile <code>{html.escape(profile)}</code></h1>
-{banner}
+{findings_html(box)}
 <p>Every perturbation entry is set to one fold-change level at a time (sets that go down are
 multiplied by 1/level, sets that go up by level), and notebooks 02–05 run again on the same
 cells. Each point is the test accuracy of the classifier with its 95% bootstrap interval over
 test cells; level 1.0 is the null perturbation.</p>
-<p>Detection threshold (lowest level whose interval lies above chance, {chance:.3f}):
-LDVAE latent {says(thr_ldvae)}; PCA baseline {says(thr_pca)}.</p>
 <img alt="accuracy against fold change" src="data:image/png;base64,{png}">
-<table><tr><th>level</th><th>LDVAE MLP accuracy [95%]</th><th>PCA MLP accuracy [95%]</th>
-<th>disease genes (logreg)</th><th>label permutation</th><th>chance</th><th>run</th></tr>
+<table class="ls-table"><tr><th>level</th><th>LDVAE MLP accuracy [95%]</th>
+<th>PCA MLP accuracy [95%]</th><th>disease genes (logreg)</th><th>label permutation</th>
+<th>chance</th><th>run</th></tr>
 {"".join(rows)}</table>
-<p><a href="index.html">Back to the report</a></p>
+{f'<p class="ls-simulated">{html.escape(SIMULATED_NOTE)}</p>' if simulated else ""}
 <h2>Provenance</h2>
-<pre>{html.escape(yaml.safe_dump(dict(prov or {}), sort_keys=False))}</pre>
-</body></html>
+<pre class="ls-pre">{html.escape(yaml.safe_dump(dict(prov or {}), sort_keys=False))}</pre>
 """
-    return artifacts.write_text(page, target)
+    nav = report.nav_html("sweep", [])
+    return artifacts.write_text(report.page(f"latentshift — sweep — {profile}", body, nav), target)
 
 
 def run_sweep(
@@ -327,7 +329,9 @@ def run_sweep(
         root / "reports" / profile / "sweep.html",
         status,
         prov,
+        figure=main_run / "figures" / "dose_response.png",
     )
+    runner.render_index_of(runner.plan_run(params_path, root=root))  # the thumbnail
     log.info(
         "sweep: %s (detection threshold: LDVAE %s, PCA %s)",
         target,
