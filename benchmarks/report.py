@@ -67,7 +67,8 @@ def _fmt(value: Any) -> str:
 #: Pipeline profiles whose recorded runs the index shows against their targets (issue: scale).
 PROFILE_TARGETS: dict[str, dict[str, float]] = {
     "seed_size": {"wall_seconds": 20 * 60},
-    "atlas_scale": {"peak_rss_bytes": 12e9},
+    "atlas_scale": {"peak_rss_bytes": 20e9},
+    "m1_full_sim": {"peak_rss_bytes": 20e9},
 }
 
 
@@ -111,6 +112,8 @@ def profile_runs(root: str | Path | None = None) -> dict[str, Any]:
             "wall_minutes": round(wall / 60, 1),
             "peak_rss_gb": round(peak / 1e9, 2),
             "heldout_neg_elbo": metrics.get("ldvae", {}).get("test_elbo"),
+            "ldvae_epochs": metrics.get("ldvae", {}).get("epochs_run"),
+            "ldvae_early_stopped": metrics.get("ldvae", {}).get("early_stopped"),
             "notebooks": notebooks,
         }
         if "wall_seconds" in targets:
@@ -139,8 +142,9 @@ def _profile_section(runs: dict[str, Any]) -> str:
             for n, e in entry["notebooks"].items()
         )
         parts.append(
-            f"<h3>{html.escape(profile)}</h3><table>{rows}</table>"
-            f"<table><tr><th>notebook</th><th>status</th><th>wall time</th><th>peak memory</th></tr>{nb_rows}</table>"
+            f'<h3>{html.escape(profile)}</h3><table class="ls-table">{rows}</table>'
+            '<table class="ls-table"><tr><th>notebook</th><th>status</th><th>wall time</th>'
+            f"<th>peak memory</th></tr>{nb_rows}</table>"
         )
     return "".join(parts)
 
@@ -165,7 +169,7 @@ def write_index(folder: str | Path | None = None) -> Path:
         )
         sections.append(
             f"<h2>{html.escape(str(doc))}{quick}</h2><p>source: <code>{path.name}</code></p>"
-            f"<table><tr><th>measure</th><th>value</th></tr>{rows}</table>"
+            f'<table class="ls-table"><tr><th>measure</th><th>value</th></tr>{rows}</table>'
         )
     info = machine()
     runs = profile_runs()
@@ -175,17 +179,38 @@ def write_index(folder: str | Path | None = None) -> Path:
     mrows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in info.items()
     )
-    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>latentshift benchmarks</title>
-<style>body {{ font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }} td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}</style>
-</head><body><h1>latentshift benchmarks</h1>
-<p>Each comparison ran side by side in one run on this machine; figures are ratios against the
-straightforward or default alternative. Generated {_dt.datetime.now().isoformat(timespec="seconds")}.</p>
-<h2>Machine</h2><table>{mrows}</table>
+    from latentshift import report
+    from latentshift.findings import Findings, findings_html
+
+    items = []
+    for name, comparison in summary.items():
+        met = [k for k, v in comparison.items() if k.endswith("met") and isinstance(v, bool)]
+        if met:
+            verdict = ", ".join(f"{k}: {'yes' if comparison[k] else 'NO'}" for k in met)
+            items.append(f"{name}: {verdict}.")
+    for profile, entry in runs.items():
+        ratio = entry.get("wall_ratio_to_target", entry.get("peak_ratio_to_target"))
+        items.append(
+            f"{profile}: {entry['wall_minutes']} min, peak {entry['peak_rss_gb']} GB "
+            f"({'meets' if ratio is not None and ratio <= 1 else 'misses'} its target)."
+        )
+    box = Findings(
+        "bench",
+        "Each comparison ran side by side in one run on this machine.",
+        items or ["No benchmark results yet: run `make bench`."],
+        [],
+        "",
+        False,
+    )
+    body = f"""<h1>latentshift benchmarks</h1>
+{findings_html(box)}
+<p>Figures are ratios against the straightforward or default alternative. Generated
+{_dt.datetime.now().isoformat(timespec="seconds")}.</p>
+<h2>Machine</h2><table class="ls-table">{mrows}</table>
 {"".join(sections) or "<p>No benchmark results yet: run <code>make bench</code>.</p>"}
 {_profile_section(runs)}
-</body></html>
 """
+    page = report.page("latentshift benchmarks", body, report.nav_html("bench", []))
     return artifacts.write_text(page, folder / "index.html")
 
 

@@ -11,17 +11,21 @@ Command line and running
     :mod:`~latentshift.fetch` downloads a profile's data file.
 The steps
     01 :mod:`~latentshift.data` (load, QC, subsample, summary), reading
-    :mod:`~latentshift.simulate` (the simulated M1) or :mod:`~latentshift.h5ad` (count files);
+    :mod:`~latentshift.simulate` (the simulated M1) or :mod:`~latentshift.h5ad` (count files),
+    compared with the published M1 nuclei by :mod:`~latentshift.fidelity`;
     02 :mod:`~latentshift.perturb` (count-preserving shifts), with
     :mod:`~latentshift.genesets` (GMT files, matching) and :mod:`~latentshift.split` (the grouped
     train/test split);
-    03 :mod:`~latentshift.ldvae` (scvi-tools ``LinearSCVI``);
+    03 :mod:`~latentshift.ldvae` (scvi-tools ``LinearSCVI``), with
+    :mod:`~latentshift.nb_likelihood` (its zero-aware NB term) and
+    :mod:`~latentshift.training_monitor` (progress, convergence stopping, the curves);
     04 :mod:`~latentshift.embedding` (neighbours, UMAP, Leiden, separation);
     05 :mod:`~latentshift.classify` (features, baselines, the comparison), with
     :mod:`~latentshift.network` (the classifiers) and :mod:`~latentshift.evaluation` (bootstrap
     intervals, permutation control); which cell types carry the shift:
-    :mod:`~latentshift.detectability` (Augur-style AUC) and :mod:`~latentshift.edistance`
-    (E-test), sharing :mod:`~latentshift.shift_units`;
+    :mod:`~latentshift.celltype_shift`, running :mod:`~latentshift.detectability`
+    (Augur-style AUC) and :mod:`~latentshift.edistance` (E-test), which share
+    :mod:`~latentshift.shift_units`;
     06 :mod:`~latentshift.loadings` (factor loadings, recovery of the gene sets).
 Shared pieces
     :mod:`~latentshift.counts` (where counts live, sums, log-normalisation, subsets),
