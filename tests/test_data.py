@@ -270,9 +270,11 @@ def test_write_simulated_h5ad_equals_simulate_m1(cxg_file, tmp_path) -> None:
     ].dtype == np.int32
 
 
-@pytest.mark.parametrize("kind", ["csr", "dense", "csc"])
-def test_read_rows_equals_full_read_then_subset(tmp_path, kind) -> None:
+@pytest.mark.parametrize(("kind", "chunk"), [("csr", 7), ("csr", 10**6), ("dense", 7), ("csc", 7)])
+def test_read_rows_equals_full_read_then_subset(tmp_path, monkeypatch, kind, chunk) -> None:
     import h5py
+
+    monkeypatch.setattr(h5ad, "_READ_CHUNK", chunk)  # values read per chunk: many or one
 
     rng = np.random.default_rng(0)
     dense = np.ceil(sp.random(300, 40, density=0.2, random_state=1).toarray() * 9)
@@ -289,7 +291,24 @@ def test_read_rows_equals_full_read_then_subset(tmp_path, kind) -> None:
             h5ad.read_rows(f["X"], [300])
     want = full[np.unique(rows)]
     assert sp.isspmatrix_csr(got) and got.dtype == np.int32 and got.shape == want.shape
+    assert got.indices.dtype == got.indptr.dtype == np.int32
     assert (got != want).nnz == 0
+
+
+def test_whole_file_read_shares_one_counts_matrix_and_equals_the_stored_values(
+    tmp_path, monkeypatch
+) -> None:
+    """read_h5ad_counts reads float32 raw.X chunk by chunk into int32, X and counts one object."""
+    monkeypatch.setattr(h5ad, "_READ_CHUNK", 11)
+    path = tmp_path / "cxg_small.h5ad"
+    simulate.write_simulated_h5ad(path, 60, 80, seed=2, required_genes=REQUIRED)
+    got = h5ad.read_h5ad_counts(path)
+    stored = ad.read_h5ad(path).raw.X
+    assert stored.dtype == np.float32 and got.X.dtype == np.int32
+    assert got.layers["counts"] is got.X
+    assert (got.X != sp.csr_matrix(stored).astype(np.int32)).nnz == 0
+    values = np.asarray(stored.data, dtype=np.float64)
+    np.testing.assert_array_equal(got.X.data, values[values != 0])
 
 
 def test_sample_reads_the_same_cells_as_full_read_then_subset(cxg_file) -> None:

@@ -222,3 +222,34 @@ def test_neighbours_above_scanpys_exact_limit():
         ]
     )
     assert recall > 0.9
+
+
+def test_within_group_ari_forgives_a_split_by_donor_but_not_mixed_types():
+    types = np.repeat(["a", "b"], 40)
+    donors = np.tile(np.repeat(["d1", "d2"], 20), 2)
+    split_by_donor = np.char.add(types.astype(str), donors.astype(str))  # 4 clusters
+    assert E.cluster_agreement(split_by_donor, types)["ari"] < 0.7
+    assert E.within_group_ari(split_by_donor, types, donors) == pytest.approx(1.0)
+    mixed = np.tile(["x", "y"], 40)  # clusters unrelated to types
+    assert E.within_group_ari(mixed, types, donors) < 0.1
+    # weighted by group size: one perfect donor of 60 cells, one random of 20
+    t = np.r_[np.repeat(["a", "b"], 30), np.tile(["a", "b"], 10)]
+    c = np.r_[np.repeat(["x", "y"], 30), np.repeat(["x", "y"], 10)]
+    g = np.r_[np.repeat("d1", 60), np.repeat("d2", 20)]
+    from sklearn.metrics import adjusted_rand_score
+
+    want = (60 * 1.0 + 20 * adjusted_rand_score(t[60:], c[60:])) / 80
+    assert E.within_group_ari(c, t, g) == pytest.approx(want)
+
+
+def test_embedding_metrics_within_donor_only_with_donors(adata):
+    a = adata.copy()
+    E.embed(a, "X_ldvae", "ldvae", n_neighbors=10, resolution=0.5, seed=0)
+    seps = {"ldvae": E.condition_separation(a, "X_ldvae", n_neighbors=5)}
+    assert (
+        E.embedding_metrics(a, {"ldvae": "LDVAE"}, seps)["ldvae"]["leiden_ari_within_donor"] is None
+    )
+    a.obs["donor_id"] = np.where(np.arange(a.n_obs) % 2 == 0, "d1", "d2")
+    got = E.embedding_metrics(a, {"ldvae": "LDVAE"}, seps)["ldvae"]["leiden_ari_within_donor"]
+    want = E.within_group_ari(a.obs["leiden_ldvae"], a.obs["cell_type"], a.obs["donor_id"])
+    assert got == pytest.approx(want) and 0 <= got <= 1

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from latentshift import artifacts, ldvae, perturb, training_monitor
+from latentshift import artifacts, errors, ldvae, perturb, training_monitor
 
 FAST = {
     "n_latent": 3,
@@ -338,3 +338,43 @@ def test_genes_chosen_before_the_copies_are_the_genes_chosen_after():
     assert ldvae.select_genes(pert2, 100) == list(pert2.var_names)
     with pytest.raises(ldvae.DataError, match="split.grouped"):
         ldvae.keep_model_genes(cells, [], 100, {**split_cfg, "grouped": False}, seed=0)
+
+
+# --- batch covariate (ldvae.batch_key) -------------------------------------------------
+
+
+def _with_donors(adata: ad.AnnData) -> ad.AnnData:
+    """The fixture with a donor per source cell (copies share their source cell's donor)."""
+    out = adata.copy()
+    source = out.obs["source_cell"].str[1:].astype(int).to_numpy()
+    out.obs["donor_id"] = pd.Categorical(np.where(source % 2 == 0, "donor1", "donor2"))
+    return out
+
+
+def test_batch_key_registers_donors_and_keeps_latent_and_loadings_shapes(adata):
+    cells = _with_donors(adata)
+    fit = ldvae.train_ldvae(cells, {**FAST, "batch_key": "donor_id"}, seed=0, progress_bar=False)
+    assert fit.model.summary_stats.n_batch == 2
+    assert fit.model.adata_manager.registry["setup_args"]["batch_key"] == "donor_id"
+    z = ldvae.latent_representation(fit.model, cells)  # every cell, test cells included
+    assert z.shape == (cells.n_obs, 3) and np.isfinite(z).all()
+    assert "_scvi_batch" not in cells.obs  # the caller's cells are not registered
+    # the loadings are the latent factors' alone (scvi-tools drops the batch coefficients)
+    assert fit.model.get_loadings().shape == (cells.n_vars, 3)
+    test = cells[cells.obs["split"] == "test"].copy()
+    scores = ldvae.heldout_scores(fit.model, test)
+    metrics = ldvae.ldvae_metrics(fit, scores, n_genes=cells.n_vars, n_test=test.n_obs)
+    assert metrics["batch_key"] == "donor_id"
+    # cells without the column cannot be scored by a model that needs it
+    with pytest.raises(errors.DataError, match="batch covariate obs\\['donor_id'\\]"):
+        ldvae.latent_representation(fit.model, adata)
+
+
+def test_batch_key_not_in_obs_names_the_columns(adata):
+    with pytest.raises(errors.DataError, match="ldvae.batch_key is 'donor'.*obs columns"):
+        ldvae.train_ldvae(adata, {**FAST, "batch_key": "donor"}, seed=0, progress_bar=False)
+
+
+def test_without_batch_key_no_batch_is_registered(fit):
+    assert fit.model.summary_stats.n_batch == 1
+    assert fit.params["batch_key"] is None

@@ -91,6 +91,7 @@ DEFAULTS: dict[str, Any] = {
         "n_top_genes": 1000,  # None: all genes; a number: HVGs on training cells + every disease gene
         "genes_before_copies": False,  # choose the LDVAE's genes in 02, before the copies (atlas memory)
         "likelihood_impl": "zero_aware",  # NB reconstruction term: "zero_aware" (same model, faster) or "dense"
+        "batch_key": None,  # obs column of a batch covariate (e.g. "donor_id"): scvi-tools' batch_key
     },
     "embedding": {
         "n_neighbors": 15,
@@ -236,6 +237,7 @@ RULES: dict[str, Rule] = {
         "a whole number >= 10, or null for all genes",
     ),
     "ldvae.genes_before_copies": (BOOL, None, "true or false"),
+    "ldvae.batch_key": (STR + NONE, None, "a column name of .obs (e.g. donor_id), or null"),
     "ldvae.likelihood_impl": (
         STR,
         _one_of("dense", "zero_aware"),

@@ -247,6 +247,29 @@ def cluster_agreement(clusters: Sequence[Any], labels: Sequence[Any]) -> dict[st
     }
 
 
+def within_group_ari(
+    clusters: Sequence[Any], labels: Sequence[Any], groups: Sequence[Any]
+) -> float:
+    """Cell-weighted mean over ``groups`` (e.g. donors) of the ARI of ``clusters`` vs ``labels``.
+
+    The clusters come from all cells together; only the comparison is made within each group.
+    An embedding that splits every cell type by donor scores low on :func:`cluster_agreement`
+    but not here; one that mixes cell types scores low on both. Groups with a single cell
+    type or a single cluster count with ARI as scikit-learn defines it.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    c = np.asarray(clusters).astype(str)
+    t = np.asarray(labels).astype(str)
+    g = np.asarray(groups).astype(str)
+    total, weight = 0.0, 0
+    for value in np.unique(g):
+        rows = g == value
+        total += float(adjusted_rand_score(t[rows], c[rows])) * int(rows.sum())
+        weight += int(rows.sum())
+    return total / weight if weight else float("nan")
+
+
 def _mean_knn_distance(z: np.ndarray, k: int) -> float:
     from sklearn.neighbors import NearestNeighbors
 
@@ -352,6 +375,7 @@ def embedding_metrics(
     separation: Mapping[str, pd.DataFrame],
     *,
     cell_type_key: str = "cell_type",
+    donor_key: str = "donor_id",
 ) -> dict[str, Any]:
     """The ``embedding`` section of ``metrics.json``.
 
@@ -363,13 +387,22 @@ def embedding_metrics(
         ``{name: label}``, e.g. ``{"ldvae": "LDVAE", "pca": "PCA"}``.
     separation
         ``{name: condition_separation(...) table}``.
+    donor_key
+        obs column of donors; when present (more than one donor), ``leiden_ari_within_donor``
+        (:func:`within_group_ari`) is added, else it is ``None``.
     """
     out: dict[str, Any] = {}
+    donors = adata.obs[donor_key] if donor_key in adata.obs else None
     for name in names:
         agree = cluster_agreement(adata.obs[f"leiden_{name}"], adata.obs[cell_type_key])
         table = separation[name]
         out[name] = {
             "leiden_ari": agree["ari"],
+            "leiden_ari_within_donor": within_group_ari(
+                adata.obs[f"leiden_{name}"], adata.obs[cell_type_key], donors
+            )
+            if donors is not None and donors.nunique() > 1
+            else None,
             "leiden_nmi": agree["nmi"],
             "n_clusters": agree["n_clusters"],
             "mean_condition_silhouette": float(table["silhouette"].mean()) if len(table) else None,

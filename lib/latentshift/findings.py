@@ -338,9 +338,16 @@ def ldvae_findings(
         f"the model generalises to cells it has not seen; the latent of all {n_cells} cells is "
         "in `latent.h5ad` for the next notebooks."
     )
+    batch = (
+        f" The decoder has a coefficient per gene for each value of obs['{m['batch_key']}'] "
+        "(scvi-tools' batch covariate), so the latent need not carry those differences."
+        if m.get("batch_key")
+        else ""
+    )
     items = [
         f"{m['n_latent']} latent dimensions over {m['n_genes_used']:,} genes, trained on "
-        f"{m['n_train_cells']:,} cells ({m['n_validation_cells']:,} held out for validation).",
+        f"{m['n_train_cells']:,} cells ({m['n_validation_cells']:,} held out for validation)."
+        + batch,
         f"{m['epochs_run']} of {m['max_epochs']} epochs: "
         + (
             "stopped by early stopping on the validation ELBO."
@@ -396,7 +403,14 @@ def embedding_findings(metrics: Mapping[str, Any], simulated: bool) -> Findings:
     )
     items = [
         f"Leiden clusters vs cell types: ARI **{m['leiden_ari']:.3f}** on the LDVAE latent "
-        f"({m['n_clusters']} clusters) vs {p['leiden_ari']:.3f} on PCA ({p['n_clusters']}).",
+        f"({m['n_clusters']} clusters) vs {p['leiden_ari']:.3f} on PCA ({p['n_clusters']})."
+        + (
+            f" Compared within each donor (a cluster per donor is then no error): "
+            f"{m['leiden_ari_within_donor']:.3f} vs {p['leiden_ari_within_donor']:.3f}."
+            if m.get("leiden_ari_within_donor") is not None
+            and p.get("leiden_ari_within_donor") is not None
+            else ""
+        ),
         f"Copies vs normal cells within cell types: silhouette {m['mean_condition_silhouette']:.2f}"
         f" (LDVAE) vs {p['mean_condition_silhouette']:.2f} (PCA).",
         f"A copy sits {m['mean_copy_distance_ratio']:.2f}× the neighbour distance from its own "

@@ -65,6 +65,7 @@ TRAIN_KEYS: tuple[str, ...] = (
     "devices",
     "strategy",
     "likelihood_impl",
+    "batch_key",
 )
 
 
@@ -391,8 +392,11 @@ def train_ldvae(
     train = subset(adata, rows=mask)  # counts copied once when X is the counts layer
     _check_counts(train, layer)
 
+    batch_key = _check_batch_key(train, cfg.get("batch_key"))
     scvi.settings.seed = seed
-    scvi.model.LinearSCVI.setup_anndata(train, layer=layer)
+    # a batch covariate (scvi-tools' batch_key) enters the linear decoder as one coefficient per
+    # gene and batch, so the latent factors need not spend themselves on donor differences
+    scvi.model.LinearSCVI.setup_anndata(train, layer=layer, batch_key=batch_key)
     from latentshift import nb_likelihood
 
     # scvi-tools' LinearSCVI; only its reconstruction term's implementation is chosen here
@@ -424,12 +428,13 @@ def train_ldvae(
     if cfg.get("kl_warmup_epochs") is not None:
         plan_kwargs["n_epochs_kl_warmup"] = cfg["kl_warmup_epochs"]
     log.info(
-        "LDVAE: %d training cells (of %d), %d genes, n_latent %d, up to %d epochs",
+        "LDVAE: %d training cells (of %d), %d genes, n_latent %d, up to %d epochs%s",
         train.n_obs,
         adata.n_obs,
         train.n_vars,
         cfg["n_latent"],
         cfg["max_epochs"],
+        f", batch covariate obs['{batch_key}']" if batch_key else "",
     )
     splitter: dict[str, Any] = {}
     if group_key and group_key in train.obs:
@@ -506,6 +511,24 @@ def _grouped_validation(
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
+def _check_batch_key(train: AnnData, batch_key: str | None) -> str | None:
+    """The batch covariate column, checked: present, and more than one batch among the cells."""
+    if not batch_key:
+        return None
+    if batch_key not in train.obs:
+        raise DataError(
+            f"ldvae.batch_key is '{batch_key}', but the cells have no such obs column (obs "
+            f"columns: {', '.join(map(str, train.obs.columns))}). Set ldvae.batch_key to one of "
+            "them (e.g. donor_id), or to null for no batch covariate."
+        )
+    if train.obs[batch_key].nunique() < 2:
+        log.warning(
+            "ldvae.batch_key '%s' has a single value among the training cells: no batch effect to model",
+            batch_key,
+        )
+    return str(batch_key)
+
+
 def _check_counts(adata: AnnData, layer: str) -> None:
     if layer not in adata.layers:
         raise DataError(
@@ -541,9 +564,18 @@ def _registered_view(model: Any, adata: AnnData) -> Any:
         )
     layers = {layer: adata.layers[layer]} if layer else {}
     x = None if layer else adata.X
+    obs = pd.DataFrame(index=adata.obs_names)
+    batch_key = model.adata_manager.registry.get("setup_args", {}).get("batch_key")
+    if batch_key:  # the model's batch covariate travels with the cells
+        if batch_key not in adata.obs:
+            raise DataError(
+                f"the LDVAE was trained with the batch covariate obs['{batch_key}'], which these "
+                "cells lack; give cells that carry it (as 02_perturb writes them)."
+            )
+        obs[batch_key] = adata.obs[batch_key].to_numpy()
     return ad.AnnData(
         X=x,
-        obs=pd.DataFrame(index=adata.obs_names),
+        obs=obs,
         var=pd.DataFrame(index=adata.var_names),
         layers=layers,
     )
@@ -609,6 +641,7 @@ def ldvae_metrics(fit: LDVAEFit, scores: pd.DataFrame, n_genes: int, n_test: int
         "early_stopped": fit.early_stopped,
         "n_genes_used": n_genes,
         "n_latent": fit.params.get("n_latent"),
+        "batch_key": fit.params.get("batch_key"),
         "n_train_cells": fit.n_train,
         "n_validation_cells": fit.n_validation,
         "n_test_cells": n_test,
