@@ -253,3 +253,25 @@ def test_embedding_metrics_within_donor_only_with_donors(adata):
     got = E.embedding_metrics(a, {"ldvae": "LDVAE"}, seps)["ldvae"]["leiden_ari_within_donor"]
     want = E.within_group_ari(a.obs["leiden_ldvae"], a.obs["cell_type"], a.obs["donor_id"])
     assert got == pytest.approx(want) and 0 <= got <= 1
+
+
+def test_embedding_findings_explain_a_lead_that_comes_from_donor_splits():
+    from latentshift import findings
+
+    def emb(ari, within):
+        return {
+            "leiden_ari": ari,
+            "leiden_ari_within_donor": within,
+            "leiden_nmi": 0.8,
+            "n_clusters": 20,
+            "mean_condition_silhouette": 0.0,
+            "mean_copy_distance_ratio": 0.1,
+        }
+
+    lead = findings.embedding_findings({"ldvae": emb(0.47, 0.48), "pca": emb(0.40, 0.99)}, True)
+    assert any("splitting cell types by donor" in n and "0.99 vs 0.48" in n for n in lead.notes)
+    assert any("within each donor" in i and "0.480 vs 0.990" in i for i in lead.items)
+    fair = findings.embedding_findings({"ldvae": emb(0.80, 0.95), "pca": emb(0.40, 0.90)}, True)
+    assert not any("by donor" in n for n in fair.notes)
+    none = findings.embedding_findings({"ldvae": emb(0.5, None), "pca": emb(0.4, None)}, True)
+    assert not any("within each donor" in i for i in none.items)

@@ -378,3 +378,13 @@ def test_batch_key_not_in_obs_names_the_columns(adata):
 def test_without_batch_key_no_batch_is_registered(fit):
     assert fit.model.summary_stats.n_batch == 1
     assert fit.params["batch_key"] is None
+
+
+def test_observed_library_size_reaches_the_module(adata, fit):
+    assert fit.model.module.use_observed_lib_size is False  # LinearSCVI's own default
+    observed = ldvae.train_ldvae(
+        adata, {**FAST, "use_observed_lib_size": True}, seed=0, progress_bar=False
+    )
+    assert observed.model.module.use_observed_lib_size is True
+    z = ldvae.latent_representation(observed.model, adata)
+    assert z.shape == (adata.n_obs, 3) and np.isfinite(z).all()

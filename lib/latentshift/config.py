@@ -92,6 +92,7 @@ DEFAULTS: dict[str, Any] = {
         "genes_before_copies": False,  # choose the LDVAE's genes in 02, before the copies (atlas memory)
         "likelihood_impl": "zero_aware",  # NB reconstruction term: "zero_aware" (same model, faster) or "dense"
         "batch_key": None,  # obs column of a batch covariate (e.g. "donor_id"): scvi-tools' batch_key
+        "use_observed_lib_size": False,  # LinearSCVI's default: the library size is a latent variable
     },
     "embedding": {
         "n_neighbors": 15,
@@ -238,6 +239,7 @@ RULES: dict[str, Rule] = {
     ),
     "ldvae.genes_before_copies": (BOOL, None, "true or false"),
     "ldvae.batch_key": (STR + NONE, None, "a column name of .obs (e.g. donor_id), or null"),
+    "ldvae.use_observed_lib_size": (BOOL, None, "true or false"),
     "ldvae.likelihood_impl": (
         STR,
         _one_of("dense", "zero_aware"),

@@ -424,6 +424,13 @@ def embedding_findings(metrics: Mapping[str, Any], simulated: bool) -> Findings:
             "identity only weakly."
         ]
     )
+    wl, wp = m.get("leiden_ari_within_donor"), p.get("leiden_ari_within_donor")
+    if wl is not None and wp is not None and m["leiden_ari"] >= p["leiden_ari"] and wp > wl:
+        notes.append(
+            f"Read the ARI with the within-donor values: the LDVAE's lead ({m['leiden_ari']:.2f} "
+            f"vs {p['leiden_ari']:.2f}) comes from PCA splitting cell types by donor; within a "
+            f"donor PCA's clusters match the cell types more closely ({wp:.2f} vs {wl:.2f})."
+        )
     return Findings(
         "04_latent_viz",
         "The LDVAE latent "

@@ -66,6 +66,7 @@ TRAIN_KEYS: tuple[str, ...] = (
     "strategy",
     "likelihood_impl",
     "batch_key",
+    "use_observed_lib_size",
 )
 
 
@@ -410,6 +411,7 @@ def train_ldvae(
         dropout_rate=cfg["dropout_rate"],
         dispersion=cfg["dispersion"],
         gene_likelihood=cfg["gene_likelihood"],
+        use_observed_lib_size=cfg["use_observed_lib_size"],
     )
     if progress_bar is None:
         progress_bar = interactive()
