@@ -386,5 +386,9 @@ def test_observed_library_size_reaches_the_module(adata, fit):
         adata, {**FAST, "use_observed_lib_size": True}, seed=0, progress_bar=False
     )
     assert observed.model.module.use_observed_lib_size is True
+    test = adata[adata.obs["split"] == "test"].copy()
+    scores = ldvae.heldout_scores(observed.model, test)
+    metrics = ldvae.ldvae_metrics(observed, scores, n_genes=adata.n_vars, n_test=test.n_obs)
+    assert metrics["use_observed_lib_size"] is True
     z = ldvae.latent_representation(observed.model, adata)
     assert z.shape == (adata.n_obs, 3) and np.isfinite(z).all()

@@ -392,17 +392,17 @@ def embedding_metrics(
         (:func:`within_group_ari`) is added, else it is ``None``.
     """
     out: dict[str, Any] = {}
-    donors = adata.obs[donor_key] if donor_key in adata.obs else None
+    donors = adata.obs.get(donor_key)
+    if donors is not None and donors.nunique() < 2:
+        donors = None
     for name in names:
         agree = cluster_agreement(adata.obs[f"leiden_{name}"], adata.obs[cell_type_key])
         table = separation[name]
         out[name] = {
             "leiden_ari": agree["ari"],
-            "leiden_ari_within_donor": within_group_ari(
-                adata.obs[f"leiden_{name}"], adata.obs[cell_type_key], donors
-            )
-            if donors is not None and donors.nunique() > 1
-            else None,
+            "leiden_ari_within_donor": None
+            if donors is None
+            else within_group_ari(adata.obs[f"leiden_{name}"], adata.obs[cell_type_key], donors),
             "leiden_nmi": agree["nmi"],
             "n_clusters": agree["n_clusters"],
             "mean_condition_silhouette": float(table["silhouette"].mean()) if len(table) else None,

@@ -343,6 +343,10 @@ def ldvae_findings(
         "(scvi-tools' batch covariate), so the latent need not carry those differences."
         if m.get("batch_key")
         else ""
+    ) + (
+        " The library size is each cell's observed total count."
+        if m.get("use_observed_lib_size")
+        else ""
     )
     items = [
         f"{m['n_latent']} latent dimensions over {m['n_genes_used']:,} genes, trained on "
@@ -401,14 +405,15 @@ def embedding_findings(metrics: Mapping[str, Any], simulated: bool) -> Findings:
         "the embedding separates the simulated disease shift from cell-to-cell variation more "
         "clearly."
     )
+    wl, wp = m.get("leiden_ari_within_donor"), p.get("leiden_ari_within_donor")
+    by_donor = wl is not None and wp is not None
     items = [
         f"Leiden clusters vs cell types: ARI **{m['leiden_ari']:.3f}** on the LDVAE latent "
         f"({m['n_clusters']} clusters) vs {p['leiden_ari']:.3f} on PCA ({p['n_clusters']})."
         + (
             f" Compared within each donor (a cluster per donor is then no error): "
-            f"{m['leiden_ari_within_donor']:.3f} vs {p['leiden_ari_within_donor']:.3f}."
-            if m.get("leiden_ari_within_donor") is not None
-            and p.get("leiden_ari_within_donor") is not None
+            f"{wl:.3f} vs {wp:.3f}."
+            if by_donor
             else ""
         ),
         f"Copies vs normal cells within cell types: silhouette {m['mean_condition_silhouette']:.2f}"
@@ -424,8 +429,7 @@ def embedding_findings(metrics: Mapping[str, Any], simulated: bool) -> Findings:
             "identity only weakly."
         ]
     )
-    wl, wp = m.get("leiden_ari_within_donor"), p.get("leiden_ari_within_donor")
-    if wl is not None and wp is not None and m["leiden_ari"] >= p["leiden_ari"] and wp > wl:
+    if by_donor and m["leiden_ari"] >= p["leiden_ari"] and wp > wl:
         notes.append(
             f"Read the ARI with the within-donor values: the LDVAE's lead ({m['leiden_ari']:.2f} "
             f"vs {p['leiden_ari']:.2f}) comes from PCA splitting cell types by donor; within a "

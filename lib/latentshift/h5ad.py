@@ -218,7 +218,7 @@ def read_rows(
         small = max(nnz, n_cols) < np.iinfo(np.int32).max
         # integer output arrays filled chunk by chunk: the stored values (often float32) are
         # checked and converted one chunk at a time, so no float copy of the whole matrix exists
-        data = np.empty(nnz, dtype=np.int32 if data_ds.dtype.kind in "fiu" else data_ds.dtype)
+        data = np.empty(nnz, dtype=np.int32)
         indices = np.empty(nnz, dtype=np.int32 if small else np.int64)
         pos = 0
         for start, stop in zip(*_runs(rows), strict=True):
@@ -226,13 +226,7 @@ def read_rows(
             for c in range(a, b, _READ_CHUNK):
                 d = min(b, c + _READ_CHUNK)
                 values = data_ds[c:d]
-                verdict = _classify(values)
-                if verdict != "counts":
-                    raise DataError(
-                        f"{path}: the counts in {where} hold {verdict} beyond the sampled values; "
-                        "raw counts must be non-negative whole numbers. Point data.path at the "
-                        "raw-count file."
-                    )
+                _check_all(values, where, Path(path))
                 if len(values) and values.max() >= np.iinfo(data.dtype).max:
                     data = data.astype(np.int64)
                 data[pos : pos + d - c] = values

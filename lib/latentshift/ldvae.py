@@ -644,6 +644,7 @@ def ldvae_metrics(fit: LDVAEFit, scores: pd.DataFrame, n_genes: int, n_test: int
         "n_genes_used": n_genes,
         "n_latent": fit.params.get("n_latent"),
         "batch_key": fit.params.get("batch_key"),
+        "use_observed_lib_size": fit.params.get("use_observed_lib_size"),
         "n_train_cells": fit.n_train,
         "n_validation_cells": fit.n_validation,
         "n_test_cells": n_test,
