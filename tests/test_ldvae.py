@@ -158,14 +158,48 @@ def test_load_missing_model_says_which_notebook(tmp_path, adata):
         ldvae.load_model(tmp_path / "nope", adata)
 
 
-def test_hvg_keeps_every_disease_gene(adata):
-    genes = ldvae.select_genes(adata, 20)
+def test_hvg_keeps_every_disease_gene_when_told(adata):
     disease = perturb.perturbed_genes(adata)
+    genes = ldvae.select_genes(adata, 20, keep=disease)
     assert len(disease) == 16
     assert set(disease) <= set(genes)
     assert 20 <= len(genes) <= 20 + len(disease)
     assert genes == [g for g in adata.var_names if g in set(genes)]  # data order
     assert ldvae.select_genes(adata, None) == list(adata.var_names)
+
+
+def test_label_blind_choice_keeps_a_set_gene_only_if_it_is_variable(adata):
+    import scanpy as sc
+
+    disease = perturb.perturbed_genes(adata)
+    blind = {"n_top_genes": 20, "keep_perturbed_genes": False, "hvg_cells": "all"}
+    genes = ldvae.model_genes(adata, blind)
+    assert len(genes) == 20  # nothing forced in
+    train = adata[(adata.obs["split"] == "train").to_numpy()]
+    hvg = sc.pp.highly_variable_genes(
+        train, n_top_genes=20, flavor="seurat_v3", layer="counts", inplace=False
+    )
+    variable = set(train.var_names[hvg["highly_variable"].to_numpy()])
+    assert set(genes) == variable
+    for g in disease:
+        assert (g in genes) == (g in variable)
+    # the oracle forces every set gene in, whatever its variability
+    oracle = ldvae.model_genes(adata, {**blind, "keep_perturbed_genes": True})
+    assert set(oracle) == variable | set(disease)
+
+
+def test_hvg_cells_normal_ranks_on_the_normal_training_cells_only(adata):
+    blind = {"n_top_genes": 20, "keep_perturbed_genes": False}
+    on_normal = ldvae.model_genes(adata, {**blind, "hvg_cells": "normal"})
+    normal = adata[(adata.obs["condition"] == "normal").to_numpy()].copy()
+    assert on_normal == ldvae.select_genes(normal, 20, hvg_cells="all")
+    with pytest.raises(ldvae.DataError, match="'all' or 'normal'"):
+        ldvae.select_genes(adata, 20, hvg_cells="copies")
+
+
+def test_genes_in_model_counts_each_set():
+    got = ldvae.genes_in_model(["a", "b", "c"], {"ALS": ["a", "x"], "HD": ["b", "c", "d"]})
+    assert got == {"ALS": {"in_model": 1, "shifted": 2}, "HD": {"in_model": 2, "shifted": 3}}
 
 
 def test_hvg_uses_training_cells_only(adata):
@@ -328,16 +362,24 @@ def test_genes_chosen_before_the_copies_are_the_genes_chosen_after():
     # after the copies (the default path)
     pert = perturb.make_perturbed(cells, entries, genes_by_set, seed=0)
     pert.obs["split"] = splitting.assign_split(pert, 0.7, grouped=True, seed=0)
-    after = ldvae.select_genes(pert, 100)
+    oracle = {"n_top_genes": 100, "keep_perturbed_genes": True, "hvg_cells": "normal"}
+    after = ldvae.model_genes(pert, oracle)
+    assert set(genes_by_set["S"]) <= set(after)
     # before the copies (atlas memory): the same genes, and 03 does not choose again
-    early = ldvae.keep_model_genes(cells, genes_by_set["S"], 100, split_cfg, seed=0)
+    early = ldvae.keep_model_genes(cells, genes_by_set["S"], oracle, split_cfg, seed=0)
     assert list(early.var_names) == after
     pert2 = perturb.make_perturbed(early, entries, genes_by_set, seed=0)
     pert2.obs["split"] = splitting.assign_split(pert2, 0.7, grouped=True, seed=0)
     assert (pert2.obs["split"].to_numpy() == pert.obs["split"].to_numpy()).all()
     assert ldvae.select_genes(pert2, 100) == list(pert2.var_names)
     with pytest.raises(ldvae.DataError, match="split.grouped"):
-        ldvae.keep_model_genes(cells, [], 100, {**split_cfg, "grouped": False}, seed=0)
+        ldvae.keep_model_genes(cells, [], oracle, {**split_cfg, "grouped": False}, seed=0)
+    with pytest.raises(ldvae.DataError, match="hvg_cells"):
+        ldvae.keep_model_genes(cells, [], {**oracle, "hvg_cells": "all"}, split_cfg, seed=0)
+    # label-blind before the copies: the same genes as after, ranked on the normal cells
+    blind = {**oracle, "keep_perturbed_genes": False}
+    early_blind = ldvae.keep_model_genes(cells, genes_by_set["S"], blind, split_cfg, seed=0)
+    assert list(early_blind.var_names) == ldvae.model_genes(pert, blind)
 
 
 # --- batch covariate (ldvae.batch_key) -------------------------------------------------
@@ -392,3 +434,73 @@ def test_observed_library_size_reaches_the_module(adata, fit):
     assert metrics["use_observed_lib_size"] is True
     z = ldvae.latent_representation(observed.model, adata)
     assert z.shape == (adata.n_obs, 3) and np.isfinite(z).all()
+
+
+# --- the disease-gene baseline does not move with the gene choice (issue 23, 6) ----------
+
+
+def test_disease_gene_baseline_is_the_same_whatever_genes_the_ldvae_reads(adata):
+    from latentshift import classify
+
+    blind = {"n_top_genes": 20, "keep_perturbed_genes": False, "hvg_cells": "all"}
+    few, choice_few = ldvae.cells_for_model(adata, blind)
+    every, choice_all = ldvae.cells_for_model(adata, {**blind, "n_top_genes": None})
+    assert few.n_vars == 20 and every.n_vars == adata.n_vars
+    # some shifted genes are not in the 20-gene model, yet the baseline reads all 16 of them
+    assert choice_few["set_genes"]["ALS"]["in_model"] + choice_few["set_genes"]["HD"][
+        "in_model"
+    ] < len(perturb.perturbed_genes(adata))
+    x_few = classify.disease_gene_baseline_features(few)
+    x_all = classify.disease_gene_baseline_features(every)
+    assert x_few.shape == (adata.n_obs, 16)
+    np.testing.assert_array_equal(x_few, x_all)
+    # ... and they are the features over every gene (each cell's total over all its genes)
+    full = classify.disease_gene_features(adata, perturb.perturbed_genes(adata))
+    np.testing.assert_allclose(x_all, full, rtol=1e-6)
+    # the gene choice is recorded, the oracle named
+    assert choice_few["oracle"] is False and choice_all["n_genes_used"] == adata.n_vars
+    oracle = ldvae.cells_for_model(adata, {**blind, "keep_perturbed_genes": True})[1]
+    assert oracle["oracle"] is True
+    assert oracle["set_genes"]["ALS"] == {"in_model": 8, "shifted": 8}
+    table = ldvae.gene_choice_table(oracle)
+    assert "oracle" in table.columns.name and table.loc["model", "in the model"] == 20 + sum(
+        g not in set(ldvae.model_genes(adata, blind)) for g in perturb.perturbed_genes(adata)
+    )
+
+
+# --- snapshots of the latent during training (issue 23, 3) -----------------------------
+
+
+def test_snapshots_keep_the_latent_every_few_epochs_without_changing_training(adata):
+    from latentshift import classify
+
+    plain = ldvae.train_ldvae(adata, {**FAST, "max_epochs": 4}, seed=0, progress_bar=False)
+    snap = ldvae.train_ldvae(
+        adata, {**FAST, "max_epochs": 4, "snapshot_every": 2}, seed=0, progress_bar=False
+    )
+    assert sorted(snap.snapshots) == [2, 4] and plain.snapshots == {}
+    z2, w2 = snap.snapshots[2]
+    assert z2.shape == (adata.n_obs, 3) and w2.shape == (adata.n_vars, 3)
+    # the last snapshot is the trained model's own latent (eval mode, as after training) ...
+    np.testing.assert_allclose(
+        snap.snapshots[4][0], ldvae.latent_representation(snap.model, adata), atol=1e-5
+    )
+    # ... and taking snapshots leaves training as it was (no batch-norm update, same weights)
+    np.testing.assert_allclose(
+        ldvae.latent_representation(plain.model, adata),
+        ldvae.latent_representation(snap.model, adata),
+        atol=1e-5,
+    )
+    assert not np.allclose(z2, snap.snapshots[4][0])  # the latent moved between epochs
+    cells = adata.copy()
+    cells.obsm["X_ldvae"] = ldvae.latent_representation(snap.model, adata)
+    assert ldvae.store_snapshots(cells, snap) == [2]  # epoch 4 is the final latent itself
+    assert cells.uns["ldvae_snapshots"] == {"epochs": [2], "final_epoch": 4}
+    assert cells.varm["loadings_epoch2"].shape == (adata.n_vars, 3)
+    table = classify.accuracy_by_epoch(
+        cells, {"hidden_layers": [8], "max_epochs": 30}, seed=0, n_bootstrap=20
+    )
+    assert list(table["epoch"]) == [2, 4] and list(table["final"]) == [False, True]
+    assert ((table["accuracy_low"] <= table["accuracy"]) & (table["accuracy"] <= 1)).all()
+    cells.uns.pop("ldvae_snapshots")
+    assert classify.accuracy_by_epoch(cells, {}, seed=0).empty

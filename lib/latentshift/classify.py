@@ -91,6 +91,17 @@ BASELINE_DESCRIPTIONS: dict[str, str] = {
 }
 
 
+#: Keys of the ``classifier`` section that :func:`latentshift.network.train_mlp` takes.
+MLP_KEYS: tuple[str, ...] = (
+    "hidden_layers",
+    "max_epochs",
+    "lr",
+    "weight_decay",
+    "validation_fraction",
+    "patience",
+)
+
+
 # --- features and the split ---------------------------------------------------------------
 
 
@@ -134,6 +145,39 @@ def disease_gene_features(
         )
     columns = adata.var_names.get_indexer(list(genes))
     return log_normalise_genes(counts_matrix(adata, layer), columns, target_sum)
+
+
+#: obsm key of the disease-gene baseline's features in ``latent.h5ad`` (written by 03 from
+#: every gene of ``perturbed.h5ad``, whatever genes the LDVAE reads).
+DISEASE_GENES_KEY = "X_disease_genes"
+
+
+def disease_gene_baseline_features(adata: AnnData) -> np.ndarray | None:
+    """The disease-gene baseline's features: ``obsm["X_disease_genes"]`` when 03 stored them.
+
+    03 computes them from ``perturbed.h5ad`` before restricting the cells to the LDVAE's genes
+    (:func:`disease_gene_features` over every gene: each cell's library size is its total over
+    all genes), so the baseline does not move with the gene choice under study. Without the
+    stored matrix (an AnnData not written by 03) they are computed from ``adata``'s own counts.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Cells × disease genes (float64), or ``None`` when nothing was perturbed.
+    """
+    if DISEASE_GENES_KEY in adata.obsm:
+        return np.asarray(adata.obsm[DISEASE_GENES_KEY], dtype=np.float64)
+    genes = perturbed_genes(adata)
+    if not genes:
+        log.warning("uns['perturbation_genes'] is empty: no disease-gene baseline")
+        return None
+    log.warning(
+        "obsm['%s'] is missing: the disease-gene baseline is normalised by the totals over "
+        "these cells' %d genes (03_ldvae stores it over every gene)",
+        DISEASE_GENES_KEY,
+        adata.n_vars,
+    )
+    return disease_gene_features(adata, genes)
 
 
 def pca_features(
@@ -293,18 +337,7 @@ def classify_conditions(
     y = obs["condition"].astype(str).to_numpy()
     groups = obs["source_cell"].astype(str).to_numpy()
     n_boot = int(classifier.get("n_bootstrap", 500))
-    mlp_kw = {
-        k: classifier[k]
-        for k in (
-            "hidden_layers",
-            "max_epochs",
-            "lr",
-            "weight_decay",
-            "validation_fraction",
-            "patience",
-        )
-        if k in classifier
-    }
+    mlp_kw = {k: classifier[k] for k in MLP_KEYS if k in classifier}
 
     def mlp(X: np.ndarray, y_fit: np.ndarray) -> MLPClassifier:
         return train_mlp(X[train], y_fit, groups=groups[train], seed=seed, classes=labels, **mlp_kw)
@@ -331,9 +364,8 @@ def classify_conditions(
         evals["mlp_pca"] = evaluate(
             y[test], mlp(Xp, y[train]).predict(Xp[test]), labels, n_boot, seed
         )
-        genes = perturbed_genes(adata)
-        if genes:
-            Xg = disease_gene_features(adata, genes)
+        Xg = disease_gene_baseline_features(adata)
+        if Xg is not None:
             evals["logreg_disease_genes"] = evaluate(
                 y[test],
                 train_logreg(Xg[train], y[train], seed).predict(Xg[test]),
@@ -341,8 +373,6 @@ def classify_conditions(
                 n_boot,
                 seed,
             )
-        else:
-            log.warning("uns['perturbation_genes'] is empty: no disease-gene baseline")
 
     permutation = permutation_control(
         Xl[train],
@@ -405,6 +435,68 @@ def classify_conditions(
         latent_key=latent_key,
         evaluations=evals,
     )
+
+
+def accuracy_by_epoch(
+    adata: AnnData,
+    classifier: Mapping[str, Any],
+    seed: int = 0,
+    n_bootstrap: int = 200,
+) -> pd.DataFrame:
+    """When in training is the shift encoded? The network's test accuracy on each snapshot.
+
+    03 keeps the latent every ``ldvae.snapshot_every`` epochs of one training run
+    (:func:`latentshift.ldvae.store_snapshots`); the same network as the headline (same
+    split, same settings) is trained on each snapshot and on the final latent.
+
+    Parameters
+    ----------
+    adata
+        ``latent.h5ad`` with ``obsm["X_ldvae_epoch<N>"]``, ``uns["ldvae_snapshots"]`` and the
+        final ``obsm["X_ldvae"]``.
+    classifier
+        The resolved ``classifier`` section.
+    seed
+        Seed of the networks and the bootstrap.
+    n_bootstrap
+        Bootstrap resamples of the test cells per point.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per epoch: ``epoch``, ``accuracy``, ``accuracy_low``, ``accuracy_high``,
+        ``final`` (the headline latent); empty when no snapshot was kept.
+    """
+    info = adata.uns.get("ldvae_snapshots") or {}
+    epochs = [int(e) for e in np.atleast_1d(info.get("epochs", []))]
+    if not epochs:
+        return pd.DataFrame(columns=["epoch", "accuracy", "accuracy_low", "accuracy_high", "final"])
+    split = adata.obs["split"].astype(str).to_numpy()
+    train, test = split == "train", split == "test"
+    y = adata.obs["condition"].astype(str).to_numpy()
+    groups = adata.obs["source_cell"].astype(str).to_numpy()
+    labels = _labels_of(adata.obs)
+    mlp_kw = {k: classifier[k] for k in MLP_KEYS if k in classifier}
+    points = [(e, f"X_ldvae_epoch{e}") for e in epochs]
+    points.append((int(info.get("final_epoch", epochs[-1] + 1)), "X_ldvae"))
+    rows = []
+    for epoch, key in points:
+        X = np.asarray(adata.obsm[key], dtype=np.float64)
+        model = train_mlp(
+            X[train], y[train], groups=groups[train], seed=seed, classes=labels, **mlp_kw
+        )
+        ev = evaluate(y[test], model.predict(X[test]), labels, n_bootstrap, seed)
+        rows.append(
+            {
+                "epoch": epoch,
+                "accuracy": ev["accuracy"],
+                "accuracy_low": ev["accuracy_low"],
+                "accuracy_high": ev["accuracy_high"],
+                "final": key == "X_ldvae",
+            }
+        )
+        log.info("accuracy at epoch %d: %.3f", epoch, ev["accuracy"])
+    return pd.DataFrame(rows)
 
 
 def summary_metrics(result: ClassificationResult) -> dict[str, Any]:

@@ -88,11 +88,17 @@ DEFAULTS: dict[str, Any] = {
         "accelerator": "auto",
         "devices": "auto",
         "strategy": "auto",  # Lightning strategy, e.g. "ddp" for several GPUs
-        "n_top_genes": 1000,  # None: all genes; a number: HVGs on training cells + every disease gene
+        "n_top_genes": 1000,  # None: all genes; a number: that many highly variable genes (seurat_v3)
+        # label-blind by default: HVGs ranked on every training cell (the copies included, labels
+        # unseen), no gene forced in. keep_perturbed_genes: true adds every disease-set gene — an
+        # oracle (it knows which genes were shifted); hvg_cells: normal ranks on the normal cells only
+        "hvg_cells": "all",
+        "keep_perturbed_genes": False,
         "genes_before_copies": False,  # choose the LDVAE's genes in 02, before the copies (atlas memory)
         "likelihood_impl": "zero_aware",  # NB reconstruction term: "zero_aware" (same model, faster) or "dense"
         "batch_key": None,  # obs column of a batch covariate (e.g. "donor_id"): scvi-tools' batch_key
         "use_observed_lib_size": False,  # LinearSCVI's default: the library size is a latent variable
+        "snapshot_every": 25,  # keep the latent every this many epochs (05: accuracy vs epoch); null: off
     },
     "embedding": {
         "n_neighbors": 15,
@@ -120,6 +126,7 @@ DEFAULTS: dict[str, Any] = {
     "report": {
         "show_code": False,  # pages open with the code hidden (one click shows it)
         "null_profile": None,  # the profile whose run is this one's null control (index page)
+        "oracle_profile": None,  # the profile whose run is this one's oracle (it knows the shifted genes)
     },
     "loadings": {
         "n_top_genes": 15,
@@ -237,9 +244,26 @@ RULES: dict[str, Rule] = {
         lambda x: x is None or x >= 10,
         "a whole number >= 10, or null for all genes",
     ),
+    "ldvae.hvg_cells": (
+        STR,
+        _one_of("all", "normal"),
+        "'all' (every training cell, labels unseen: what a user with unlabelled nuclei does) or "
+        "'normal' (the normal training cells only)",
+    ),
+    "ldvae.keep_perturbed_genes": (
+        BOOL,
+        None,
+        "true (every disease-set gene forced into the model's genes: an oracle, it knows which "
+        "genes were shifted) or false (label-blind)",
+    ),
     "ldvae.genes_before_copies": (BOOL, None, "true or false"),
     "ldvae.batch_key": (STR + NONE, None, "a column name of .obs (e.g. donor_id), or null"),
     "ldvae.use_observed_lib_size": (BOOL, None, "true or false"),
+    "ldvae.snapshot_every": (
+        INT + NONE,
+        lambda x: x is None or x >= 1,
+        "a whole number of epochs >= 1, or null for no snapshots",
+    ),
     "ldvae.likelihood_impl": (
         STR,
         _one_of("dense", "zero_aware"),
@@ -272,6 +296,12 @@ RULES: dict[str, Rule] = {
         STR + NONE,
         None,
         "the name of the profile whose run is this profile's null control (e.g. 'null'), or null",
+    ),
+    "report.oracle_profile": (
+        STR + NONE,
+        None,
+        "the name of the profile whose run is this profile's oracle row (a setting that knows "
+        "which genes were shifted, e.g. 'demo_oracle'), or null",
     ),
     "loadings.n_top_genes": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "loadings.cells": (STR, _one_of("test", "all"), "'test' or 'all'"),
@@ -468,6 +498,19 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
             f"params key 'data.n_cells' is {data['n_cells']}, more than the {data['simulate_n_cells']} cells the "
             f"simulator makes (data.simulate_n_cells). Lower data.n_cells to at most {data['simulate_n_cells']}, "
             "raise data.simulate_n_cells, or set data.n_cells to null to keep every cell."
+        )
+    ldvae = resolved["ldvae"]
+    if (
+        ldvae["genes_before_copies"]
+        and ldvae["n_top_genes"] is not None
+        and ldvae["hvg_cells"] != "normal"
+    ):
+        raise ParamsError(
+            "params key 'ldvae.genes_before_copies' chooses the LDVAE's genes before the disease "
+            "copies exist, so it can rank variability on the normal cells only, but "
+            f"ldvae.hvg_cells is {ldvae['hvg_cells']!r}. Set ldvae.hvg_cells to 'normal', or "
+            "ldvae.genes_before_copies to false (the genes are then chosen after the copies, on "
+            "every training cell)."
         )
     return resolved
 

@@ -451,7 +451,7 @@ def embedding_findings(metrics: Mapping[str, Any], simulated: bool) -> Findings:
 
 
 def classifier_findings(
-    result: Any, n_latent: int, simulated: bool, cell_types: Any = None
+    result: Any, n_latent: int, simulated: bool, cell_types: Any = None, by_epoch: Any = None
 ) -> Findings:
     """Findings of ``05_classifier`` from a :class:`latentshift.classify.ClassificationResult`.
 
@@ -466,6 +466,8 @@ def classifier_findings(
     cell_types
         :func:`latentshift.celltype_shift.analyse_cell_types`, when run: its headline joins the
         items and the closing text.
+    by_epoch
+        :func:`latentshift.classify.accuracy_by_epoch`, when snapshots were kept.
     """
     b, main, chance = result.baselines, result.main, result.chance
 
@@ -529,6 +531,17 @@ def classifier_findings(
         f"Split {'grouped' if split['split_grouped'] else '**not** grouped'} by source cell: "
         f"{split['n_leaked_source_cells']} source cells on both sides.",
     ]
+    if by_epoch is not None and len(by_epoch) > 1:
+        first, last = by_epoch.iloc[0], by_epoch.iloc[-1]
+        best = by_epoch.loc[by_epoch["accuracy"].astype(float).idxmax()]
+        text = (
+            f"When the shift is encoded (one LDVAE training run, its latent kept every few "
+            f"epochs): {pct(first['accuracy'])} at epoch {first['epoch']}, best "
+            f"{pct(best['accuracy'])} at epoch {best['epoch']}, {pct(last['accuracy'])} when "
+            f"training ended (epoch {last['epoch']})."
+        )
+        items.append(text)
+        lines.append(text)
     notes = []
     if not split["split_grouped"]:
         notes.append(
@@ -678,8 +691,29 @@ def loadings_findings(
 # --- the whole run (the index page) ---------------------------------------------------------
 
 
+def gene_choice_text(choice: Mapping[str, Any]) -> str:
+    """What the LDVAE's gene choice was, in words: how many genes, chosen how, how many genes of
+    each shifted set it kept, and whether it was an oracle (``metrics["ldvae"]["gene_choice"]``)."""
+    sets = ", ".join(
+        f"{c} {v['in_model']} of {v['shifted']}" for c, v in choice.get("set_genes", {}).items()
+    )
+    kept = f"; shifted genes in the model: {sets}" if sets else ""
+    if choice.get("n_top_genes") is None:
+        return f"every gene ({choice.get('n_genes_used')}){kept}"
+    how = f"{choice.get('n_genes_used')} genes: {choice['n_top_genes']} HVGs ranked on "
+    how += f"{choice.get('hvg_cells')} training cells"
+    if choice.get("keep_perturbed_genes"):
+        return (
+            how + f" + every disease-set gene — an ORACLE (it knows which genes were shifted){kept}"
+        )
+    return how + f", label-blind{kept}"
+
+
 def run_findings(
-    metrics: Mapping[str, Any], null_metrics: Mapping[str, Any] | None, simulated: bool
+    metrics: Mapping[str, Any],
+    null_metrics: Mapping[str, Any] | None,
+    simulated: bool,
+    oracle_metrics: Mapping[str, Any] | None = None,
 ) -> Findings:
     """The run's answer for the index page, from ``metrics.json`` alone.
 
@@ -691,6 +725,9 @@ def run_findings(
         The null-perturbation run's ``metrics.json`` (profile ``null``), when it exists.
     simulated
         Whether the data are simulated.
+    oracle_metrics
+        The oracle run's ``metrics.json`` (``report.oracle_profile``), when it exists: named as
+        the oracle beside the headline.
     """
     items: list[str] = []
     notes: list[str] = []
@@ -707,6 +744,16 @@ def run_findings(
             f"** accuracy; chance {pct(clf.get('chance_uniform'))}, shuffled labels "
             f"{pct(clf.get('permutation_accuracy'))}{null_text}."
         )
+        choice = (metrics.get("ldvae") or {}).get("gene_choice")
+        if choice:
+            items.append(f"LDVAE genes: {gene_choice_text(choice)}.")
+        oracle = (oracle_metrics or {}).get("classifier") or {}
+        if oracle:
+            items.append(
+                "Oracle (not the headline): with every disease-set gene forced into the LDVAE's "
+                "genes — a choice that knows which genes were shifted — the same network reaches "
+                f"{interval(oracle.get('accuracy'), oracle.get('accuracy_low'), oracle.get('accuracy_high'))}."
+            )
         base = clf.get("baseline_accuracy", {})
         items.append(
             f"Baselines: the same network on PCA {pct(base.get('mlp_pca'))}; logistic "

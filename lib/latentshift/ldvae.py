@@ -3,8 +3,10 @@
 The model is scvi-tools' own; this module only decides *which* cells and genes it sees and
 checks what comes out:
 
-- :func:`select_genes` — all genes, or highly variable genes chosen on the training cells
-  only, with every disease-set gene always kept;
+- :func:`select_genes`, :func:`model_genes` — all genes, or highly variable genes chosen on
+  the training cells only (label-blind by default; forcing the disease-set genes in is an
+  oracle, ``ldvae.keep_perturbed_genes``); :func:`genes_in_model` says how many of each set
+  the model reads;
 - :func:`train_ldvae` — fits on the training split (``obs["split"] == "train"``) with
   scvi-tools' own validation split inside those cells for early stopping on the validation
   ELBO; stops with :class:`LDVAEDivergedError` when a loss turns NaN or infinite;
@@ -40,6 +42,7 @@ from latentshift.training_monitor import (
     epoch_logger,
     history_frame,
     interactive,
+    latent_snapshots,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +70,7 @@ TRAIN_KEYS: tuple[str, ...] = (
     "likelihood_impl",
     "batch_key",
     "use_observed_lib_size",
+    "snapshot_every",
 )
 
 
@@ -133,6 +137,9 @@ class LDVAEFit:
         Cells in scvi-tools' training and validation parts of the training split.
     params
         The resolved ``ldvae`` params the model was trained with.
+    snapshots
+        ``{epoch: (latent, loadings)}`` every ``snapshot_every`` epochs (latent of every cell
+        of the ``adata`` given to :func:`train_ldvae`, loadings genes × factors).
     unsettled_validation_epochs
         Leading epochs whose validation loss was not finite (eval-mode batch norm not yet
         settled; see :func:`latentshift.training_monitor.check_finite_history`); empty almost always.
@@ -148,6 +155,7 @@ class LDVAEFit:
     n_validation: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     unsettled_validation_epochs: list[int] = field(default_factory=list)
+    snapshots: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 # --- genes -----------------------------------------------------------------------------
@@ -158,6 +166,7 @@ def select_genes(
     n_top_genes: int | None,
     *,
     keep: Sequence[str] | None = None,
+    hvg_cells: str = "all",
     split_key: str = "split",
     train_value: str = "train",
     layer: str = "counts",
@@ -170,11 +179,17 @@ def select_genes(
         Cells × genes with integer counts in ``layers[layer]`` and ``obs[split_key]``.
     n_top_genes
         ``None``: every gene (the original study). A number: the ``n_top_genes`` most variable
-        genes of the training cells (``flavor="seurat_v3"`` on counts; of the *normal* training
-        cells when ``obs["condition"]`` is present, since the copies repeat them), plus every
-        gene of ``keep``.
+        genes of the training cells (``flavor="seurat_v3"`` on counts), plus every gene of
+        ``keep``.
     keep
-        Genes always kept (default: :func:`latentshift.perturb.perturbed_genes`).
+        Genes always kept whether variable or not. ``None`` or empty: none (label-blind).
+        Passing the disease-set genes (:func:`latentshift.perturb.perturbed_genes`,
+        ``ldvae.keep_perturbed_genes``) is an **oracle**: it tells the model where the shift is.
+    hvg_cells
+        Which training cells rank variability: ``"all"`` (every training cell, the disease
+        copies included, labels unseen — what a user with unlabelled nuclei does; a shifted gene
+        is more variable across them, which is the signal in question) or ``"normal"`` (the
+        normal training cells only, when ``obs["condition"]`` is present).
     split_key, train_value
         Which cells are training cells; test cells never influence the choice.
     layer
@@ -187,6 +202,8 @@ def select_genes(
     """
     import scanpy as sc
 
+    if hvg_cells not in ("all", "normal"):
+        raise DataError(f"hvg_cells is {hvg_cells!r}; it must be 'all' or 'normal'.")
     if n_top_genes is None or n_top_genes >= adata.n_vars:
         return list(adata.var_names)
     chosen_before = adata.uns.get("latentshift", {}).get("ldvae_genes_chosen")
@@ -195,7 +212,7 @@ def select_genes(
             "genes: chosen before the disease copies were made (02) — all %d kept", adata.n_vars
         )
         return list(adata.var_names)
-    keep = perturbed_genes(adata) if keep is None else list(keep)
+    keep = list(keep or [])
     missing = sorted(set(keep) - set(adata.var_names))
     if missing:
         raise DataError(
@@ -203,9 +220,7 @@ def select_genes(
             "pass var_names of this AnnData."
         )
     mask = _train_mask(adata, split_key, train_value)
-    if "condition" in adata.obs:
-        # the disease copies repeat their normal cells (and their perturbed genes are kept
-        # anyway): rank variability on the normal training cells, a third of the memory
+    if hvg_cells == "normal" and "condition" in adata.obs:
         normal = mask & (adata.obs["condition"].astype(str) == "normal").to_numpy()
         if normal.sum() >= 10:
             mask = normal
@@ -216,38 +231,150 @@ def select_genes(
     chosen = set(train.var_names[np.asarray(hvg["highly_variable"], dtype=bool)]) | set(keep)
     genes = [g for g in adata.var_names if g in chosen]
     log.info(
-        "genes: %d highly variable (training cells) + disease genes → %d of %d",
+        "genes: %d highly variable (%s training cells)%s → %d of %d",
         n_top_genes,
+        "normal" if mask.sum() < _train_mask(adata, split_key, train_value).sum() else "all",
+        f" + {len(keep)} genes kept whatever their variability" if keep else "",
         len(genes),
         adata.n_vars,
     )
     return genes
 
 
+def model_genes(adata: AnnData, params: Mapping[str, Any]) -> list[str]:
+    """The LDVAE's genes as the ``ldvae`` params choose them (see :func:`select_genes`).
+
+    Parameters
+    ----------
+    adata
+        The perturbed cells (``perturbed.h5ad``) with ``obs["split"]``.
+    params
+        The resolved ``ldvae`` section: ``n_top_genes``, ``hvg_cells`` and
+        ``keep_perturbed_genes`` (the oracle: every disease-set gene forced in).
+    """
+    keep = perturbed_genes(adata) if params["keep_perturbed_genes"] else []
+    return select_genes(adata, params["n_top_genes"], keep=keep, hvg_cells=params["hvg_cells"])
+
+
+def genes_in_model(
+    genes: Sequence[str], gene_sets: Mapping[str, Sequence[str]]
+) -> dict[str, dict[str, int]]:
+    """How many genes of each perturbed set the model reads.
+
+    Parameters
+    ----------
+    genes
+        The model's genes.
+    gene_sets
+        ``{condition: [genes perturbed]}`` (``uns["perturbation_genes"]``).
+
+    Returns
+    -------
+    dict
+        ``{condition: {"in_model": k, "shifted": n}}``.
+    """
+    chosen = set(map(str, genes))
+    return {
+        str(c): {
+            "in_model": int(sum(str(g) in chosen for g in np.atleast_1d(gs))),
+            "shifted": int(len(np.atleast_1d(gs))),
+        }
+        for c, gs in gene_sets.items()
+    }
+
+
+def cells_for_model(adata: AnnData, params: Mapping[str, Any]) -> tuple[AnnData, dict[str, Any]]:
+    """The perturbed cells restricted to the LDVAE's genes, with the disease-gene baseline kept.
+
+    Chooses the genes (:func:`model_genes`), and before cutting the others away stores the
+    features of 05's disease-gene baseline in ``obsm["X_disease_genes"]``
+    (:func:`latentshift.classify.disease_gene_features` over every gene of ``adata``: each
+    cell's library size is its total over all its genes, so the baseline is the same whatever
+    genes the LDVAE reads).
+
+    Parameters
+    ----------
+    adata
+        ``perturbed.h5ad`` (every gene, ``obs["split"]``, ``uns["perturbation_genes"]``).
+    params
+        The resolved ``ldvae`` section.
+
+    Returns
+    -------
+    tuple
+        The restricted cells (counts copied once) and the gene choice for ``metrics.json``:
+        ``n_top_genes``, ``hvg_cells``, ``keep_perturbed_genes``, ``oracle`` (the choice knows
+        which genes were shifted), ``n_genes_in_data``, ``n_genes_used`` and, per condition,
+        ``set_genes`` (:func:`genes_in_model`).
+    """
+    from latentshift.classify import DISEASE_GENES_KEY, disease_gene_features
+    from latentshift.counts import subset
+
+    genes = model_genes(adata, params)
+    shifted = perturbed_genes(adata)
+    features = disease_gene_features(adata, shifted) if shifted else None
+    out = subset(adata, cols=adata.var_names.get_indexer(genes))
+    if features is not None:
+        out.obsm[DISEASE_GENES_KEY] = features.astype(np.float32)
+    choice = {
+        "n_top_genes": params["n_top_genes"],
+        "hvg_cells": params["hvg_cells"],
+        "keep_perturbed_genes": bool(params["keep_perturbed_genes"]),
+        "oracle": bool(params["keep_perturbed_genes"] and params["n_top_genes"] is not None),
+        "n_genes_in_data": int(adata.n_vars),
+        "n_genes_used": len(genes),
+        "set_genes": genes_in_model(genes, adata.uns.get("perturbation_genes", {}) or {}),
+    }
+    return out, choice
+
+
+def gene_choice_table(choice: Mapping[str, Any]) -> pd.DataFrame:
+    """The gene choice of :func:`cells_for_model` as a table: how many genes of each shifted set
+    the model reads, under the settings that chose them."""
+    how = (
+        "every gene"
+        if choice["n_top_genes"] is None
+        else f"{choice['n_top_genes']} HVGs ranked on {choice['hvg_cells']} training cells"
+        + (" + every disease-set gene (oracle)" if choice["keep_perturbed_genes"] else "")
+    )
+    rows = [
+        {"genes": "model", "in the model": choice["n_genes_used"], "of": choice["n_genes_in_data"]}
+    ] + [
+        {"genes": f"{c} set (shifted)", "in the model": v["in_model"], "of": v["shifted"]}
+        for c, v in choice["set_genes"].items()
+    ]
+    table = pd.DataFrame(rows).set_index("genes")
+    table.columns.name = how
+    return table
+
+
 def keep_model_genes(
     cells: AnnData,
-    keep: Sequence[str],
-    n_top_genes: int | None,
+    set_genes: Sequence[str],
+    params: Mapping[str, Any],
     split: Mapping[str, Any],
     seed: int,
 ) -> AnnData:
     """The normal cells restricted to the genes the LDVAE will read, before any copy is made.
 
     At atlas size the disease copies triple the counts in memory; the LDVAE reads only its
-    highly variable genes plus every disease-set gene, so choosing them first (on the normal
-    cells the grouped split will put in training, exactly as :func:`select_genes` does after
-    the copies) and copying only those genes cuts memory by the share of nonzeros the other
-    genes hold. The split over source cells does not depend on the copies, so it is drawn
-    here the same way :func:`latentshift.split.assign_split` will draw it in 02.
+    highly variable genes (plus, with the oracle ``keep_perturbed_genes``, every disease-set
+    gene), so choosing them first (on the normal cells the grouped split will put in training,
+    as :func:`select_genes` does after the copies with ``hvg_cells="normal"``) and copying only
+    those genes cuts memory by the share of nonzeros the other genes hold. The split over source
+    cells does not depend on the copies, so it is drawn here the same way
+    :func:`latentshift.split.assign_split` will draw it in 02.
 
     Parameters
     ----------
     cells
         The normal cells (``cells.h5ad``).
-    keep
-        Genes always kept (the disease sets' matched ``var_names``).
-    n_top_genes
-        ``ldvae.n_top_genes`` (``None``: every gene, nothing to do).
+    set_genes
+        The disease sets' matched ``var_names`` (kept only when
+        ``params["keep_perturbed_genes"]``).
+    params
+        The resolved ``ldvae`` section (``n_top_genes``, ``keep_perturbed_genes``; ``hvg_cells``
+        must be ``"normal"``: :func:`latentshift.config.validate` refuses anything else).
     split
         The resolved ``split`` params section; must be grouped.
     seed
@@ -263,15 +390,22 @@ def keep_model_genes(
     ------
     DataError
         ``split.grouped`` is false (a plain split is drawn over the copies, so it is not known
-        before they exist).
+        before they exist), or ``hvg_cells`` is not ``"normal"``.
     """
     import anndata as ad
 
     from latentshift.counts import subset
     from latentshift.split import assign_split
 
+    n_top_genes = params["n_top_genes"]
     if n_top_genes is None or n_top_genes >= cells.n_vars:
         return cells
+    if params["hvg_cells"] != "normal":
+        raise DataError(
+            "ldvae.genes_before_copies ranks variability before the disease copies exist, so on "
+            f"the normal cells only, but ldvae.hvg_cells is {params['hvg_cells']!r}. Set "
+            "ldvae.hvg_cells to 'normal', or ldvae.genes_before_copies to false."
+        )
     if not split["grouped"]:
         raise DataError(
             "ldvae.genes_before_copies needs split.grouped: true (a plain split is drawn over "
@@ -292,7 +426,8 @@ def keep_model_genes(
         var=pd.DataFrame(index=cells.var_names),
         layers={"counts": counts},
     )
-    genes = select_genes(view, n_top_genes, keep=list(keep))
+    keep = list(set_genes) if params["keep_perturbed_genes"] else []
+    genes = select_genes(view, n_top_genes, keep=keep, hvg_cells="normal")
     out = subset(cells, cols=cells.var_names.get_indexer(genes))
     out.uns.setdefault("latentshift", {})["ldvae_genes_chosen"] = int(n_top_genes)
     log.info("genes kept before the copies: %d of %d", out.n_vars, cells.n_vars)
@@ -418,6 +553,12 @@ def train_ldvae(
     cbs = list(callbacks or [])
     if not progress_bar:
         cbs.append(epoch_logger(cfg["max_epochs"], log_every))
+    snapshots = None
+    if cfg.get("snapshot_every"):
+        snapshots = latent_snapshots(
+            int(cfg["snapshot_every"]), _snapshot_capture(model, adata, cfg["batch_size"])
+        )
+        cbs.append(snapshots)
     patience = cfg["early_stopping_patience"]
     if patience is not None:
         # no stop while the KL weight still ramps up: early validation values are not comparable
@@ -497,7 +638,53 @@ def train_ldvae(
         n_validation=n_val,
         params=dict(cfg),
         unsettled_validation_epochs=unsettled,
+        snapshots={
+            e: (z, snapshots.loadings[e]) for e, z in snapshots.latents.items() if e <= epochs_run
+        }
+        if snapshots is not None
+        else {},
     )
+
+
+def _snapshot_capture(model: Any, adata: AnnData, batch_size: int) -> Any:
+    """``capture()`` for :func:`latentshift.training_monitor.latent_snapshots`: the latent of
+    every cell of ``adata`` and the loadings, from scvi-tools' own methods, mid-training."""
+    view = None
+
+    def capture() -> tuple[np.ndarray, np.ndarray]:
+        nonlocal view
+        if view is None:
+            view = _registered_view(model, adata)
+        trained = model.is_trained_
+        model.is_trained_ = True  # scvi-tools refuses a latent before training ends
+        try:
+            z = model.get_latent_representation(view, batch_size=max(batch_size, 1024))
+            w = model.get_loadings().to_numpy(dtype=np.float32)
+        finally:
+            model.is_trained_ = trained
+        return np.asarray(z, dtype=np.float32), w
+
+    return capture
+
+
+def store_snapshots(adata: AnnData, fit: LDVAEFit) -> list[int]:
+    """Put :attr:`LDVAEFit.snapshots` into ``adata`` the AnnData way.
+
+    ``obsm["X_ldvae_epoch<N>"]`` (latent), ``varm["loadings_epoch<N>"]`` (loadings) and
+    ``uns["ldvae_snapshots"]`` (``epochs``, ``final_epoch``: the epoch of ``obsm["X_ldvae"]``).
+
+    Returns
+    -------
+    list of int
+        The snapshot epochs, in order.
+    """
+    epochs = sorted(e for e in fit.snapshots if e < fit.epochs_run)
+    for e in epochs:
+        z, w = fit.snapshots[e]
+        adata.obsm[f"X_ldvae_epoch{e}"] = z
+        adata.varm[f"loadings_epoch{e}"] = w
+    adata.uns["ldvae_snapshots"] = {"epochs": epochs, "final_epoch": int(fit.epochs_run)}
+    return epochs
 
 
 def _grouped_validation(

@@ -434,11 +434,16 @@ def recovery(scores: pd.Series, genes: Sequence[str], direction: str) -> dict[st
     dict
         ``auroc`` (set genes vs. other genes; 0.5 = chance, 1 = every set gene above every
         other), ``p`` (one-sided Mann–Whitney U, set genes greater), ``n_set``, ``n_other``.
+        With none of the set's genes scored (a label-blind gene choice can drop them all),
+        ``auroc`` and ``p`` are NaN: recovery is not measurable there.
     """
     oriented = scores.to_numpy(dtype=float) * direction_sign(direction)
     in_set = scores.index.isin(list(genes))
     n_set = int(in_set.sum())
-    if n_set == 0 or n_set == len(in_set):
+    if n_set == 0:  # a label-blind gene choice may keep none of a set's genes
+        log.warning("recovery: none of the set's genes are among the %d scored genes", len(in_set))
+        return {"auroc": float("nan"), "p": float("nan"), "n_set": 0, "n_other": len(in_set)}
+    if n_set == len(in_set):
         raise LoadingsError(
             f"the gene set has {n_set} of {len(in_set)} scored genes; recovery needs set genes and "
             "other genes. Check that the perturbed genes (uns['perturbation_genes']) are in the model."
@@ -588,7 +593,11 @@ def recovery_table(
             pca = recovery(pca_scores, genes, direction)
             row["auroc_pca_projected"] = pca["auroc"]
             row["enrichment_p_pca"] = pca["p"]
-        if expr is not None:
+        if expr is not None and fac["n_set"] == 0:
+            row.update(auroc_expression=np.nan, n_matched_background=0, auroc_ldvae_matched=np.nan)
+            if pca_loadings is not None and pca_shifts is not None:
+                row["auroc_pca_matched"] = np.nan
+        elif expr is not None:
             background = expression_matched(expr, genes)
             row["auroc_expression"] = recovery(expr, genes, "up")["auroc"]
             row["n_matched_background"] = len(background)

@@ -346,7 +346,9 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]], depth: int = 0
 
 
 def headline_rows(
-    metrics: dict[str, Any], null_metrics: dict[str, Any] | None = None
+    metrics: dict[str, Any],
+    null_metrics: dict[str, Any] | None = None,
+    oracle_metrics: dict[str, Any] | None = None,
 ) -> list[tuple[str, str]]:
     """The few numbers a reader looks for first, each beside its control, as (label, value) rows.
 
@@ -357,8 +359,11 @@ def headline_rows(
     null_metrics
         The ``metrics.json`` of the null-perturbation control run (profile ``null``), when it
         exists: its classifier accuracy is shown beside this run's.
+    oracle_metrics
+        The ``metrics.json`` of the oracle run (``report.oracle_profile``: the disease-set genes
+        forced into the LDVAE), shown as a named row beside the headline.
     """
-    from latentshift.findings import interval, pct
+    from latentshift.findings import gene_choice_text, interval, pct
 
     rows: list[tuple[str, str]] = []
     data = metrics.get("data", {})
@@ -372,6 +377,8 @@ def headline_rows(
             )
         )
     ldvae = metrics.get("ldvae", {})
+    if ldvae.get("gene_choice"):
+        rows.append(("LDVAE genes", gene_choice_text(ldvae["gene_choice"])))
     if ldvae:
         rows.append(
             (
@@ -419,6 +426,19 @@ def headline_rows(
                     ),
                 )
             )
+        oracle_clf = (oracle_metrics or {}).get("classifier")
+        if oracle_clf:
+            rows.append(
+                (
+                    "ORACLE — knows which genes were shifted (every disease-set gene forced into "
+                    "the LDVAE's genes): accuracy [95% CI]",
+                    interval(
+                        oracle_clf.get("accuracy"),
+                        oracle_clf.get("accuracy_low"),
+                        oracle_clf.get("accuracy_high"),
+                    ),
+                )
+            )
     for name, m in metrics.get("loadings", {}).items():
         if isinstance(m, dict) and "auroc_ldvae_projected" in m:
             rows.append(
@@ -456,6 +476,7 @@ def render_index(
     prov: dict[str, Any] | None = None,
     null_metrics: dict[str, Any] | None = None,
     figures: Path | None = None,
+    oracle_metrics: dict[str, Any] | None = None,
 ) -> Path:
     """Write the report's index page: Findings, key figures, headline numbers, the notebooks,
     provenance and params.
@@ -476,6 +497,8 @@ def render_index(
         The null-perturbation run's ``metrics.json``, when it exists.
     figures
         ``runs/<profile>/figures``: the PNGs of :data:`KEY_FIGURES` found there are shown.
+    oracle_metrics
+        The oracle run's ``metrics.json`` (``report.oracle_profile``), when it exists.
     """
     from latentshift.findings import findings_html, run_findings
 
@@ -503,7 +526,7 @@ def render_index(
     headlines = (
         "".join(
             f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
-            for k, v in headline_rows(metrics, null_metrics)
+            for k, v in headline_rows(metrics, null_metrics, oracle_metrics)
         )
         or "<tr><td colspan=2>no numbers yet</td></tr>"
     )
@@ -524,7 +547,7 @@ def render_index(
     data_line = (
         "" if simulated else f"<p>Data: <code>{html.escape(str(params['data']['path']))}</code></p>"
     )
-    box = findings_html(run_findings(metrics, null_metrics, simulated))
+    box = findings_html(run_findings(metrics, null_metrics, simulated, oracle_metrics))
     body = f"""
 <h1>latentshift report — profile <code>{html.escape(profile)}</code></h1>
 <p>Does an interpretable generative model (LDVAE) of motor-cortex cells see a simulated disease

@@ -155,6 +155,56 @@ def dose_response(
     return fig
 
 
+def accuracy_by_epoch(table: Any, chance: float, title: str = "") -> Figure:
+    """Test accuracy of the network against the LDVAE's training epoch (one training run).
+
+    Parameters
+    ----------
+    table
+        From :func:`latentshift.classify.accuracy_by_epoch` (``epoch``, ``accuracy``,
+        ``accuracy_low``, ``accuracy_high``, ``final``).
+    chance
+        The chance level (dashed line).
+    title
+        Figure title.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(
+        table["epoch"], table["accuracy"], marker="o", color="#c44e52", label="MLP on the latent"
+    )
+    ax.fill_between(
+        table["epoch"].astype(float),
+        table["accuracy_low"].astype(float),
+        table["accuracy_high"].astype(float),
+        color="#c44e52",
+        alpha=0.2,
+        label="95% interval",
+    )
+    final = table[table["final"].astype(bool)]
+    if len(final):
+        ax.axvline(
+            float(final["epoch"].iloc[0]), color="black", ls=":", lw=1, label="training ended"
+        )
+    ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.2f})")
+    if not len(table):
+        ax.text(
+            0.5,
+            0.5,
+            "no snapshots kept (ldvae.snapshot_every)",
+            ha="center",
+            transform=ax.transAxes,
+        )
+    ax.set_xlabel("LDVAE training epoch")
+    ax.set_ylabel("test accuracy (95% interval)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right")
+    ax.set_title(title or "when is the shift encoded: accuracy against training epoch")
+    fig.tight_layout()
+    return fig
+
+
 def classifier_history(history: Any, best_epoch: int | None = None, title: str = "") -> Figure:
     """Classifier training: cross-entropy (training and validation slice) and validation accuracy per epoch.
 

@@ -323,19 +323,22 @@ def render_index_of(
 ) -> Path:
     """(Re)write the plan's index page from its run folder (state, provenance, metrics,
     figures). The run of ``report.null_profile`` (the profile's null control, e.g. ``null`` for
-    ``demo``) is shown beside the headline when it exists."""
+    ``demo``) and of ``report.oracle_profile`` (a setting that knows which genes were shifted,
+    e.g. ``demo_oracle``) are shown beside the headline when they exist."""
     folder = plan.run_folder
     if state is None:
         state = load_state(folder)
     if prov is None:
         path = folder / "provenance.json"
         prov = json.loads(path.read_text()) if path.is_file() else {}
-    null_profile = plan.params.get("report", {}).get("null_profile")
-    null_metrics = (
-        artifacts.read_metrics(plan.root / "runs" / null_profile)
-        if null_profile and null_profile != plan.profile
-        else None
-    )
+
+    def metrics_of(key: str) -> dict[str, Any] | None:
+        other = plan.params.get("report", {}).get(key)
+        if not other or other == plan.profile:
+            return None
+        return artifacts.read_metrics(plan.root / "runs" / other) or None
+
+    null_metrics = metrics_of("null_profile")
     return report.render_index(
         plan.profile,
         plan.params_as_given,
@@ -345,6 +348,7 @@ def render_index_of(
         plan.report_folder / "index.html",
         prov,
         null_metrics=null_metrics,
+        oracle_metrics=metrics_of("oracle_profile"),
         figures=folder / "figures",
     )
 

@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -100,6 +100,56 @@ def convergence_stopping(patience: int, min_delta: float = 0.0, warmup_epochs: i
         mode="min",
         warmup_epochs=warmup_epochs,
     )
+
+
+def latent_snapshots(every: int, capture: Callable[[], tuple[np.ndarray, np.ndarray]]) -> Any:
+    """A Lightning callback keeping the latent and the loadings every ``every`` epochs.
+
+    It answers *when* in training the shift is encoded, from one training run rather than
+    several: at the end of epochs ``every``, ``2 * every``, ... it puts the module in eval mode
+    (no dropout, batch-norm statistics frozen, as after training), calls ``capture`` and puts
+    the module back in training mode.
+
+    Parameters
+    ----------
+    every
+        Epochs between snapshots.
+    capture
+        Returns ``(latent, loadings)`` of the model as it stands (cells × factors,
+        genes × factors).
+
+    Returns
+    -------
+    lightning.pytorch.callbacks.Callback
+        With ``latents`` and ``loadings``: ``{epoch: array}``.
+    """
+    from lightning.pytorch.callbacks import Callback
+
+    class LatentSnapshots(Callback):
+        def __init__(self) -> None:
+            self.latents: dict[int, np.ndarray] = {}
+            self.loadings: dict[int, np.ndarray] = {}
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            epoch = int(trainer.current_epoch) + 1
+            if epoch % every:
+                return
+            import torch
+
+            was_training = pl_module.training
+            # the snapshot must not change training: eval mode (dropout off, batch-norm
+            # statistics frozen) and the random generators put back as they were
+            torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+            pl_module.eval()
+            try:
+                self.latents[epoch], self.loadings[epoch] = capture()
+            finally:
+                pl_module.train(was_training)
+                torch.set_rng_state(torch_state)
+                np.random.set_state(numpy_state)
+            log.info("LDVAE snapshot of the latent at epoch %d", epoch)
+
+    return LatentSnapshots()
 
 
 def history_frame(history: Mapping[str, pd.DataFrame] | None) -> pd.DataFrame:
