@@ -138,15 +138,14 @@ def latent_snapshots(every: int, capture: Callable[[], tuple[np.ndarray, np.ndar
 
             was_training = pl_module.training
             # the snapshot must not change training: eval mode (dropout off, batch-norm
-            # statistics frozen) and the random generators put back as they were
-            torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+            # statistics frozen) and torch's random generator put back as it was
+            torch_state = torch.get_rng_state()
             pl_module.eval()
             try:
                 self.latents[epoch], self.loadings[epoch] = capture()
             finally:
                 pl_module.train(was_training)
                 torch.set_rng_state(torch_state)
-                np.random.set_state(numpy_state)
             log.info("LDVAE snapshot of the latent at epoch %d", epoch)
 
     return LatentSnapshots()
