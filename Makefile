@@ -9,7 +9,7 @@ PARAMS ?= params/demo.yaml
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup report data test lint lab bench sweep clean
+.PHONY: help setup report data test lint lab bench sweep study clean
 
 help: ## list the targets
 	@echo "latentshift — make targets (PARAMS=$(PARAMS))"
@@ -46,6 +46,9 @@ bench: setup ## run the benchmarks in benchmarks/ (side-by-side comparisons)
 
 sweep: setup ## dose-response sweep for PARAMS (LEVELS=1,1.25,1.5,2,3 to choose fold changes)
 	$(PY) -m latentshift sweep $(PARAMS) $(if $(LEVELS),--levels $(LEVELS)) $(ARGS)
+
+study: setup ## a study over any params keys: DESIGN=params/studies/<name>.yaml (points, nulls) for PARAMS
+	$(PY) -m latentshift sweep $(PARAMS) --design $(or $(DESIGN),$(error make study needs DESIGN=params/studies/<name>.yaml)) $(ARGS)
 
 clean: ## remove runs/ and reports/ (keeps .venv and data/)
 	rm -rf runs reports

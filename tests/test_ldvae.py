@@ -197,6 +197,20 @@ def test_hvg_cells_normal_ranks_on_the_normal_training_cells_only(adata):
         ldvae.select_genes(adata, 20, hvg_cells="copies")
 
 
+def test_pearson_residual_hvgs_are_scanpys(adata):
+    import scanpy as sc
+
+    blind = {"n_top_genes": 20, "keep_perturbed_genes": False, "hvg_cells": "all"}
+    genes = ldvae.model_genes(adata, {**blind, "hvg_flavor": "pearson_residuals"})
+    train = adata[(adata.obs["split"] == "train").to_numpy()]
+    hvg = sc.experimental.pp.highly_variable_genes(
+        train, n_top_genes=20, layer="counts", inplace=False
+    )
+    assert genes == list(train.var_names[hvg["highly_variable"].to_numpy()])
+    with pytest.raises(ldvae.DataError, match="pearson_residuals"):
+        ldvae.select_genes(adata, 20, flavor="cell_ranger")
+
+
 def test_genes_in_model_counts_each_set():
     got = ldvae.genes_in_model(["a", "b", "c"], {"ALS": ["a", "x"], "HD": ["b", "c", "d"]})
     assert got == {"ALS": {"in_model": 1, "shifted": 2}, "HD": {"in_model": 2, "shifted": 3}}

@@ -32,7 +32,8 @@ def test_null_profile_is_demo_with_unit_fold_changes():
         e["fold_change"] = None
     for e in demo["perturbations"]:
         e["fold_change"] = None
-    demo["report"]["null_profile"] = None  # the demo names its null control; the null does not
+    # the demo names its null control and its oracle; the null does not
+    demo["report"]["null_profile"] = demo["report"]["oracle_profile"] = None
     assert null == demo
 
 
@@ -41,7 +42,7 @@ def test_demo_profile_is_the_notebook_defaults():
     root = artifacts.project_root()
     demo = config.load_params(root / "params" / "demo.yaml")
     defaults = config.validate({})
-    demo["report"]["null_profile"] = None
+    demo["report"]["null_profile"] = demo["report"]["oracle_profile"] = None
     assert demo == defaults
 
 

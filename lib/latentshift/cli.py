@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from latentshift import artifacts, config, fetch, runner, sweep
+from latentshift import artifacts, config, fetch, runner, study, sweep
 from latentshift.errors import LatentshiftError, PipelineError
 
 log = logging.getLogger("latentshift")
@@ -38,13 +38,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--report-dir", help="folder for the HTML report (default reports/<profile>)"
     )
     p_sweep = sub.add_parser(
-        "sweep", help="dose-response sweep: notebooks 02-05 once per fold-change level"
+        "sweep",
+        help="dose-response sweep (notebooks 02-05 once per fold-change level), or a study over "
+        "any params keys (--vary, --design: notebooks 02-06 once per point)",
     )
     p_sweep.add_argument("params", help="profile YAML, e.g. params/demo.yaml")
     p_sweep.add_argument(
         "--levels",
         help="comma-separated fold-change levels (up entries get the level, down entries "
         "1/level), e.g. 1,1.25,1.5,2,3",
+    )
+    p_sweep.add_argument(
+        "--vary",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="a study: run every combination of these values (YAML values, e.g. "
+        "ldvae.n_top_genes=null,1000); repeat for more keys",
+    )
+    p_sweep.add_argument("--design", metavar="FILE", help="a study: its points from a design YAML")
+    p_sweep.add_argument("--name", help="the study's name (folders and page; default 'study')")
+    p_sweep.add_argument(
+        "--nulls", action="store_true", help="also run each point's null (every fold change 1.0)"
+    )
+    p_sweep.add_argument("--viz", action="store_true", help="also run 04_latent_viz per point")
+    p_sweep.add_argument(
+        "--run-dir", help="a study: the profile's run folder (default runs/<profile>)"
+    )
+    p_sweep.add_argument(
+        "--report-dir", help="a study: the profile's report folder (default reports/<profile>)"
     )
     p_fetch = sub.add_parser(
         "fetch",
@@ -85,6 +106,29 @@ def _levels(text: str | None) -> dict[str, Any]:
         raise PipelineError(f"--levels must be numbers separated by commas, got {text!r}") from None
 
 
+def _study(args: argparse.Namespace) -> int:
+    if args.levels:
+        raise PipelineError(
+            "--levels belongs to the dose-response sweep; in a study vary the key "
+            f"{study.LEVEL_KEY} (e.g. --vary {study.LEVEL_KEY}=1,2)."
+        )
+    if args.vary and args.design:
+        raise PipelineError("give the study's points by --vary or by --design, not both.")
+    if args.design:
+        name, points, options = study.load_design(args.design)
+    else:
+        name, points, options = "study", study.parse_vary(args.vary), {}
+    return study.run_study(
+        args.params,
+        points,
+        name=args.name or name,
+        nulls=args.nulls or options.get("nulls", False),
+        viz=args.viz or options.get("viz", False),
+        run_folder=args.run_dir,
+        report_folder=args.report_dir,
+    )
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from latentshift import genesets, simulate
 
@@ -121,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "sweep" and (args.vary or args.design):
+            return _study(args)
         if args.command == "sweep":
             return sweep.run_sweep(args.params, **_levels(args.levels))
         return runner.run(

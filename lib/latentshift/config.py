@@ -93,6 +93,7 @@ DEFAULTS: dict[str, Any] = {
         # unseen), no gene forced in. keep_perturbed_genes: true adds every disease-set gene — an
         # oracle (it knows which genes were shifted); hvg_cells: normal ranks on the normal cells only
         "hvg_cells": "all",
+        "hvg_flavor": "seurat_v3",  # scanpy's ranking: "seurat_v3" or "pearson_residuals"
         "keep_perturbed_genes": False,
         "genes_before_copies": False,  # choose the LDVAE's genes in 02, before the copies (atlas memory)
         "likelihood_impl": "zero_aware",  # NB reconstruction term: "zero_aware" (same model, faster) or "dense"
@@ -249,6 +250,12 @@ RULES: dict[str, Rule] = {
         _one_of("all", "normal"),
         "'all' (every training cell, labels unseen: what a user with unlabelled nuclei does) or "
         "'normal' (the normal training cells only)",
+    ),
+    "ldvae.hvg_flavor": (
+        STR,
+        _one_of("seurat_v3", "pearson_residuals"),
+        "'seurat_v3' (scanpy's highly_variable_genes on counts) or 'pearson_residuals' "
+        "(scanpy.experimental's analytic Pearson residuals)",
     ),
     "ldvae.keep_perturbed_genes": (
         BOOL,

@@ -167,6 +167,7 @@ def select_genes(
     *,
     keep: Sequence[str] | None = None,
     hvg_cells: str = "all",
+    flavor: str = "seurat_v3",
     split_key: str = "split",
     train_value: str = "train",
     layer: str = "counts",
@@ -190,6 +191,10 @@ def select_genes(
         copies included, labels unseen — what a user with unlabelled nuclei does; a shifted gene
         is more variable across them, which is the signal in question) or ``"normal"`` (the
         normal training cells only, when ``obs["condition"]`` is present).
+    flavor
+        scanpy's ranking: ``"seurat_v3"`` (``scanpy.pp.highly_variable_genes`` on counts) or
+        ``"pearson_residuals"`` (``scanpy.experimental.pp.highly_variable_genes``: the variance
+        of analytic Pearson residuals, Lause et al. 2021).
     split_key, train_value
         Which cells are training cells; test cells never influence the choice.
     layer
@@ -225,9 +230,16 @@ def select_genes(
         if normal.sum() >= 10:
             mask = normal
     train = adata[mask]
-    hvg = sc.pp.highly_variable_genes(
-        train, n_top_genes=int(n_top_genes), flavor="seurat_v3", layer=layer, inplace=False
-    )
+    if flavor == "pearson_residuals":
+        hvg = sc.experimental.pp.highly_variable_genes(
+            train, n_top_genes=int(n_top_genes), layer=layer, inplace=False
+        )
+    elif flavor == "seurat_v3":
+        hvg = sc.pp.highly_variable_genes(
+            train, n_top_genes=int(n_top_genes), flavor="seurat_v3", layer=layer, inplace=False
+        )
+    else:
+        raise DataError(f"flavor is {flavor!r}; it must be 'seurat_v3' or 'pearson_residuals'.")
     chosen = set(train.var_names[np.asarray(hvg["highly_variable"], dtype=bool)]) | set(keep)
     genes = [g for g in adata.var_names if g in chosen]
     log.info(
@@ -253,7 +265,13 @@ def model_genes(adata: AnnData, params: Mapping[str, Any]) -> list[str]:
         ``keep_perturbed_genes`` (the oracle: every disease-set gene forced in).
     """
     keep = perturbed_genes(adata) if params["keep_perturbed_genes"] else []
-    return select_genes(adata, params["n_top_genes"], keep=keep, hvg_cells=params["hvg_cells"])
+    return select_genes(
+        adata,
+        params["n_top_genes"],
+        keep=keep,
+        hvg_cells=params["hvg_cells"],
+        flavor=params.get("hvg_flavor", "seurat_v3"),
+    )
 
 
 def genes_in_model(
@@ -319,6 +337,7 @@ def cells_for_model(adata: AnnData, params: Mapping[str, Any]) -> tuple[AnnData,
     choice = {
         "n_top_genes": params["n_top_genes"],
         "hvg_cells": params["hvg_cells"],
+        "hvg_flavor": params.get("hvg_flavor", "seurat_v3"),
         "keep_perturbed_genes": bool(params["keep_perturbed_genes"]),
         "oracle": bool(params["keep_perturbed_genes"] and params["n_top_genes"] is not None),
         "n_genes_in_data": int(adata.n_vars),
@@ -427,7 +446,13 @@ def keep_model_genes(
         layers={"counts": counts},
     )
     keep = list(set_genes) if params["keep_perturbed_genes"] else []
-    genes = select_genes(view, n_top_genes, keep=keep, hvg_cells="normal")
+    genes = select_genes(
+        view,
+        n_top_genes,
+        keep=keep,
+        hvg_cells="normal",
+        flavor=params.get("hvg_flavor", "seurat_v3"),
+    )
     out = subset(cells, cols=cells.var_names.get_indexer(genes))
     out.uns.setdefault("latentshift", {})["ldvae_genes_chosen"] = int(n_top_genes)
     log.info("genes kept before the copies: %d of %d", out.n_vars, cells.n_vars)

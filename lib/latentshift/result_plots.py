@@ -205,6 +205,58 @@ def accuracy_by_epoch(table: Any, chance: float, title: str = "") -> Figure:
     return fig
 
 
+def study_points(table: Any, chance: float, title: str = "") -> Figure:
+    """Accuracy per study point: the network on the LDVAE latent with its 95% interval, beside
+    the PCA network, the disease-gene regression, the label permutation and the point's null.
+
+    Parameters
+    ----------
+    table
+        ``study.csv`` (:func:`latentshift.study.collect`).
+    chance
+        The chance level (dashed line).
+    title
+        Figure title.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    n = len(table)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * max(n, 1)))
+    y = np.arange(n)[::-1]
+    acc = table["accuracy"].astype(float).to_numpy()
+    err = np.vstack(
+        [
+            acc - table["accuracy_low"].astype(float).to_numpy(),
+            table["accuracy_high"].astype(float).to_numpy() - acc,
+        ]
+    )
+    ax.errorbar(acc, y, xerr=err, fmt="o", color="#c44e52", capsize=3, label="LDVAE latent (MLP)")
+    marks = {
+        "pca_accuracy": ("PCA (MLP)", "#4c72b0", "s"),
+        "disease_genes_accuracy": ("disease genes (logreg)", "#55a868", "^"),
+        "permutation_accuracy": ("label permutation", "grey", "x"),
+        "null_accuracy": ("null run", "black", "|"),
+    }
+    for col, (label, color, marker) in marks.items():
+        if col in table and table[col].notna().any():
+            ax.scatter(
+                table[col].astype(float), y, color=color, marker=marker, label=label, zorder=3
+            )
+    ax.axvline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.2f})")
+    names = [
+        f"{p} (ORACLE)" if str(o).lower() == "true" else str(p)
+        for p, o in zip(table["point"], table.get("oracle", [None] * n), strict=True)
+    ]
+    ax.set_yticks(y, names)
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("test accuracy (95% interval)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    ax.set_title(title or "accuracy per study point")
+    fig.tight_layout()
+    return fig
+
+
 def classifier_history(history: Any, best_epoch: int | None = None, title: str = "") -> Figure:
     """Classifier training: cross-entropy (training and validation slice) and validation accuracy per epoch.
 

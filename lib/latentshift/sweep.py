@@ -18,13 +18,10 @@ also lands in ``runs/<profile>/sweep/sweep.csv``.
 from __future__ import annotations
 
 import base64
-import copy
 import datetime as _dt
 import html
 import io
 import logging
-import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,8 +30,11 @@ import pandas as pd
 import yaml
 
 from latentshift import artifacts, config, runner
-from latentshift.errors import LatentshiftError, SweepError
+from latentshift.errors import SweepError
 from latentshift.provenance import provenance
+from latentshift.study import LEVEL_KEY, ensure_cells, point_params, run_points, scaled_params
+
+__all__ = ["DEFAULT_LEVELS", "collect", "detection_threshold", "run_sweep", "scaled_params"]
 
 log = logging.getLogger(__name__)
 
@@ -49,51 +49,6 @@ SWEEP_NOTEBOOKS: tuple[str, ...] = ("02", "03", "05")
 def level_name(level: float) -> str:
     """The folder name of a level: ``1.0`` → ``"1.0"``, ``1.25`` → ``"1.25"``."""
     return repr(float(level))
-
-
-def scaled_params(raw: Mapping[str, Any] | None, level: float) -> dict[str, Any]:
-    """The raw params with every perturbation entry set to one fold-change level.
-
-    Parameters
-    ----------
-    raw
-        The profile as parsed from YAML (``None``: all defaults).
-    level
-        Fold change >= 1: ``up`` entries get ``level``, ``down`` entries ``1 / level``.
-
-    Returns
-    -------
-    dict
-        A deep copy of ``raw`` with ``perturbations`` replaced.
-    """
-    if not level >= 1:
-        raise SweepError(
-            f"sweep level {level} is below 1; give fold-change levels >= 1 (1.0 is the null perturbation)."
-        )
-    out = copy.deepcopy(dict(raw or {}))
-    entries = out.get("perturbations") or copy.deepcopy(config.DEFAULT_PERTURBATIONS)
-    scaled = []
-    for entry in entries:
-        entry = dict(entry)
-        entry["fold_change"] = (
-            float(level) if entry.get("direction") == "up" else 1.0 / float(level)
-        )
-        scaled.append(entry)
-    out["perturbations"] = scaled
-    return out
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        if dst.stat().st_size == src.stat().st_size and dst.stat().st_mtime >= src.stat().st_mtime:
-            return
-        dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError:
-        with artifacts.atomic_path(dst) as tmp:
-            shutil.copy2(src, tmp)
 
 
 def collect(sweep_folder: str | Path, levels: Sequence[float]) -> pd.DataFrame:
@@ -286,33 +241,23 @@ def run_sweep(
     raw = yaml.safe_load(params_path.read_text()) or {}
     profile = config.profile_name(params_path)
     main_run = artifacts.run_dir(profile, None, root)
-    cells = main_run / "cells.h5ad"
-    if not cells.exists():
-        log.info("sweep: %s is missing — running 01_data first", cells)
-        if runner.run(params_path, root=root, select=["01"]) != 0 or not cells.exists():
-            log.error("sweep: 01_data failed; see reports/%s/", profile)
-            return 1
+    cells = ensure_cells(params_path, root)
+    if cells is None:
+        return 1
     started = _dt.datetime.now().isoformat(timespec="seconds")
     sweep_runs = main_run / "sweep"
-    sweep_reports = root / "reports" / profile / "sweep"
-    status: dict[float, int] = {}
-    for i, level in enumerate(levels):
-        name = level_name(level)
-        log.info("sweep %s: level %s (%d/%d)", profile, name, i + 1, len(levels))
-        folder = sweep_runs / name
-        _link_or_copy(cells, folder / "cells.h5ad")
-        try:
-            status[level] = runner.run(
-                params_path,
-                params=scaled_params(raw, level),
-                run_folder=folder,
-                report_folder=sweep_reports / name,
-                select=list(SWEEP_NOTEBOOKS),
-                root=root,
-            )
-        except LatentshiftError as exc:
-            log.error("sweep level %s: %s", name, exc)
-            status[level] = 1
+    # the sweep is the study whose points set every fold change to one level
+    points = [(level_name(lv), point_params(raw, {LEVEL_KEY: lv})) for lv in levels]
+    by_name = run_points(
+        params_path,
+        points,
+        sweep_runs,
+        root / "reports" / profile / "sweep",
+        SWEEP_NOTEBOOKS,
+        cells,
+        root,
+    )
+    status = {lv: by_name[level_name(lv)] for lv in levels}
     table = collect(sweep_runs, levels)
     artifacts.write_csv(table, sweep_runs / "sweep.csv", index=False)
     prov = {
