@@ -612,6 +612,42 @@ def recovery_table(
     return pd.DataFrame(rows).set_index("condition")
 
 
+def recovery_by_epoch(
+    adata: AnnData,
+    final_loadings: pd.DataFrame,
+    gene_sets: Mapping[str, Sequence[str]],
+    directions: Mapping[str, str],
+    cells: str = "test",
+) -> pd.DataFrame:
+    """Projected recovery AUROC (:func:`recovery_table`'s ``auroc_ldvae_projected``) at each
+    latent snapshot of one training run (``obsm["X_ldvae_epoch<N>"]``, ``varm["loadings_epoch<N>"]``,
+    :func:`latentshift.ldvae.store_snapshots`) and at the end (``obsm["X_ldvae"]``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per epoch: ``epoch``, one AUROC column per condition; empty without snapshots.
+    """
+    info = adata.uns.get("ldvae_snapshots") or {}
+    epochs = [int(e) for e in np.atleast_1d(info.get("epochs", []))]
+    if not epochs:
+        return pd.DataFrame(columns=["epoch", *gene_sets])
+    points = [(e, f"X_ldvae_epoch{e}", adata.varm[f"loadings_epoch{e}"]) for e in epochs]
+    points.append((int(info.get("final_epoch", epochs[-1] + 1)), "X_ldvae", final_loadings))
+    rows = []
+    for epoch, key, w in points:
+        W = pd.DataFrame(np.asarray(w), index=final_loadings.index, columns=final_loadings.columns)
+        shifts = factor_shifts(adata.obsm[key], adata.obs, list(gene_sets), W.columns, cells=cells)
+        row: dict[str, Any] = {"epoch": epoch}
+        for cond, genes in gene_sets.items():
+            sh = shifts[shifts["condition"] == cond].set_index("factor").reindex(W.columns)
+            row[cond] = recovery(
+                projected_scores(W, sh["mean_shift"].to_numpy()), genes, directions[cond]
+            )["auroc"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def oriented_scores(
     loadings: pd.DataFrame,
     shifts: pd.DataFrame,

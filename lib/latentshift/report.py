@@ -33,6 +33,10 @@ from latentshift import artifacts
 KEY_FIGURES: dict[str, tuple[str, str]] = {
     "umap": ("UMAP of the LDVAE latent by cell type and by condition", "04_latent_viz"),
     "confusion": ("Confusion matrix of the classifier", "05_classifier"),
+    "accuracy_by_epoch": (
+        "When the shift is encoded: accuracy against training epoch",
+        "05_classifier",
+    ),
     "celltype_auc": ("Which cell types carry the shift (per-cell-type AUC)", "05_classifier"),
     "recovery": ("Gene-set recovery from the loadings", "06_loadings"),
     "dose_response": ("Dose response: accuracy against fold change", "sweep"),
@@ -71,6 +75,7 @@ pre.ls-pre { background: #f6f6f6; padding: 1em; overflow: auto; max-width: 100%;
 img { max-width: 100%; height: auto; }
 .jp-OutputArea-output { overflow-x: auto; max-width: 100%; }
 .jp-RenderedHTMLCommon table { display: block; overflow-x: auto; max-width: 100%; }
+table.ls-wide { display: block; overflow-x: auto; max-width: 100%; }
 /* reader view: code hidden until asked for */
 body:not(.ls-show-code) .jp-CodeCell .jp-Cell-inputWrapper { display: none; }
 body:not(.ls-show-code) .jp-CodeCell.jp-mod-noOutputs { display: none; }

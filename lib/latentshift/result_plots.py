@@ -257,6 +257,32 @@ def study_points(table: Any, chance: float, title: str = "") -> Figure:
     return fig
 
 
+def recovery_by_epoch(table: Any, title: str = "") -> Figure:
+    """Projected gene-set recovery AUROC against the LDVAE's training epoch, one line per set
+    (:func:`latentshift.loadings.recovery_by_epoch`); 0.5 is chance."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for col in [c for c in table.columns if c != "epoch"]:
+        ax.plot(table["epoch"], table[col].astype(float), marker="o", label=f"{col} set")
+    ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance (0.5)")
+    if not len(table):
+        ax.text(
+            0.5,
+            0.5,
+            "no snapshots kept (ldvae.snapshot_every)",
+            ha="center",
+            transform=ax.transAxes,
+        )
+    ax.set_xlabel("LDVAE training epoch")
+    ax.set_ylabel("recovery AUROC (LDVAE projected)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right")
+    ax.set_title(title or "gene-set recovery against training epoch")
+    fig.tight_layout()
+    return fig
+
+
 def classifier_history(history: Any, best_epoch: int | None = None, title: str = "") -> Figure:
     """Classifier training: cross-entropy (training and validation slice) and validation accuracy per epoch.
 

@@ -156,7 +156,7 @@ a point detects the shift when that interval lies above chance, the label permut
 null run. A point marked ORACLE forced the disease-set genes into the model: it knows where
 the shift is.</p>
 <img alt="accuracy per study point" src="data:image/png;base64,{png}">
-<table class="ls-table">{head}{"".join(rows)}</table>
+<table class="ls-table ls-wide">{head}{"".join(rows)}</table>
 <h2>Points</h2><ul>{design}</ul>
 {f'<p class="ls-simulated">{html.escape(SIMULATED_NOTE)}</p>' if simulated else ""}
 <h2>Provenance</h2>
