@@ -129,3 +129,26 @@ def test_section_merges_notebook_overrides():
     assert config.section("perturbations", None)[0]["name"] == "ALS"
     with pytest.raises(ParamsError, match="did you mean"):
         config.section("ldvea", {})
+
+
+def test_gene_choice_keys_are_validated_and_named_in_the_cli_error(tmp_path, caplog):
+    from latentshift import cli
+
+    ok = config.validate({"ldvae": {"hvg_cells": "normal", "keep_perturbed_genes": True}})
+    assert ok["ldvae"]["hvg_cells"] == "normal" and ok["ldvae"]["keep_perturbed_genes"] is True
+    defaults = config.validate({})["ldvae"]
+    assert defaults["hvg_cells"] == "all" and defaults["keep_perturbed_genes"] is False
+    with pytest.raises(ParamsError, match=r"ldvae.hvg_cells.*'all'.*'normal'"):
+        config.validate({"ldvae": {"hvg_cells": "copies"}})
+    with pytest.raises(ParamsError, match=r"ldvae.keep_perturbed_genes.*true.*oracle"):
+        config.validate({"ldvae": {"keep_perturbed_genes": "yes"}})
+    with pytest.raises(ParamsError, match=r"ldvae.hvg_flavor.*pearson_residuals"):
+        config.validate({"ldvae": {"hvg_flavor": "cell_ranger"}})
+    # before the copies only the normal cells exist: the label-blind ranking is refused there
+    with pytest.raises(ParamsError, match=r"genes_before_copies.*hvg_cells to 'normal'"):
+        config.validate({"ldvae": {"genes_before_copies": True}})
+    # `python -m latentshift check` names the key and the allowed values
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ldvae:\n  hvg_cells: copies\n")
+    assert cli.main(["check", str(bad)]) == 2
+    assert "ldvae.hvg_cells" in caplog.text and "'all'" in caplog.text and "'normal'" in caplog.text

@@ -194,6 +194,27 @@ def test_headline_rows_put_each_number_beside_its_control():
         == "0.900 / 0.700 (Z_1) / 0.600"
     )
     assert report.headline_rows({}) == []
+    # the gene choice is said, and an oracle run is a named row beside the headline, never it
+    metrics["ldvae"] = {
+        "gene_choice": {
+            "n_top_genes": 1000,
+            "hvg_cells": "all",
+            "keep_perturbed_genes": False,
+            "n_genes_used": 1000,
+            "set_genes": {"ALS": {"in_model": 9, "shifted": 53}},
+        }
+    }
+    oracle = {"classifier": {"accuracy": 0.66, "accuracy_low": 0.64, "accuracy_high": 0.68}}
+    rows = dict(report.headline_rows(metrics, oracle_metrics=oracle))
+    assert "label-blind" in rows["LDVAE genes"] and "ALS 9 of 53" in rows["LDVAE genes"]
+    assert rows["classifier accuracy on the LDVAE latent [95% CI]"] == "50.0% [45.0%, 55.0%]"
+    oracle_rows = [v for k, v in rows.items() if k.startswith("ORACLE")]
+    assert oracle_rows == ["66.0% [64.0%, 68.0%]"]
+    from latentshift.findings import run_findings
+
+    box = run_findings(metrics, None, True, oracle)
+    assert "50.0%" in box.headline and "66.0%" not in box.headline
+    assert any(item.startswith("Oracle (not the headline)") for item in box.items)
 
 
 def test_peak_memory_sees_a_child_process_allocation():

@@ -549,6 +549,17 @@ def render_index(
         if (target.parent / "sweep.html").exists()
         else ""
     )
+    studies = sorted(
+        p.stem
+        for p in target.parent.glob("*.html")
+        if p.stem not in {*names, "index", "sweep"} and (target.parent / p.stem).is_dir()
+    )
+    if studies:
+        sweep += (
+            "<p>Studies: "
+            + ", ".join(f'<a href="{html.escape(s)}.html">{html.escape(s)}</a>' for s in studies)
+            + "</p>"
+        )
     data_line = (
         "" if simulated else f"<p>Data: <code>{html.escape(str(params['data']['path']))}</code></p>"
     )

@@ -407,6 +407,8 @@ def run_study(
         prov,
         figure=run_base / "study.png",
     )
+    plan = runner.plan_run(params_path, root=root, run_folder=main_run, report_folder=main_report)
+    runner.render_index_of(plan)  # the profile's index links the study page
     log.info("study: %s", target)
     return 0 if all(v == 0 for v in status.values()) else 1
 
