@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from latentshift import artifacts, errors, ldvae, perturb, training_monitor
+from latentshift import artifacts, errors, gene_choice, ldvae, perturb, training_monitor
 
 FAST = {
     "n_latent": 3,
@@ -160,12 +160,12 @@ def test_load_missing_model_says_which_notebook(tmp_path, adata):
 
 def test_hvg_keeps_every_disease_gene_when_told(adata):
     disease = perturb.perturbed_genes(adata)
-    genes = ldvae.select_genes(adata, 20, keep=disease)
+    genes = gene_choice.select_genes(adata, 20, keep=disease)
     assert len(disease) == 16
     assert set(disease) <= set(genes)
     assert 20 <= len(genes) <= 20 + len(disease)
     assert genes == [g for g in adata.var_names if g in set(genes)]  # data order
-    assert ldvae.select_genes(adata, None) == list(adata.var_names)
+    assert gene_choice.select_genes(adata, None) == list(adata.var_names)
 
 
 def test_label_blind_choice_keeps_a_set_gene_only_if_it_is_variable(adata):
@@ -173,7 +173,7 @@ def test_label_blind_choice_keeps_a_set_gene_only_if_it_is_variable(adata):
 
     disease = perturb.perturbed_genes(adata)
     blind = {"n_top_genes": 20, "keep_perturbed_genes": False, "hvg_cells": "all"}
-    genes = ldvae.model_genes(adata, blind)
+    genes = gene_choice.model_genes(adata, blind)
     assert len(genes) == 20  # nothing forced in
     train = adata[(adata.obs["split"] == "train").to_numpy()]
     hvg = sc.pp.highly_variable_genes(
@@ -184,35 +184,35 @@ def test_label_blind_choice_keeps_a_set_gene_only_if_it_is_variable(adata):
     for g in disease:
         assert (g in genes) == (g in variable)
     # the oracle forces every set gene in, whatever its variability
-    oracle = ldvae.model_genes(adata, {**blind, "keep_perturbed_genes": True})
+    oracle = gene_choice.model_genes(adata, {**blind, "keep_perturbed_genes": True})
     assert set(oracle) == variable | set(disease)
 
 
 def test_hvg_cells_normal_ranks_on_the_normal_training_cells_only(adata):
     blind = {"n_top_genes": 20, "keep_perturbed_genes": False}
-    on_normal = ldvae.model_genes(adata, {**blind, "hvg_cells": "normal"})
+    on_normal = gene_choice.model_genes(adata, {**blind, "hvg_cells": "normal"})
     normal = adata[(adata.obs["condition"] == "normal").to_numpy()].copy()
-    assert on_normal == ldvae.select_genes(normal, 20, hvg_cells="all")
-    with pytest.raises(ldvae.DataError, match="'all' or 'normal'"):
-        ldvae.select_genes(adata, 20, hvg_cells="copies")
+    assert on_normal == gene_choice.select_genes(normal, 20, hvg_cells="all")
+    with pytest.raises(gene_choice.DataError, match="'all' or 'normal'"):
+        gene_choice.select_genes(adata, 20, hvg_cells="copies")
 
 
 def test_pearson_residual_hvgs_are_scanpys(adata):
     import scanpy as sc
 
     blind = {"n_top_genes": 20, "keep_perturbed_genes": False, "hvg_cells": "all"}
-    genes = ldvae.model_genes(adata, {**blind, "hvg_flavor": "pearson_residuals"})
+    genes = gene_choice.model_genes(adata, {**blind, "hvg_flavor": "pearson_residuals"})
     train = adata[(adata.obs["split"] == "train").to_numpy()]
     hvg = sc.experimental.pp.highly_variable_genes(
         train, n_top_genes=20, layer="counts", inplace=False
     )
     assert genes == list(train.var_names[hvg["highly_variable"].to_numpy()])
     with pytest.raises(ldvae.DataError, match="pearson_residuals"):
-        ldvae.select_genes(adata, 20, flavor="cell_ranger")
+        gene_choice.select_genes(adata, 20, flavor="cell_ranger")
 
 
 def test_genes_in_model_counts_each_set():
-    got = ldvae.genes_in_model(["a", "b", "c"], {"ALS": ["a", "x"], "HD": ["b", "c", "d"]})
+    got = gene_choice.genes_in_model(["a", "b", "c"], {"ALS": ["a", "x"], "HD": ["b", "c", "d"]})
     assert got == {"ALS": {"in_model": 1, "shifted": 2}, "HD": {"in_model": 2, "shifted": 3}}
 
 
@@ -225,7 +225,9 @@ def test_hvg_uses_training_cells_only(adata):
     for j in range(60, 70):
         counts[test_rows, j] = rng.integers(0, 500, (len(test_rows), 1))
     changed.layers["counts"] = counts.tocsr()
-    assert ldvae.select_genes(changed, 20, keep=[]) == ldvae.select_genes(adata, 20, keep=[])
+    assert gene_choice.select_genes(changed, 20, keep=[]) == gene_choice.select_genes(
+        adata, 20, keep=[]
+    )
 
 
 def test_divergence_guard_fires_and_saves_nothing(adata, tmp_path, caplog):
@@ -377,23 +379,23 @@ def test_genes_chosen_before_the_copies_are_the_genes_chosen_after():
     pert = perturb.make_perturbed(cells, entries, genes_by_set, seed=0)
     pert.obs["split"] = splitting.assign_split(pert, 0.7, grouped=True, seed=0)
     oracle = {"n_top_genes": 100, "keep_perturbed_genes": True, "hvg_cells": "normal"}
-    after = ldvae.model_genes(pert, oracle)
+    after = gene_choice.model_genes(pert, oracle)
     assert set(genes_by_set["S"]) <= set(after)
     # before the copies (atlas memory): the same genes, and 03 does not choose again
-    early = ldvae.keep_model_genes(cells, genes_by_set["S"], oracle, split_cfg, seed=0)
+    early = gene_choice.keep_model_genes(cells, genes_by_set["S"], oracle, split_cfg, seed=0)
     assert list(early.var_names) == after
     pert2 = perturb.make_perturbed(early, entries, genes_by_set, seed=0)
     pert2.obs["split"] = splitting.assign_split(pert2, 0.7, grouped=True, seed=0)
     assert (pert2.obs["split"].to_numpy() == pert.obs["split"].to_numpy()).all()
-    assert ldvae.select_genes(pert2, 100) == list(pert2.var_names)
+    assert gene_choice.select_genes(pert2, 100) == list(pert2.var_names)
     with pytest.raises(ldvae.DataError, match="split.grouped"):
-        ldvae.keep_model_genes(cells, [], oracle, {**split_cfg, "grouped": False}, seed=0)
+        gene_choice.keep_model_genes(cells, [], oracle, {**split_cfg, "grouped": False}, seed=0)
     with pytest.raises(ldvae.DataError, match="hvg_cells"):
-        ldvae.keep_model_genes(cells, [], {**oracle, "hvg_cells": "all"}, split_cfg, seed=0)
+        gene_choice.keep_model_genes(cells, [], {**oracle, "hvg_cells": "all"}, split_cfg, seed=0)
     # label-blind before the copies: the same genes as after, ranked on the normal cells
     blind = {**oracle, "keep_perturbed_genes": False}
-    early_blind = ldvae.keep_model_genes(cells, genes_by_set["S"], blind, split_cfg, seed=0)
-    assert list(early_blind.var_names) == ldvae.model_genes(pert, blind)
+    early_blind = gene_choice.keep_model_genes(cells, genes_by_set["S"], blind, split_cfg, seed=0)
+    assert list(early_blind.var_names) == gene_choice.model_genes(pert, blind)
 
 
 # --- batch covariate (ldvae.batch_key) -------------------------------------------------
@@ -457,8 +459,8 @@ def test_disease_gene_baseline_is_the_same_whatever_genes_the_ldvae_reads(adata)
     from latentshift import classify
 
     blind = {"n_top_genes": 20, "keep_perturbed_genes": False, "hvg_cells": "all"}
-    few, choice_few = ldvae.cells_for_model(adata, blind)
-    every, choice_all = ldvae.cells_for_model(adata, {**blind, "n_top_genes": None})
+    few, choice_few = gene_choice.cells_for_model(adata, blind)
+    every, choice_all = gene_choice.cells_for_model(adata, {**blind, "n_top_genes": None})
     assert few.n_vars == 20 and every.n_vars == adata.n_vars
     # some shifted genes are not in the 20-gene model, yet the baseline reads all 16 of them
     assert choice_few["set_genes"]["ALS"]["in_model"] + choice_few["set_genes"]["HD"][
@@ -473,12 +475,12 @@ def test_disease_gene_baseline_is_the_same_whatever_genes_the_ldvae_reads(adata)
     np.testing.assert_allclose(x_all, full, rtol=1e-6)
     # the gene choice is recorded, the oracle named
     assert choice_few["oracle"] is False and choice_all["n_genes_used"] == adata.n_vars
-    oracle = ldvae.cells_for_model(adata, {**blind, "keep_perturbed_genes": True})[1]
+    oracle = gene_choice.cells_for_model(adata, {**blind, "keep_perturbed_genes": True})[1]
     assert oracle["oracle"] is True
     assert oracle["set_genes"]["ALS"] == {"in_model": 8, "shifted": 8}
-    table = ldvae.gene_choice_table(oracle)
+    table = gene_choice.gene_choice_table(oracle)
     assert "oracle" in table.columns.name and table.loc["model", "in the model"] == 20 + sum(
-        g not in set(ldvae.model_genes(adata, blind)) for g in perturb.perturbed_genes(adata)
+        g not in set(gene_choice.model_genes(adata, blind)) for g in perturb.perturbed_genes(adata)
     )
 
 

@@ -6,7 +6,8 @@ do one job each, and imports run one way (down this list, never back up):
 
 Command line and running
     :mod:`~latentshift.cli` (``python -m latentshift``) → :mod:`~latentshift.sweep` (dose
-    response) → :mod:`~latentshift.runner` (papermill, resume, peak memory) →
+    response) → :mod:`~latentshift.study` (points over any params keys; its page:
+    :mod:`~latentshift.study_report`) → :mod:`~latentshift.runner` (papermill, resume, peak memory) →
     :mod:`~latentshift.report` (nbconvert pages, index) and :mod:`~latentshift.provenance`;
     :mod:`~latentshift.fetch` downloads a profile's data file.
 The steps
@@ -17,7 +18,7 @@ The steps
     :mod:`~latentshift.genesets` (GMT files, matching) and :mod:`~latentshift.split` (the grouped
     train/test split);
     03 :mod:`~latentshift.ldvae` (scvi-tools ``LinearSCVI``), with
-    :mod:`~latentshift.nb_likelihood` (its zero-aware NB term) and
+    :mod:`~latentshift.gene_choice` (which genes it reads), :mod:`~latentshift.nb_likelihood` (its zero-aware NB term) and
     :mod:`~latentshift.training_monitor` (progress, convergence stopping, the curves);
     04 :mod:`~latentshift.embedding` (neighbours, UMAP, Leiden, separation);
     05 :mod:`~latentshift.classify` (features, baselines, the comparison), with
