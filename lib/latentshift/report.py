@@ -164,6 +164,21 @@ def figure_thumbnail(png: Path, caption: str, href: str | None) -> str:
     )
 
 
+def embedded_figure(fig: Any, figure: Path | None = None) -> str:
+    """A matplotlib figure as a PNG data URI for a page (closed afterwards), also saved to
+    ``figure`` when given (e.g. the index page's thumbnail)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    if figure is not None:
+        artifacts.save_figure(fig, figure)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 # --- the step pages --------------------------------------------------------------------------
 
 

@@ -188,7 +188,19 @@ def accuracy_by_epoch(table: Any, chance: float, title: str = "") -> Figure:
             float(final["epoch"].iloc[0]), color="black", ls=":", lw=1, label="training ended"
         )
     ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.2f})")
-    if not len(table):
+    _epoch_axes(
+        ax,
+        len(table),
+        "test accuracy (95% interval)",
+        title or "when is the shift encoded: accuracy against training epoch",
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _epoch_axes(ax: Any, n_points: int, ylabel: str, title: str) -> None:
+    """The axes of a curve against the LDVAE's training epoch (05 and 06 draw one each)."""
+    if not n_points:
         ax.text(
             0.5,
             0.5,
@@ -197,12 +209,10 @@ def accuracy_by_epoch(table: Any, chance: float, title: str = "") -> Figure:
             transform=ax.transAxes,
         )
     ax.set_xlabel("LDVAE training epoch")
-    ax.set_ylabel("test accuracy (95% interval)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
     ax.legend(loc="lower right")
-    ax.set_title(title or "when is the shift encoded: accuracy against training epoch")
-    fig.tight_layout()
-    return fig
+    ax.set_title(title)
 
 
 def study_points(table: Any, chance: float, title: str = "") -> Figure:
@@ -266,19 +276,12 @@ def recovery_by_epoch(table: Any, title: str = "") -> Figure:
     for col in [c for c in table.columns if c != "epoch"]:
         ax.plot(table["epoch"], table[col].astype(float), marker="o", label=f"{col} set")
     ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance (0.5)")
-    if not len(table):
-        ax.text(
-            0.5,
-            0.5,
-            "no snapshots kept (ldvae.snapshot_every)",
-            ha="center",
-            transform=ax.transAxes,
-        )
-    ax.set_xlabel("LDVAE training epoch")
-    ax.set_ylabel("recovery AUROC (LDVAE projected)")
-    ax.set_ylim(0, 1.02)
-    ax.legend(loc="lower right")
-    ax.set_title(title or "gene-set recovery against training epoch")
+    _epoch_axes(
+        ax,
+        len(table),
+        "recovery AUROC (LDVAE projected)",
+        title or "gene-set recovery against training epoch",
+    )
     fig.tight_layout()
     return fig
 

@@ -4,9 +4,7 @@ the figure, the table of points, provenance). Its numbers come from ``study.csv`
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -87,20 +85,13 @@ def render_study(
     figure: Path | None = None,
 ) -> Path:
     """Write the study page (and its figure to ``figure``)."""
-    import matplotlib.pyplot as plt
-
     from latentshift import report, result_plots
     from latentshift.findings import SIMULATED_NOTE, findings_html, pct
 
     label = " (simulated data)" if simulated else ""
     chance = float(table["chance"].dropna().median()) if table["chance"].notna().any() else 1 / 3
     fig = result_plots.study_points(table, chance, title=f"study {study}, profile {profile}{label}")
-    if figure is not None:
-        artifacts.save_figure(fig, figure)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    png = base64.b64encode(buf.getvalue()).decode("ascii")
+    src = report.embedded_figure(fig, figure)
 
     def cell(v: Any) -> str:
         if v is None or (isinstance(v, float) and pd.isna(v)):
@@ -155,7 +146,7 @@ Accuracy is the test accuracy of the network on the LDVAE latent with its 95% bo
 a point detects the shift when that interval lies above chance, the label permutation and its
 null run. A point marked ORACLE forced the disease-set genes into the model: it knows where
 the shift is.</p>
-<img alt="accuracy per study point" src="data:image/png;base64,{png}">
+<img alt="accuracy per study point" src="{src}">
 <table class="ls-table ls-wide">{head}{"".join(rows)}</table>
 <h2>Points</h2><ul>{design}</ul>
 {f'<p class="ls-simulated">{html.escape(SIMULATED_NOTE)}</p>' if simulated else ""}

@@ -17,10 +17,8 @@ also lands in ``runs/<profile>/sweep/sweep.csv``.
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
-import io
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -130,8 +128,6 @@ def render_sweep(
     figure, the threshold, the table and the provenance (``prov``: package versions, git
     commit, data checksum, start/end times). The figure is also saved to ``figure`` (the index
     page's thumbnail)."""
-    import matplotlib.pyplot as plt
-
     from latentshift import report, result_plots
     from latentshift.findings import SIMULATED_NOTE, Findings, findings_html
 
@@ -142,12 +138,7 @@ def render_sweep(
     fig = result_plots.dose_response(
         table, chance, thr_ldvae, title=f"dose response, profile {profile}{label}"
     )
-    if figure is not None:
-        artifacts.save_figure(fig, figure)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    png = base64.b64encode(buf.getvalue()).decode("ascii")
+    src = report.embedded_figure(fig, figure)
 
     def fmt(v: Any) -> str:
         return "–" if pd.isna(v) else f"{v:.3f}"
@@ -190,7 +181,7 @@ def render_sweep(
 multiplied by 1/level, sets that go up by level), and notebooks 02–05 run again on the same
 cells. Each point is the test accuracy of the classifier with its 95% bootstrap interval over
 test cells; level 1.0 is the null perturbation.</p>
-<img alt="accuracy against fold change" src="data:image/png;base64,{png}">
+<img alt="accuracy against fold change" src="{src}">
 <table class="ls-table"><tr><th>level</th><th>LDVAE MLP accuracy [95%]</th>
 <th>PCA MLP accuracy [95%]</th><th>disease genes (logreg)</th><th>label permutation</th>
 <th>chance</th><th>run</th></tr>
