@@ -700,13 +700,13 @@ def gene_choice_text(choice: Mapping[str, Any]) -> str:
     kept = f"; shifted genes in the model: {sets}" if sets else ""
     if choice.get("n_top_genes") is None:
         return f"every gene ({choice.get('n_genes_used')}){kept}"
-    how = f"{choice.get('n_genes_used')} genes: {choice['n_top_genes']} HVGs ranked on "
-    how += f"{choice.get('hvg_cells')} training cells"
+    how = f"{choice['n_top_genes']} HVGs ranked on {choice.get('hvg_cells')} training cells"
     if choice.get("keep_perturbed_genes"):
         return (
-            how + f" + every disease-set gene — an ORACLE (it knows which genes were shifted){kept}"
+            f"{choice.get('n_genes_used')} genes: {how} + every disease-set gene — an ORACLE (it "
+            f"knows which genes were shifted){kept}"
         )
-    return how + f", label-blind{kept}"
+    return f"{how}, label-blind{kept}"
 
 
 def run_findings(
