@@ -191,3 +191,38 @@ def test_two_point_study_on_the_smoke_profile(smoke_run, root):
     problems = check_pages([page], chromium=require_chromium())
     assert {p.name: found for p, found in problems.items() if found} == {}
     assert "n_latent=5" in page.read_text()
+
+
+def test_readme_study_tables_are_generated_from_the_recorded_studies(root, tmp_path):
+    # the README's tables equal what the recorded study.csv files give
+    assert study_report.sync_readme(root / "README.md", root, check=True) == []
+    # and a stale table is found and rewritten
+    table = pd.DataFrame(
+        {
+            "point": ["a"],
+            "accuracy": [0.5],
+            "accuracy_low": [0.45],
+            "accuracy_high": [0.55],
+            "permutation_accuracy": [0.33],
+            "null_accuracy": [0.334],
+            "pca_accuracy": [0.4],
+            "logreg_latent_accuracy": [0.48],
+            "disease_genes_accuracy": [0.8],
+            "oracle": [False],
+            "ALS_genes_in_model": [9],
+            "ALS_recovery": [0.9],
+            "epochs": [80],
+            "wall_seconds": [300.0],
+        }
+    )
+    (tmp_path / "results").mkdir()
+    table.to_csv(tmp_path / "results" / "s.csv", index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- study-table results/s.csv -->\nold\n<!-- /study-table -->\nafter\n")
+    assert study_report.sync_readme(readme, tmp_path, check=True) == ["results/s.csv"]
+    assert "old" in readme.read_text()
+    assert study_report.sync_readme(readme, tmp_path) == ["results/s.csv"]
+    text = readme.read_text()
+    assert "| `a` | 50.0% [45.0%, 55.0%] | 33.0% | 33.4% |" in text and "5.0 min" in text
+    assert text.startswith("before\n") and text.endswith("after\n")
+    assert study_report.sync_readme(readme, tmp_path, check=True) == []

@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="params/genesets/disease_genesets.gmt",
         help="gene sets whose genes must be present",
     )
+    p_readme = sub.add_parser(
+        "readme", help="regenerate the README's study tables from their recorded study.csv"
+    )
+    p_readme.add_argument("--check", action="store_true", help="only say whether they are stale")
     p_check = sub.add_parser("check", help="validate a profile without running anything")
     p_check.add_argument("params")
     return parser
@@ -165,6 +169,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "readme":
+            from latentshift import study_report
+
+            root = artifacts.project_root()
+            stale = study_report.sync_readme(root / "README.md", root, check=args.check)
+            log.info(
+                "README study tables %s: %s",
+                "stale" if args.check else "rewritten",
+                stale or "none",
+            )
+            return 1 if stale and args.check else 0
         if args.command == "sweep" and (args.vary or args.design):
             return _study(args)
         if args.command == "sweep":

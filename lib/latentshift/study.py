@@ -444,6 +444,9 @@ def point_row(folder: Path) -> dict[str, Any]:
         if steps
         else nan,
     }
+    prov = metrics.get("provenance") or {}
+    row["git_commit"] = (prov.get("git_commit") or "")[:12] or None
+    row["git_dirty"] = prov.get("git_dirty")
     for cond, m in (choice.get("set_genes") or {}).items():
         row[f"{cond}_genes_in_model"] = m.get("in_model")
     for cond, m in (metrics.get("loadings") or {}).items():

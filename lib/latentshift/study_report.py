@@ -5,6 +5,7 @@ the figure, the table of points, provenance). Its numbers come from ``study.csv`
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,87 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("epochs", "epochs"),
     ("n_genes_used", "genes"),
 )
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A study's ``study.csv`` as the Markdown table the README quotes (one row per point that
+    ran; a point's null control and its oracle status named in the row)."""
+    from latentshift.findings import pct
+
+    def num(v: Any, digits: int = 3) -> str:
+        return "–" if v is None or pd.isna(v) else f"{float(v):.{digits}f}"
+
+    sets = [c[: -len("_genes_in_model")] for c in table.columns if c.endswith("_genes_in_model")]
+    head = [
+        "point",
+        "network on the latent [95% CI]",
+        "label permutation",
+        "null run",
+        "PCA network",
+        "logreg on the latent",
+        "logreg on the disease genes",
+        *[f"{s} genes in model" for s in sets],
+        *[f"{s} recovery" for s in sets],
+        "epochs",
+        "wall time",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for _, r in table.dropna(subset=["accuracy"]).iterrows():
+        name = f"`{r['point']}`" + (" (ORACLE)" if str(r.get("oracle")).lower() == "true" else "")
+        cells = [
+            name,
+            f"{pct(r['accuracy'])} [{pct(r['accuracy_low'])}, {pct(r['accuracy_high'])}]",
+            pct(r["permutation_accuracy"]),
+            "–" if pd.isna(r.get("null_accuracy")) else pct(r["null_accuracy"]),
+            pct(r["pca_accuracy"]),
+            pct(r["logreg_latent_accuracy"]),
+            pct(r["disease_genes_accuracy"]),
+            *[num(r.get(f"{s}_genes_in_model"), 0) for s in sets],
+            *[num(r.get(f"{s}_recovery")) for s in sets],
+            num(r["epochs"], 0),
+            "–" if pd.isna(r["wall_seconds"]) else f"{r['wall_seconds'] / 60:.1f} min",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+#: A README block generated from a recorded study: ``<!-- study-table results/NAME.csv -->``,
+#: the table, ``<!-- /study-table -->``.
+README_BLOCK = re.compile(
+    r"(<!-- study-table (?P<csv>\S+) -->\n)(?P<body>.*?)(<!-- /study-table -->)", re.DOTALL
+)
+
+
+def sync_readme(readme: Path, root: Path, check: bool = False) -> list[str]:
+    """Regenerate every study table of the README from its recorded ``study.csv``.
+
+    Parameters
+    ----------
+    readme
+        The README file.
+    root
+        The project root (the CSV paths in the markers are relative to it).
+    check
+        Only compare: the file is left as it is.
+
+    Returns
+    -------
+    list of str
+        The CSV paths whose table was out of date (rewritten unless ``check``).
+    """
+    text = readme.read_text()
+    stale: list[str] = []
+
+    def fill(m: re.Match) -> str:
+        body = markdown_table(pd.read_csv(root / m["csv"])) + "\n"
+        if body != m["body"]:
+            stale.append(m["csv"])
+        return m.group(1) + body + m.group(4)
+
+    new = README_BLOCK.sub(fill, text)
+    if stale and not check:
+        artifacts.write_text(new, readme)
+    return stale
 
 
 def detected(row: Any) -> bool:
