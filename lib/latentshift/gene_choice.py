@@ -94,10 +94,11 @@ def select_genes(
             "pass var_names of this AnnData."
         )
     mask = train_mask(adata, split_key, train_value)
+    ranked_on = "all"
     if hvg_cells == "normal" and "condition" in adata.obs:
         normal = mask & (adata.obs["condition"].astype(str) == "normal").to_numpy()
         if normal.sum() >= 10:
-            mask = normal
+            mask, ranked_on = normal, "normal"
     train = adata[mask]
     if flavor == "pearson_residuals":
         hvg = sc.experimental.pp.highly_variable_genes(
@@ -114,7 +115,7 @@ def select_genes(
     log.info(
         "genes: %d highly variable (%s training cells)%s → %d of %d",
         n_top_genes,
-        "normal" if mask.sum() < train_mask(adata, split_key, train_value).sum() else "all",
+        ranked_on,
         f" + {len(keep)} genes kept whatever their variability" if keep else "",
         len(genes),
         adata.n_vars,
