@@ -362,6 +362,8 @@ def ldvae_findings(
         f"validation value {m['final_elbo_validation']:.1f} (close: no overfitting to the "
         "training cells).",
     ]
+    if m.get("gene_choice"):
+        items.insert(1, f"Genes: {gene_choice_text(m['gene_choice'])}.")
     notes = [] if m["early_stopped"] else [curves_note]
     if m.get("unsettled_validation_epochs"):
         notes.append(
