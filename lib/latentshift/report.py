@@ -569,8 +569,9 @@ def render_index(
         for p in target.parent.glob("*.html")
         if p.stem not in {*names, "index", "sweep"} and (target.parent / p.stem).is_dir()
     )
+    study_links = ""
     if studies:
-        sweep += (
+        study_links = (
             "<p>Studies: "
             + ", ".join(f'<a href="{html.escape(s)}.html">{html.escape(s)}</a>' for s in studies)
             + "</p>"
@@ -588,7 +589,7 @@ shift, how well can it be detected, and which latent factors carry it?</p>
 {thumbs_html}
 <h2>Headline numbers, each beside its control</h2>
 <table class="ls-table"><tr><th>what</th><th>value</th></tr>{headlines}</table>
-{sweep}
+{sweep}{study_links}
 <h2>Steps</h2>
 <table class="ls-table"><tr><th>notebook</th><th>status</th><th>time</th><th>peak memory</th>
 <th>error</th></tr>{"".join(rows)}</table>
