@@ -433,32 +433,25 @@ def headline_rows(
                 f"{clf.get('split_grouped')}; {clf.get('n_leaked_source_cells')}",
             )
         )
-        null_clf = (null_metrics or {}).get("classifier")
-        if null_clf:
-            rows.append(
-                (
-                    "null-perturbation run (profile null, every fold change 1.0): accuracy "
-                    "[95% CI]",
-                    interval(
-                        null_clf.get("accuracy"),
-                        null_clf.get("accuracy_low"),
-                        null_clf.get("accuracy_high"),
-                    ),
+        labels = {
+            "null-perturbation run (profile null, every fold change 1.0): accuracy "
+            "[95% CI]": null_metrics,
+            "ORACLE — knows which genes were shifted (every disease-set gene forced into "
+            "the LDVAE's genes): accuracy [95% CI]": oracle_metrics,
+        }
+        for label, other in labels.items():
+            other_clf = (other or {}).get("classifier")
+            if other_clf:
+                rows.append(
+                    (
+                        label,
+                        interval(
+                            other_clf.get("accuracy"),
+                            other_clf.get("accuracy_low"),
+                            other_clf.get("accuracy_high"),
+                        ),
+                    )
                 )
-            )
-        oracle_clf = (oracle_metrics or {}).get("classifier")
-        if oracle_clf:
-            rows.append(
-                (
-                    "ORACLE — knows which genes were shifted (every disease-set gene forced into "
-                    "the LDVAE's genes): accuracy [95% CI]",
-                    interval(
-                        oracle_clf.get("accuracy"),
-                        oracle_clf.get("accuracy_low"),
-                        oracle_clf.get("accuracy_high"),
-                    ),
-                )
-            )
     for name, m in metrics.get("loadings", {}).items():
         if isinstance(m, dict) and "auroc_ldvae_projected" in m:
             rows.append(
