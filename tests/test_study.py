@@ -94,6 +94,28 @@ def test_a_bad_point_stops_the_study_before_anything_runs(tmp_path):
     assert not (tmp_path / "run" / "cells.h5ad").exists()
 
 
+def test_points_runs_only_the_named_points_and_their_nulls(tmp_path, monkeypatch):
+    points = study.parse_vary(["ldvae.n_latent=3,5,7"])
+    ran: list[str] = []
+
+    def fake_run_points(params_path, runs, *args, **kwargs):
+        ran.extend(name for name, _ in runs)
+        return {name: 0 for name, _ in runs}
+
+    monkeypatch.setattr(study, "ensure_cells", lambda *a, **k: tmp_path / "cells.h5ad")
+    monkeypatch.setattr(study, "run_points", fake_run_points)
+    monkeypatch.setattr(study.runner, "render_index_of", lambda plan: None)
+    kwargs = {"run_folder": tmp_path / "run", "report_folder": tmp_path / "rep"}
+    assert (
+        study.run_study("params/smoke.yaml", points, nulls=True, only=["n_latent=5"], **kwargs) == 0
+    )
+    assert ran == ["n_latent=5", "n_latent=5__null"]
+    table = pd.read_csv(tmp_path / "run" / "study" / "study.csv")
+    assert list(table["point"]) == ["n_latent=3", "n_latent=5", "n_latent=7"]  # all rows kept
+    with pytest.raises(SweepError, match="n_latent=9.*its points are n_latent=3"):
+        study.run_study("params/smoke.yaml", points, only=["n_latent=9"], **kwargs)
+
+
 def _fake_point(folder, acc, low, high, *, oracle=False, perm=0.33):
     artifacts.update_metrics(
         folder,
@@ -218,7 +240,9 @@ def test_readme_study_tables_are_generated_from_the_recorded_studies(root, tmp_p
     (tmp_path / "results").mkdir()
     table.to_csv(tmp_path / "results" / "s.csv", index=False)
     readme = tmp_path / "README.md"
-    readme.write_text("before\n<!-- study-table results/s.csv -->\nold\n<!-- /study-table -->\nafter\n")
+    readme.write_text(
+        "before\n<!-- study-table results/s.csv -->\nold\n<!-- /study-table -->\nafter\n"
+    )
     assert study_report.sync_readme(readme, tmp_path, check=True) == ["results/s.csv"]
     assert "old" in readme.read_text()
     assert study_report.sync_readme(readme, tmp_path) == ["results/s.csv"]

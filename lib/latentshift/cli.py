@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_sweep.add_argument("--viz", action="store_true", help="also run 04_latent_viz per point")
     p_sweep.add_argument(
+        "--points",
+        metavar="P1,P2",
+        help="a study: run only these points (and their nulls); the others keep their results",
+    )
+    p_sweep.add_argument(
         "--run-dir", help="a study: the profile's run folder (default runs/<profile>)"
     )
     p_sweep.add_argument(
@@ -130,6 +135,7 @@ def _study(args: argparse.Namespace) -> int:
         viz=args.viz or options.get("viz", False),
         run_folder=args.run_dir,
         report_folder=args.report_dir,
+        only=[s.strip() for s in args.points.split(",") if s.strip()] if args.points else None,
     )
 
 

@@ -326,6 +326,7 @@ def run_study(
     root: str | Path | None = None,
     run_folder: str | Path | None = None,
     report_folder: str | Path | None = None,
+    only: Sequence[str] | None = None,
 ) -> int:
     """Run a study for a profile and write ``study.csv`` and ``reports/<profile>/<name>.html``.
 
@@ -348,6 +349,9 @@ def run_study(
         The profile's run and report folders (default ``runs/<profile>``, ``reports/<profile>``):
         the study's points go to ``<run_folder>/<name>/<point>/``, its page to
         ``<report_folder>/<name>.html``.
+    only
+        Run only these points (and their nulls); the others keep the results already in their
+        folders (each row of ``study.csv`` records the commit it was run at). ``None``: all.
 
     Returns
     -------
@@ -363,6 +367,12 @@ def run_study(
         raise SweepError("a study needs at least one point (--vary KEY=V1,V2 or --design FILE).")
     if len({p.name for p in points}) != len(points):
         raise SweepError("two study points share a name; give every point a unique name.")
+    unknown = sorted(set(only or ()) - {p.name for p in points})
+    if unknown:
+        raise SweepError(
+            f"--points names points the study does not have: {', '.join(unknown)}; "
+            f"its points are {', '.join(p.name for p in points)}."
+        )
     resolved = config.load_params(params_path)
     raw = yaml.safe_load(params_path.read_text()) or {}
     runs: list[tuple[str, dict[str, Any]]] = []
@@ -372,6 +382,8 @@ def run_study(
             config.validate(point_raw)
         except LatentshiftError as exc:
             raise SweepError(f"study point '{p.name}': {exc}") from None
+        if only is not None and p.name not in only:
+            continue
         runs.append((p.name, point_raw))
         if nulls is True or (not isinstance(nulls, bool) and p.name in nulls):
             runs.append((p.name + NULL_SUFFIX, scaled_params(point_raw, 1.0)))
