@@ -1,8 +1,10 @@
 """Profile parameters: defaults, loading, validation with did-you-mean errors.
 
 A profile is a YAML file in ``params/`` (``params/demo.yaml`` → profile ``demo``). It holds
-top-level *sections* (``data``, ``genesets``, ``perturbations``, ``split``, ``ldvae``,
-``embedding``, ``classifier``, ``loadings``) plus ``seed``. Every key has a default in
+top-level *sections* (``data``, ``genesets``, ``perturbations``, ``split``, ``case_control``,
+``ldvae``, ``embedding``, ``classifier``, ``loadings``) plus ``seed`` and ``design``
+(``synthetic``: disease copies of normal cells; ``case_control``: the conditions of a data
+set's own obs column, split by donor). Every key has a default in
 :data:`DEFAULTS`; a profile only needs the keys it changes. Each notebook declares, in its
 papermill ``parameters`` cell, the sections it reads; the runner injects the resolved values.
 
@@ -47,6 +49,7 @@ PERTURBATION_DEFAULTS: dict[str, Any] = {
 #: Every parameter with its default. These are the demo profile's sizes.
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
+    "design": "synthetic",  # "synthetic" (copies shifted by the perturbations) or "case_control"
     "data": {
         "source": "simulated",  # "simulated" or "h5ad"
         "path": None,  # the .h5ad file when source is "h5ad" (relative to the project root)
@@ -55,6 +58,12 @@ DEFAULTS: dict[str, Any] = {
         "simulate_n_cells": 3000,  # cells the simulator makes
         "simulate_n_genes": 3000,  # genes the simulator makes (disease-set and marker genes included)
         "composition": "m1",  # simulated cell types: "m1" (the HCA M1 file, 90 % neurons) or "tissue"
+        "simulate_n_donors": 4,  # donors the simulator draws (the M1 atlas has 4)
+        # case-control simulation (design: case_control): this many of the donors carry the
+        # perturbations' shifts (one disease per entry, donors dealt round-robin), each donor's
+        # fold change spread by exp(N(0, simulate_donor_lfc_sd)) around the entry's
+        "simulate_disease_donors": 0,
+        "simulate_donor_lfc_sd": 0.0,
         "symbol_column": None,  # var column with gene symbols; None: feature_name if present, else var_names
         "cell_type_column": "cell_type",
         "donor_column": "donor_id",
@@ -71,6 +80,12 @@ DEFAULTS: dict[str, Any] = {
     "split": {
         "train_fraction": 0.7,
         "grouped": True,  # keep all copies of a source cell on one side (False: the original plain split)
+    },
+    "case_control": {
+        "condition_column": "disease",  # obs column with each nucleus's condition (CELLxGENE's)
+        "control": "normal",  # its value for control donors (CELLxGENE: "normal")
+        "split": "donor",  # "donor": no donor on both sides; "cell": a cell-level split (the leak)
+        "n_folds": 4,  # leave-donors-out folds: every nucleus scored once when held out
     },
     "ldvae": {
         "n_latent": 36,  # the reference configuration's latent size
@@ -135,7 +150,9 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
-SECTIONS: tuple[str, ...] = tuple(k for k in DEFAULTS if k != "seed")
+#: top-level keys that hold one value, not a section
+SCALARS: tuple[str, ...] = ("seed", "design")
+SECTIONS: tuple[str, ...] = tuple(k for k in DEFAULTS if k not in SCALARS)
 
 
 # --- rules -----------------------------------------------------------------------------
@@ -175,6 +192,12 @@ NONE = (type(None),)
 
 RULES: dict[str, Rule] = {
     "seed": (INT, _nonneg, "a whole number >= 0"),
+    "design": (
+        STR,
+        _one_of("synthetic", "case_control"),
+        "'synthetic' (disease copies of normal cells, shifted by the perturbations) or "
+        "'case_control' (the conditions of an obs column such as CELLxGENE's disease, split by donor)",
+    ),
     "data.source": (STR, _one_of("simulated", "h5ad"), "'simulated' or 'h5ad'"),
     "data.path": (STR + NONE, None, "a path to an .h5ad file, or null"),
     "data.url": (STR + NONE, None, "a URL, or null"),
@@ -186,6 +209,9 @@ RULES: dict[str, Rule] = {
         _one_of("m1", "tissue"),
         "'m1' (the HCA M1 file's FACS-sorted nuclei, 90 % neurons) or 'tissue' (Bakken 2021)",
     ),
+    "data.simulate_n_donors": (INT, lambda x: x >= 1, "a whole number >= 1"),
+    "data.simulate_disease_donors": (INT, _nonneg, "a whole number >= 0"),
+    "data.simulate_donor_lfc_sd": (NUM, _nonneg, "a number >= 0"),
     "data.symbol_column": (STR + NONE, None, "a column name of .var, or null"),
     "data.cell_type_column": (STR, None, "a column name of .obs"),
     "data.donor_column": (STR + NONE, None, "a column name of .obs, or null"),
@@ -197,6 +223,15 @@ RULES: dict[str, Rule] = {
     "genesets.min_found_fraction": (NUM, _closed01, "a number from 0 to 1"),
     "split.train_fraction": (NUM, _open01, "a number strictly between 0 and 1"),
     "split.grouped": (BOOL, None, "true or false"),
+    "case_control.condition_column": (STR, None, "a column name of .obs (CELLxGENE: disease)"),
+    "case_control.control": (STR, None, "the condition column's value for controls (e.g. normal)"),
+    "case_control.split": (
+        STR,
+        _one_of("donor", "cell"),
+        "'donor' (no donor on both sides of a split) or 'cell' (a cell-level split, which lets a "
+        "classifier recognise donors: shown only as the leak's measurement)",
+    ),
+    "case_control.n_folds": (INT, lambda x: x >= 2, "a whole number >= 2"),
     "ldvae.n_latent": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "ldvae.n_hidden": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "ldvae.n_layers": (INT, lambda x: x >= 1, "a whole number >= 1"),
@@ -486,9 +521,10 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
                 f"Fix the key in the params file (known sections: {', '.join(known)})."
             )
     resolved: dict[str, Any] = {}
-    seed = raw.get("seed", DEFAULTS["seed"])
-    _check_value("seed", seed, RULES["seed"])
-    resolved["seed"] = seed
+    for key in SCALARS:
+        value = raw.get(key, DEFAULTS[key])
+        _check_value(key, value, RULES[key])
+        resolved[key] = value
     for name in SECTIONS:
         resolved[name] = _merge_section(name, raw.get(name))
     if resolved["data"]["source"] == "h5ad" and not resolved["data"]["path"]:
@@ -506,6 +542,7 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
             f"simulator makes (data.simulate_n_cells). Lower data.n_cells to at most {data['simulate_n_cells']}, "
             "raise data.simulate_n_cells, or set data.n_cells to null to keep every cell."
         )
+    _check_design(resolved)
     ldvae = resolved["ldvae"]
     if (
         ldvae["genes_before_copies"]
@@ -520,6 +557,45 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
             "every training cell)."
         )
     return resolved
+
+
+def _check_design(resolved: Mapping[str, Any]) -> None:
+    """Cross-key checks of the case-control design."""
+    data = resolved["data"]
+    n_disease, n_donors = data["simulate_disease_donors"], data["simulate_n_donors"]
+    if n_disease and resolved["design"] != "case_control":
+        raise ParamsError(
+            f"params key 'data.simulate_disease_donors' is {n_disease}, but design is "
+            f"{resolved['design']!r}: disease donors belong to the case-control design. Set "
+            "design: case_control, or data.simulate_disease_donors to 0."
+        )
+    if resolved["design"] != "case_control":
+        return
+    if resolved["ldvae"]["genes_before_copies"]:
+        raise ParamsError(
+            "params key 'ldvae.genes_before_copies' is true, but the case-control design makes no "
+            "copies. Set it to false."
+        )
+    batch = resolved["ldvae"]["batch_key"]
+    if batch is not None and batch in ("donor_id", data["donor_column"], "sample_id"):
+        raise ParamsError(
+            f"params key 'ldvae.batch_key' is {batch!r}, but in the case-control design every "
+            "donor has one condition: a per-donor (or per-sample) covariate can absorb the "
+            "disease difference itself, and a held-out donor has no coefficient of its own. Set "
+            "ldvae.batch_key to null (or to a covariate that crosses the conditions, such as a "
+            "sequencing batch holding cases and controls)."
+        )
+    if data["source"] != "simulated":
+        return
+    n_entries = len(resolved["perturbations"])
+    if n_disease < 2 * n_entries or n_donors - n_disease < 2:
+        raise ParamsError(
+            f"a simulated case-control data set needs at least 2 disease donors per disease "
+            f"({n_entries} perturbation entr{'y' if n_entries == 1 else 'ies'}: at least "
+            f"{2 * n_entries}) and at least 2 control donors; data.simulate_n_donors is {n_donors} "
+            f"and data.simulate_disease_donors {n_disease}. Raise data.simulate_n_donors (e.g. 12) "
+            "and set data.simulate_disease_donors to about half of it."
+        )
 
 
 def section(name: str, given: Mapping[str, Any] | list | None = None) -> Any:

@@ -215,6 +215,7 @@ def load_cells(cfg: Mapping[str, Any], seed: int, required_genes: Sequence[str] 
             cfg["simulate_n_genes"],
             seed=seed,
             required_genes=required_genes,
+            n_donors=cfg.get("simulate_n_donors", 4),
             composition=cfg.get("composition", "m1"),
         )
     if source == "h5ad":

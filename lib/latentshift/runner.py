@@ -261,8 +261,30 @@ def is_up_to_date(
     )
 
 
-def execute_notebook(notebook: Path, executed: Path, injected: dict[str, Any]) -> dict[str, Any]:
+#: cell tags naming the one design a cell belongs to (untagged cells belong to both)
+DESIGN_TAGS: tuple[str, ...] = ("synthetic", "case_control")
+
+
+def notebook_for_design(notebook: Path, design: str) -> Any:
+    """The notebook without the cells tagged for another design (:data:`DESIGN_TAGS`).
+
+    A case-control run never executes the synthetic design's cells and the other way round;
+    the executed notebook (and the page) hold only the run's own design.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    other = {t for t in DESIGN_TAGS if t != design}
+    nb.cells = [c for c in nb.cells if not other & set(c.get("metadata", {}).get("tags", []))]
+    return nb
+
+
+def execute_notebook(
+    notebook: Path, executed: Path, injected: dict[str, Any], design: str = "synthetic"
+) -> dict[str, Any]:
     """Execute one notebook with papermill, watching its time and peak memory.
+
+    Only the cells of ``design`` run (:func:`notebook_for_design`).
 
     Returns
     -------
@@ -278,7 +300,7 @@ def execute_notebook(notebook: Path, executed: Path, injected: dict[str, Any]) -
     try:
         with memory:
             pm.execute_notebook(
-                str(notebook),
+                notebook_for_design(notebook, design),
                 str(executed),
                 parameters=injected,
                 kernel_name=KERNEL_NAME,
@@ -453,7 +475,9 @@ def run(
         }
         state[name] = {"status": "running", **entry}
         artifacts.write_json(state, folder / STATE_FILE)
-        entry.update(execute_notebook(nb, executed, injected))
+        entry.update(
+            execute_notebook(nb, executed, injected, plan.params.get("design", "synthetic"))
+        )
         artifacts.update_timings(folder, f"notebook_{name}_seconds", entry["seconds"])
         artifacts.update_timings(folder, f"notebook_{name}_peak_rss_bytes", entry["peak_rss_bytes"])
         state[name] = entry

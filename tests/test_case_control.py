@@ -1,0 +1,165 @@
+"""The case–control design: conditions from obs, donor folds, simulated disease donors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latentshift import case_control as cc
+from latentshift import config
+from latentshift.errors import LatentshiftError, ParamsError
+from latentshift.simulate import simulate_m1
+
+
+def _obs(donor_conditions: dict[str, str], per_donor: int = 5) -> pd.DataFrame:
+    rows = [(d, c) for d, c in donor_conditions.items() for _ in range(per_donor)]
+    return pd.DataFrame(rows, columns=["donor_id", "disease"])
+
+
+def test_conditions_come_from_the_column_with_the_control_first():
+    obs = _obs({"a": "ALS", "b": "normal", "c": "ALS", "d": "normal"})
+    cond = cc.conditions_from_obs(obs)
+    assert list(cond.categories) == ["normal", "ALS"]
+    assert (np.asarray(cond) == obs["disease"].to_numpy()).all()
+
+
+@pytest.mark.parametrize(
+    ("obs", "kwargs", "message"),
+    [
+        (
+            _obs({"a": "ALS", "b": "normal"}),
+            {"condition_column": "diseases"},
+            "Did you mean 'disease'",
+        ),
+        (_obs({"a": "ALS", "b": "ALS", "c": "ctrl", "d": "ctrl"}), {}, "control value 'normal'"),
+        (_obs({"a": "ALS", "b": "normal", "c": "normal"}), {}, r"'ALS' \(1 donor\)"),
+        (_obs({"a": "normal", "b": "normal"}), {}, "one condition only"),
+    ],
+)
+def test_a_data_set_that_cannot_be_split_by_donor_is_refused(obs, kwargs, message):
+    with pytest.raises(cc.CaseControlError, match=message):
+        cc.conditions_from_obs(obs, **kwargs)
+
+
+def test_a_donor_in_two_conditions_and_a_missing_value_are_refused():
+    obs = _obs({"a": "ALS", "b": "ALS", "c": "normal", "d": "normal"})
+    obs.loc[0, "disease"] = "normal"
+    with pytest.raises(
+        cc.CaseControlError,
+        match=r"1 donor\(s\) have nuclei in two conditions of obs\['disease'\]: a \(ALS, normal\).*obs\['disease'\]\.$",
+    ):
+        cc.conditions_from_obs(obs)
+    obs = _obs({"a": "ALS", "b": "ALS", "c": "normal", "d": "normal"})
+    obs.loc[3, "donor_id"] = np.nan
+    with pytest.raises(cc.CaseControlError, match="1 nuclei have no value in obs\\['donor_id'\\]"):
+        cc.conditions_from_obs(obs)
+    assert issubclass(cc.CaseControlError, LatentshiftError)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_case=st.integers(2, 8),
+    n_control=st.integers(2, 8),
+    n_folds=st.integers(2, 6),
+    sizes=st.lists(st.integers(1, 30), min_size=16, max_size=16),
+    seed=st.integers(0, 2**16),
+)
+def test_donor_folds_never_split_a_donor(n_case, n_control, n_folds, sizes, seed):
+    conditions = {f"case{i}": "ALS" for i in range(n_case)}
+    conditions |= {f"ctrl{i}": "normal" for i in range(n_control)}
+    donors = np.repeat(list(conditions), sizes[: len(conditions)])
+    labels = np.array([conditions[d] for d in donors])
+    folds = cc.donor_folds(labels, donors, n_folds, seed)
+    assert cc.donors_across(folds, donors) == 0
+    k = min(n_folds, n_case, n_control)
+    assert sorted(np.unique(folds)) == list(range(k))
+    for fold in range(k):  # every fold holds out donors of both conditions
+        assert set(labels[folds == fold]) == {"ALS", "normal"}
+    assert (cc.donor_folds(labels, donors, n_folds, seed) == folds).all()
+
+
+def test_cell_folds_put_donors_on_both_sides():
+    donors = np.repeat(["a", "b", "c", "d"], 50)
+    labels = np.repeat(["ALS", "ALS", "normal", "normal"], 50)
+    folds = cc.cell_folds(labels, 4, seed=0)
+    assert cc.donors_across(folds, donors) == 4
+    table = cc.fold_table(labels, donors, folds)
+    assert table["ALS nuclei"].sum() == 100 and (table["ALS donors"] == 2).all()
+
+
+GENES = {"ALS_SET": ["SOD1", "TARDBP", "FUS", "OPTN", "VCP"]}
+ENTRY = {"name": "ALS", "geneset": "ALS_SET", "direction": "down", "fold_change": 0.3}
+
+
+def _sim(seed=0):
+    adata = simulate_m1(400, 300, seed=0, required_genes=GENES["ALS_SET"], n_donors=8)
+    genes = {"ALS_SET": [g for g in GENES["ALS_SET"] if g in adata.var_names]}
+    return cc.add_disease_donors(adata, [ENTRY], genes, 4, donor_lfc_sd=0.2, seed=seed), genes
+
+
+def test_simulated_disease_donors_are_reproducible_and_shift_only_their_nuclei():
+    before = simulate_m1(400, 300, seed=0, required_genes=GENES["ALS_SET"], n_donors=8)
+    out, genes = _sim()
+    again, _ = _sim()
+    assert (out.layers["counts"] != again.layers["counts"]).nnz == 0
+    assert out.obs["disease"].equals(again.obs["disease"])
+    other, _ = _sim(seed=1)
+    assert not out.obs["disease"].equals(other.obs["disease"])  # the seed chooses the donors
+    assert list(out.obs["disease"].cat.categories) == ["normal", "amyotrophic lateral sclerosis"]
+    sick = (out.obs["disease"] != "normal").to_numpy()
+    assert out.obs.loc[sick, "donor_id"].nunique() == 4
+    assert set(out.obs.loc[sick, "disease_ontology_term_id"]) == {"MONDO:0004976"}
+    # control nuclei and the other genes are untouched; the set's genes fall in disease donors
+    cols = before.var_names.get_indexer(genes["ALS_SET"])
+    diff = (out.layers["counts"] != before.layers["counts"]).tocoo()
+    assert set(np.unique(diff.col)) <= set(cols) and sick[diff.row].all()
+    old = np.asarray(before.layers["counts"][sick][:, cols].sum())
+    new = np.asarray(out.layers["counts"][sick][:, cols].sum())
+    assert 0.15 < new / old < 0.5
+    assert out.layers["counts"] is out.X and out.X.dtype == before.X.dtype
+    fcs = [r["fold_change"] for r in out.uns["case_control"]["disease_donors"].values()]
+    assert len(set(fcs)) == 4 and all(f <= 1 for f in fcs)  # spread, on the entry's side of 1
+
+
+def test_too_few_donors_for_the_diseases_is_refused():
+    adata = simulate_m1(100, 200, seed=0, n_donors=3)
+    with pytest.raises(cc.CaseControlError, match="3 donors cannot hold 2 disease donors"):
+        cc.add_disease_donors(adata, [ENTRY], {"ALS_SET": []}, 2)
+
+
+def test_the_design_keys_are_validated():
+    assert config.validate({})["design"] == "synthetic"
+    with pytest.raises(ParamsError, match="'design' is 'case-control'.*'case_control'"):
+        config.validate({"design": "case-control"})
+    with pytest.raises(ParamsError, match="case_control.split.*'donor'"):
+        config.validate({"design": "case_control", "case_control": {"split": "nuclei"}})
+    with pytest.raises(ParamsError, match="disease donors belong to the case-control design"):
+        config.validate({"data": {"simulate_n_donors": 12, "simulate_disease_donors": 6}})
+    with pytest.raises(ParamsError, match="at least 2 disease donors per disease"):
+        config.validate(
+            {
+                "design": "case_control",
+                "data": {"simulate_n_donors": 4, "simulate_disease_donors": 3},
+            }
+        )
+    sim = {"simulate_n_donors": 12, "simulate_disease_donors": 6}
+    with pytest.raises(ParamsError, match="batch_key' is 'donor_id'.*absorb the disease"):
+        config.validate({"design": "case_control", "data": sim, "ldvae": {"batch_key": "donor_id"}})
+    ok = config.validate({"design": "case_control", "data": sim})
+    assert ok["case_control"]["split"] == "donor"
+
+
+def test_label_case_control_keeps_each_donor_in_one_fold_and_shares_the_counts():
+    out, _ = _sim()
+    labelled = cc.label_case_control(out, n_folds=3, seed=0)
+    assert labelled.layers["counts"] is out.layers["counts"]  # no copy of the counts
+    assert list(labelled.obs["condition"].cat.categories)[0] == "normal"
+    assert labelled.uns["case_control"]["donors_across_folds"] == 0
+    test_donors = set(labelled.obs.loc[labelled.obs["split"] == "test", "donor_id"])
+    train_donors = set(labelled.obs.loc[labelled.obs["split"] == "train", "donor_id"])
+    assert test_donors and not test_donors & train_donors
+    leaky = cc.label_case_control(out, split="cell", n_folds=3)
+    assert leaky.uns["case_control"]["donors_across_folds"] == 8
