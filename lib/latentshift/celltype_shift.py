@@ -194,4 +194,8 @@ def where_the_shift_was_put(
                 ", ".join(f"{t} {ranks.get(t, 'untested')}" for t in targets) if targets else "—"
             )
         rows.append(row)
+    if not rows:  # nothing was put anywhere by us (a real case-control file without named sets)
+        return pd.DataFrame(
+            columns=["targeted", "penetrance"], index=pd.Index([], name="condition")
+        )
     return pd.DataFrame(rows).set_index("condition")

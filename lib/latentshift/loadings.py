@@ -30,7 +30,7 @@ shared by all genes). This module closes that loop:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -618,10 +618,15 @@ def recovery_by_epoch(
     gene_sets: Mapping[str, Sequence[str]],
     directions: Mapping[str, str],
     cells: str = "test",
+    shifts_of: Callable[..., pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Projected recovery AUROC (:func:`recovery_table`'s ``auroc_ldvae_projected``) at each
     latent snapshot of one training run (``obsm["X_ldvae_epoch<N>"]``, ``varm["loadings_epoch<N>"]``,
     :func:`latentshift.ldvae.store_snapshots`) and at the end (``obsm["X_ldvae"]``).
+
+    ``shifts_of(latent, obs, conditions, factor_names)`` computes the shifts (default: the
+    paired :func:`factor_shifts` on ``cells``; the case–control design passes its
+    donor-averaged shifts).
 
     Returns
     -------
@@ -637,7 +642,12 @@ def recovery_by_epoch(
     rows = []
     for epoch, key, w in points:
         W = pd.DataFrame(np.asarray(w), index=final_loadings.index, columns=final_loadings.columns)
-        shifts = factor_shifts(adata.obsm[key], adata.obs, list(gene_sets), W.columns, cells=cells)
+        if shifts_of is None:
+            shifts = factor_shifts(
+                adata.obsm[key], adata.obs, list(gene_sets), W.columns, cells=cells
+            )
+        else:
+            shifts = shifts_of(adata.obsm[key], adata.obs, list(gene_sets), W.columns)
         row: dict[str, Any] = {"epoch": epoch}
         for cond, genes in gene_sets.items():
             sh = shifts[shifts["condition"] == cond].set_index("factor").reindex(W.columns)

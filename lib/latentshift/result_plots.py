@@ -155,6 +155,50 @@ def dose_response(
     return fig
 
 
+def donor_calls(donors: Any, labels: Any, title: str = "") -> Figure:
+    """Each held-out donor's mean predicted probability of each disease, coloured by its truth.
+
+    Parameters
+    ----------
+    donors
+        :attr:`latentshift.donor_eval.DonorClassification.donors` (``condition``, ``nuclei``,
+        ``p_<condition>``).
+    labels
+        The conditions, the control first: one panel per disease.
+    title
+        Figure title.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    diseases = list(labels)[1:]
+    fig, axes = plt.subplots(
+        1, len(diseases), figsize=(4.5 * len(diseases) + 1.5, 4.2), squeeze=False
+    )
+    frame = donors.reset_index()
+    for ax, disease in zip(axes[0], diseases, strict=True):
+        sns.stripplot(
+            data=frame,
+            x="condition",
+            y=f"p_{disease}",
+            hue="condition",
+            order=list(labels),
+            hue_order=list(labels),
+            size=9,
+            jitter=0.15,
+            ax=ax,
+            legend=False,
+        )
+        ax.axhline(1 / len(labels), color="grey", ls="--", lw=1, label="chance")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("the donor's true condition")
+        ax.set_ylabel(f"mean P({disease}) over the donor's nuclei")
+        ax.set_title(f"held-out donors: {disease}", fontsize=10)
+    fig.suptitle(title or "each donor scored by models that never saw it")
+    fig.tight_layout()
+    return fig
+
+
 def accuracy_by_epoch(table: Any, chance: float, title: str = "") -> Figure:
     """Test accuracy of the network against the LDVAE's training epoch (one training run).
 
