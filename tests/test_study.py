@@ -116,6 +116,31 @@ def test_points_runs_only_the_named_points_and_their_nulls(tmp_path, monkeypatch
         study.run_study("params/smoke.yaml", points, only=["n_latent=9"], **kwargs)
 
 
+def test_a_study_brings_01_up_to_date_even_when_its_cells_exist(tmp_path, monkeypatch, root):
+    # a stale cells.h5ad (made before the profile's data section changed) must not be reused:
+    # the runner's 01 decides, by its input stamp, whether to skip or re-run
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "cells.h5ad").write_text("stale")
+    calls = []
+    monkeypatch.setattr(study.runner, "run", lambda *a, **k: calls.append(k["select"]) or 0)
+    assert study.ensure_cells(root / "params/smoke.yaml", root, run) == run / "cells.h5ad"
+    assert calls == [["01"]]
+
+
+def test_a_case_control_study_refuses_nulls_made_after_01(tmp_path):
+    points = study.parse_vary(["case_control.split=donor,cell"])
+    with pytest.raises(SweepError, match="made in 01_data.*case_control_sim_null"):
+        study.run_study(
+            "params/case_control_smoke.yaml",
+            points,
+            nulls=True,
+            run_folder=tmp_path / "run",
+            report_folder=tmp_path / "rep",
+        )
+    assert not (tmp_path / "run").exists()
+
+
 def _fake_point(folder, acc, low, high, *, oracle=False, perm=0.33):
     artifacts.update_metrics(
         folder,

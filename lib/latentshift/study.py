@@ -252,22 +252,21 @@ def ensure_cells(
     run_folder: Path | None = None,
     report_folder: Path | None = None,
 ) -> Path | None:
-    """The profile's ``cells.h5ad`` (in ``run_folder``, default ``runs/<profile>``), made by
-    running ``01_data`` when missing (``None``: it failed)."""
+    """The profile's ``cells.h5ad`` (in ``run_folder``, default ``runs/<profile>``), brought up
+    to date by the runner's ``01_data`` (skipped when its inputs are unchanged, re-run when the
+    profile's data section or the code changed) — ``None``: it failed."""
     profile = config.profile_name(params_path)
     cells = artifacts.run_dir(profile, run_folder, root) / "cells.h5ad"
-    if not cells.exists():
-        log.info("study: %s is missing — running 01_data first", cells)
-        ran = runner.run(
-            params_path,
-            root=root,
-            select=["01"],
-            run_folder=run_folder,
-            report_folder=report_folder,
-        )
-        if ran != 0 or not cells.exists():
-            log.error("study: 01_data failed; see reports/%s/", profile)
-            return None
+    ran = runner.run(
+        params_path,
+        root=root,
+        select=["01"],
+        run_folder=run_folder,
+        report_folder=report_folder,
+    )
+    if ran != 0 or not cells.exists():
+        log.error("study: 01_data failed; see reports/%s/", profile)
+        return None
     return cells
 
 
@@ -375,6 +374,15 @@ def run_study(
         )
     resolved = config.load_params(params_path)
     raw = yaml.safe_load(params_path.read_text()) or {}
+    if resolved["design"] == "case_control" and (
+        nulls or any(LEVEL_KEY in p.changes for p in points)
+    ):
+        raise SweepError(
+            "in the case-control design the disease donors' shift is made in 01_data, which a "
+            "study runs once, so a point cannot change the fold changes (no --nulls, no "
+            f"{LEVEL_KEY}). Run the same study on the null profile (e.g. "
+            "params/case_control_sim_null.yaml) instead."
+        )
     runs: list[tuple[str, dict[str, Any]]] = []
     for p in points:  # every point validated before anything runs
         point_raw = point_params(raw, p.changes)
@@ -451,6 +459,10 @@ def point_row(folder: Path) -> dict[str, Any]:
         "oracle": choice.get("oracle", nan),
         "epochs": ldvae.get("epochs_run", nan),
         "early_stopped": ldvae.get("early_stopped", nan),
+        "donor_accuracy": clf.get("donor_accuracy", nan),
+        "donor_accuracy_low": clf.get("donor_accuracy_low", nan),
+        "donor_accuracy_high": clf.get("donor_accuracy_high", nan),
+        "permutation_donor_accuracy": clf.get("permutation_donor_accuracy", nan),
         "wall_seconds": sum(float(v.get("seconds") or 0) for v in steps) if steps else nan,
         "peak_memory_gb": max((float(v.get("peak_rss_bytes") or 0) for v in steps), default=0) / 1e9
         if steps

@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from latentshift import artifacts
+from latentshift.errors import SweepError
 
 #: Columns of the page's table: (column of study.csv, header).
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -35,9 +36,11 @@ def markdown_table(table: pd.DataFrame) -> str:
         return "–" if v is None or pd.isna(v) else f"{float(v):.{digits}f}"
 
     sets = [c[: -len("_genes_in_model")] for c in table.columns if c.endswith("_genes_in_model")]
+    donors = "donor_accuracy" in table and table["donor_accuracy"].notna().any()
     head = [
         "point",
         "network on the latent [95% CI]",
+        *(["per donor [95% CI]", "donor permutation, per donor"] if donors else []),
         "label permutation",
         "null run",
         "PCA network",
@@ -54,6 +57,15 @@ def markdown_table(table: pd.DataFrame) -> str:
         cells = [
             name,
             f"{pct(r['accuracy'])} [{pct(r['accuracy_low'])}, {pct(r['accuracy_high'])}]",
+            *(
+                [
+                    f"{pct(r['donor_accuracy'])} [{pct(r['donor_accuracy_low'])}, "
+                    f"{pct(r['donor_accuracy_high'])}]",
+                    pct(r["permutation_donor_accuracy"]),
+                ]
+                if donors
+                else []
+            ),
             pct(r["permutation_accuracy"]),
             "–" if pd.isna(r.get("null_accuracy")) else pct(r["null_accuracy"]),
             pct(r["pca_accuracy"]),
@@ -96,7 +108,14 @@ def sync_readme(readme: Path, root: Path, check: bool = False) -> list[str]:
     stale: list[str] = []
 
     def fill(m: re.Match) -> str:
-        body = markdown_table(pd.read_csv(root / m["csv"])) + "\n"
+        record = root / m["csv"]
+        if not record.is_file():
+            raise SweepError(
+                f"{readme.name} quotes the study record {m['csv']}, which does not exist. Run the "
+                "study and copy its runs/<profile>/<study>/study.csv there (see the README's "
+                "reproduce line), or remove the table's markers."
+            )
+        body = markdown_table(pd.read_csv(record)) + "\n"
         if body != m["body"]:
             stale.append(m["csv"])
         return m.group(1) + body + m.group(4)
