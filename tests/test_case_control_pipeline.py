@@ -50,6 +50,7 @@ def test_case_control_smoke_end_to_end(cc_run, root):
     page = (rep / "05_classifier.html").read_text()
     assert "Leave-donors-out classification" in page and "Confusion matrix" not in page
     assert "per donor" in page
+    assert "Held-out donors are called right" in (rep / "index.html").read_text()
     pages = [rep / f"{nb.stem}.html" for nb in runner.notebooks(root)] + [rep / "index.html"]
     problems = check_pages(pages, chromium=require_chromium())
     assert {p.name: found for p, found in problems.items() if found} == {}

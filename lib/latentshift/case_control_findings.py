@@ -159,16 +159,24 @@ def donor_classifier_findings(
     )
 
 
-def donor_headline(clf: Mapping[str, Any], null_clf: Mapping[str, Any]) -> tuple[str, str]:
-    """The index page's headline and first item for a case–control run (per donor first).
+def with_donor_headline(box: Findings, metrics: Mapping[str, Any], null_metrics: Any) -> Findings:
+    """The index page's box of a case–control run: :func:`latentshift.findings.run_findings`
+    with the per-donor result as headline and first item (a synthetic run's box is returned
+    as it is).
 
     Parameters
     ----------
-    clf
-        The run's ``classifier`` metrics (:func:`latentshift.donor_eval.summary_metrics`).
-    null_clf
-        The null run's, or ``{}``.
+    box
+        :func:`latentshift.findings.run_findings` of the run.
+    metrics
+        The run's ``metrics.json``.
+    null_metrics
+        The null run's ``metrics.json``, or ``None``.
     """
+    clf = metrics.get("classifier") or {}
+    if clf.get("design") != "case_control":
+        return box
+    null_clf = (null_metrics or {}).get("classifier") or {}
     donor = interval(clf["donor_accuracy"], clf["donor_accuracy_low"], clf["donor_accuracy_high"])
     null_text = (
         f", the null run {pct(null_clf.get('donor_accuracy'))}"
@@ -185,4 +193,4 @@ def donor_headline(clf: Mapping[str, Any], null_clf: Mapping[str, Any]) -> tuple
         f"(donor permutation {pct(clf['permutation_donor_accuracy'])}); per nucleus "
         f"{pct(clf['accuracy'])}."
     )
-    return headline, item
+    return Findings(box.step, headline, [item, *box.items], box.notes, box.closing, box.simulated)

@@ -766,11 +766,6 @@ def run_findings(
             f"A network on the LDVAE latent tells the conditions apart with "
             f"{pct(clf.get('accuracy'))} accuracy (chance {pct(clf.get('chance_uniform'))})."
         )
-        if clf.get("design") == "case_control":
-            from latentshift.case_control_findings import donor_headline
-
-            headline, donor_item = donor_headline(clf, null_clf)
-            items.insert(0, donor_item)
         if not clf.get("split_grouped", True):
             notes.append("The split is not grouped by source cell: accuracy is inflated.")
     for name, m in (metrics.get("loadings") or {}).items():

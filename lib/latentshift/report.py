@@ -513,6 +513,7 @@ def render_index(
     oracle_metrics
         The oracle run's ``metrics.json`` (``report.oracle_profile``), when it exists.
     """
+    from latentshift.case_control_findings import with_donor_headline
     from latentshift.findings import findings_html, run_findings
 
     simulated = params["data"]["source"] == "simulated"
@@ -572,7 +573,11 @@ def render_index(
     data_line = (
         "" if simulated else f"<p>Data: <code>{html.escape(str(params['data']['path']))}</code></p>"
     )
-    box = findings_html(run_findings(metrics, null_metrics, simulated, oracle_metrics))
+    box = findings_html(
+        with_donor_headline(
+            run_findings(metrics, null_metrics, simulated, oracle_metrics), metrics, null_metrics
+        )
+    )
     body = f"""
 <h1>latentshift report — profile <code>{html.escape(profile)}</code></h1>
 <p>Does an interpretable generative model (LDVAE) of motor-cortex cells see a simulated disease
