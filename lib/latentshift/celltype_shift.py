@@ -81,6 +81,12 @@ def analyse_cell_types(
         min_cells=params["subsample_size"],
         seed=seed,
     )
+    return CellTypeShiftResult(auc=auc, etest=etest, headline=headline_table(auc, etest))
+
+
+def headline_table(auc: pd.DataFrame, etest: pd.DataFrame) -> pd.DataFrame:
+    """One row per representation and condition: its most detectable cell type (AUC beside its
+    null) and the pooled E-test of the condition (:attr:`CellTypeShiftResult.headline`)."""
     top = detectability_headline(auc)
     pooled = etest[etest["cell_type"] == ALL_CELL_TYPES].set_index(["representation", "condition"])
     rows = []
@@ -104,7 +110,7 @@ def analyse_cell_types(
                 "e_min_pvalue": float(e["min_pvalue"]),
             }
         )
-    return CellTypeShiftResult(auc=auc, etest=etest, headline=pd.DataFrame(rows))
+    return pd.DataFrame(rows)
 
 
 def _clean(value: Any) -> Any:

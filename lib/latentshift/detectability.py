@@ -331,6 +331,42 @@ def _spread(values: np.ndarray) -> tuple[float, float, float, float]:
     return float(values.mean()), sd, float(low), float(high)
 
 
+def auc_summary(aucs: np.ndarray, nulls: np.ndarray) -> dict[str, Any]:
+    """A tested cell type's AUC columns: the spread of its subsamples' AUCs (``auc_*``) and of
+    its null draws' (``null_*``), ``auc_pvalue`` = (1 + #null >= auc_mean) / (1 + #null) and
+    ``above_null`` = ``auc_low > null_high``."""
+    a_mean, a_sd, a_low, a_high = _spread(aucs)
+    n_mean, n_sd, n_low, n_high = _spread(nulls)
+    finite = np.asarray(nulls, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    pval = (1 + int((finite >= a_mean - 1e-12).sum())) / (1 + finite.size)
+    return {
+        "auc_mean": a_mean,
+        "auc_sd": a_sd,
+        "auc_low": a_low,
+        "auc_high": a_high,
+        "null_mean": n_mean,
+        "null_sd": n_sd,
+        "null_low": n_low,
+        "null_high": n_high,
+        "auc_pvalue": pval if finite.size else np.nan,
+        "above_null": bool(finite.size and a_low > n_high),
+    }
+
+
+def rank_cell_types(table: pd.DataFrame) -> pd.DataFrame:
+    """``testable`` and ``above_null`` as booleans and ``rank`` (1 = the highest mean AUC among
+    the testable cell types of each representation and condition)."""
+    table["testable"] = table["testable"].astype(bool)
+    table["above_null"] = table["above_null"].eq(True)
+    tested = table[table["testable"]]
+    ranks = tested.groupby(["representation", "condition"])["auc_mean"].rank(
+        ascending=False, method="min"
+    )
+    table["rank"] = ranks.reindex(table.index).astype("Int64")
+    return table
+
+
 # --- the table ------------------------------------------------------------------------------
 
 
@@ -504,38 +540,18 @@ def celltype_auc_by_representation(
                 with threadpool_limits(limits=1):
                     aucs = np.array([cv_auc(Z, d, classifier) for d in observed])
                     nulls = np.array([cv_auc(Z, d, classifier) for d in null])
-                a_mean, a_sd, a_low, a_high = _spread(aucs)
-                n_mean, n_sd, n_low, n_high = _spread(nulls)
-                finite = nulls[np.isfinite(nulls)]
-                pval = (1 + int((finite >= a_mean - 1e-12).sum())) / (1 + finite.size)
                 rows.append(
                     {
                         "representation": rep,
                         **base,
                         "testable": True,
                         "reason": "",
-                        "auc_mean": a_mean,
-                        "auc_sd": a_sd,
-                        "auc_low": a_low,
-                        "auc_high": a_high,
-                        "null_mean": n_mean,
-                        "null_sd": n_sd,
-                        "null_low": n_low,
-                        "null_high": n_high,
-                        "auc_pvalue": pval if finite.size else np.nan,
-                        "above_null": bool(finite.size and a_low > n_high),
+                        **auc_summary(aucs, nulls),
                     }
                 )
             log.info("AUC %s / %s: %d pairs, %d subsamples", cond, ct, n_pairs, n_subsamples)
 
-    table = pd.DataFrame(rows, columns=["representation", *AUC_COLUMNS[:-1]])
-    table["testable"] = table["testable"].astype(bool)
-    table["above_null"] = table["above_null"].eq(True)
-    tested = table[table["testable"]]
-    ranks = tested.groupby(["representation", "condition"])["auc_mean"].rank(
-        ascending=False, method="min"
-    )
-    table["rank"] = ranks.reindex(table.index).astype("Int64")
+    table = rank_cell_types(pd.DataFrame(rows, columns=["representation", *AUC_COLUMNS[:-1]]))
     table = _order(table, list(reps), conds)
     table.attrs["params"] = {
         "reference": reference,

@@ -235,7 +235,7 @@ def classify_by_donor(
     # the network's early-stopping slice: nuclei of the training donors (the held-out fold's
     # donors stay unseen). A slice of whole donors would, with a handful of donors, often hold
     # one condition only and stop the network on a one-class loss.
-    groups = obs_names_of(adata)
+    groups = adata.obs_names.astype(str).to_numpy()
     n_boot = int(classifier.get("n_bootstrap", 500))
     mlp_kw = {k: classifier[k] for k in MLP_KEYS if k in classifier}
 
@@ -324,11 +324,6 @@ def classify_by_donor(
             "chance_donors": float(truth.value_counts(normalize=True).max()),
         },
     )
-
-
-def obs_names_of(adata: AnnData) -> np.ndarray:
-    """The nuclei's names (each nucleus its own group)."""
-    return adata.obs_names.astype(str).to_numpy()
 
 
 def _summary(name: str, values: list[float], observed: float) -> dict[str, Any]:

@@ -31,8 +31,14 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from latentshift.celltype_shift import REPRESENTATIONS, CellTypeShiftResult
-from latentshift.detectability import AUC_COLUMNS, Draw, _spread, cv_auc, detectability_headline
+from latentshift.celltype_shift import REPRESENTATIONS, CellTypeShiftResult, headline_table
+from latentshift.detectability import (
+    AUC_COLUMNS,
+    Draw,
+    auc_summary,
+    cv_auc,
+    rank_cell_types,
+)
 from latentshift.edistance import _TIE_TOL, ALL_CELL_TYPES, EDISTANCE_COLUMNS, _EStat
 from latentshift.errors import CellTypeShiftError
 from latentshift.shift_units import as_latent, tested_cell_types, unit_rng
@@ -275,40 +281,18 @@ def celltype_auc_by_donor(
                 with threadpool_limits(limits=1):
                     aucs = np.array([cv_auc(Z, d) for d in observed])
                     nulls = np.array([cv_auc(Z, d) for d in null])
-                a_mean, a_sd, a_low, a_high = _spread(aucs)
-                n_mean, n_sd, n_low, n_high = _spread(nulls)
-                finite = nulls[np.isfinite(nulls)]
                 rows.append(
                     {
                         "representation": rep,
                         **base,
                         "testable": True,
                         "reason": "",
-                        "auc_mean": a_mean,
-                        "auc_sd": a_sd,
-                        "auc_low": a_low,
-                        "auc_high": a_high,
-                        "null_mean": n_mean,
-                        "null_sd": n_sd,
-                        "null_low": n_low,
-                        "null_high": n_high,
-                        "auc_pvalue": (1 + int((finite >= a_mean - 1e-12).sum()))
-                        / (1 + finite.size)
-                        if finite.size
-                        else np.nan,
-                        "above_null": bool(finite.size and a_low > n_high),
+                        **auc_summary(aucs, nulls),
                     }
                 )
             log.info("AUC by donor %s / %s: %d vs %d nuclei", cond, ct, x.size, y.size)
     columns = ["representation", *AUC_COLUMNS[:-1], "n_donors_condition", "n_donors_reference"]
-    table = pd.DataFrame(rows, columns=columns)
-    table["testable"] = table["testable"].astype(bool)
-    table["above_null"] = table["above_null"].eq(True)
-    tested = table[table["testable"]]
-    ranks = tested.groupby(["representation", "condition"])["auc_mean"].rank(
-        ascending=False, method="min"
-    )
-    table["rank"] = ranks.reindex(table.index).astype("Int64")
+    table = rank_cell_types(pd.DataFrame(rows, columns=columns))
     table = table.sort_values(
         ["representation", "condition", "rank", "cell_type"], na_position="last", kind="stable"
     ).reset_index(drop=True)
@@ -468,30 +452,7 @@ def analyse_cell_types_by_donor(
         max_cells=params["e_max_cells"],
         seed=seed,
     )
-    top = detectability_headline(auc)
-    pooled = etest[etest["cell_type"] == ALL_CELL_TYPES].set_index(["representation", "condition"])
-    rows = []
-    for r in top.itertuples():
-        e = pooled.loc[(r.representation, r.condition)]
-        rows.append(
-            {
-                "representation": r.representation,
-                "condition": r.condition,
-                "cell_type": r.top_cell_type,
-                "auc": r.auc_mean,
-                "auc_low": r.auc_low,
-                "auc_high": r.auc_high,
-                "null": r.null_mean,
-                "null_high": r.null_high,
-                "above_null": bool(r.top_above_null),
-                "n_tested": int(r.n_tested),
-                "n_untested": int(r.n_untested),
-                "e_pvalue": float(e["pvalue"]),
-                "e_pvalue_adj": float(e["pvalue_adj"]),
-                "e_min_pvalue": float(e["min_pvalue"]),
-            }
-        )
-    return CellTypeShiftResult(auc=auc, etest=etest, headline=pd.DataFrame(rows))
+    return CellTypeShiftResult(auc=auc, etest=etest, headline=headline_table(auc, etest))
 
 
 def donor_factor_shifts(
