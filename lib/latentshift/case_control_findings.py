@@ -83,6 +83,7 @@ def donor_classifier_findings(
     table: pd.DataFrame,
     simulated: bool,
     headline_cell_types: pd.DataFrame | None = None,
+    transfer: Mapping[str, Any] | None = None,
 ) -> Findings:
     """Findings of ``05_classifier`` under ``design: case_control``.
 
@@ -96,6 +97,8 @@ def donor_classifier_findings(
         Whether the nuclei are simulated.
     headline_cell_types
         :attr:`latentshift.celltype_shift.CellTypeShiftResult.headline` (by-donor analysis).
+    transfer
+        :attr:`latentshift.transfer.TransferResult.summary` (synthetic versus real), if run.
     """
     m = metrics
     donor = interval(m["donor_accuracy"], m["donor_accuracy_low"], m["donor_accuracy_high"])
@@ -138,6 +141,8 @@ def donor_classifier_findings(
                 f"null {r.null:.2f}); E-test by donor relabelling p = {r.e_pvalue:.2g} "
                 f"(smallest possible {r.e_min_pvalue:.2g})."
             )
+    if transfer:
+        items.extend(transfer_items(transfer))
     notes = []
     if m["split"]["unit"] != "donor":
         notes.append(
@@ -157,6 +162,39 @@ def donor_classifier_findings(
         closing=" ".join(items),
         simulated=simulated,
     )
+
+
+def transfer_items(summary: Mapping[str, Any]) -> list[str]:
+    """Findings lines of the synthetic-versus-real test (:func:`latentshift.transfer.synthetic_transfer`).
+
+    Parameters
+    ----------
+    summary
+        :attr:`latentshift.transfer.TransferResult.summary`.
+    """
+    items = []
+    val = summary["synthetic_validation_accuracy"]
+    for disease, r in summary["by_condition"].items():
+        targets = summary["targets"].get(disease)
+        where = (
+            f"in the types its entry targets ({', '.join(targets)})" if targets else "in every type"
+        )
+        items.append(
+            f"Synthetic versus real, {disease}: a network trained on synthetic copies of "
+            f"{summary['n_training_control_donors']} control donors (its own validation accuracy "
+            f"{pct(val['ldvae'])} on the LDVAE latent) calls **{pct(r['ldvae_targeted_disease'])}** "
+            f"of real disease nuclei {where} disease, against {pct(r['ldvae_targeted_control'])} "
+            f"of the held-out control nuclei there; PCA {pct(r['pca_targeted_disease'])} against "
+            f"{pct(r['pca_targeted_control'])}."
+            + (
+                f" In the other types: {pct(r['ldvae_untargeted_disease'])} against "
+                f"{pct(r['ldvae_untargeted_control'])} (PCA {pct(r['pca_untargeted_disease'])} "
+                f"against {pct(r['pca_untargeted_control'])})."
+                if targets
+                else ""
+            )
+        )
+    return items
 
 
 def with_donor_headline(box: Findings, metrics: Mapping[str, Any], null_metrics: Any) -> Findings:

@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
         # fold change spread by exp(N(0, simulate_donor_lfc_sd)) around the entry's
         "simulate_disease_donors": 0,
         "simulate_donor_lfc_sd": 0.0,
+        # sd of each simulated donor's log effect on each gene (0.1: the calibrated M1's
+        # donors, close to each other); larger gives donors an identity a classifier can learn
+        "simulate_donor_gene_sd": 0.1,
         "symbol_column": None,  # var column with gene symbols; None: feature_name if present, else var_names
         "cell_type_column": "cell_type",
         "donor_column": "donor_id",
@@ -86,6 +89,9 @@ DEFAULTS: dict[str, Any] = {
         "control": "normal",  # its value for control donors (CELLxGENE: "normal")
         "split": "donor",  # "donor": no donor on both sides; "cell": a cell-level split (the leak)
         "n_folds": 4,  # leave-donors-out folds: every nucleus scored once when held out
+        # synthetic versus real (05): the synthetic pipeline trained on half the control donors,
+        # its classifier applied to the held-out real nuclei (an extra LDVAE training)
+        "transfer": True,
     },
     "ldvae": {
         "n_latent": 36,  # the reference configuration's latent size
@@ -212,6 +218,7 @@ RULES: dict[str, Rule] = {
     "data.simulate_n_donors": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "data.simulate_disease_donors": (INT, _nonneg, "a whole number >= 0"),
     "data.simulate_donor_lfc_sd": (NUM, _nonneg, "a number >= 0"),
+    "data.simulate_donor_gene_sd": (NUM, _nonneg, "a number >= 0"),
     "data.symbol_column": (STR + NONE, None, "a column name of .var, or null"),
     "data.cell_type_column": (STR, None, "a column name of .obs"),
     "data.donor_column": (STR + NONE, None, "a column name of .obs, or null"),
@@ -232,6 +239,7 @@ RULES: dict[str, Rule] = {
         "classifier recognise donors: shown only as the leak's measurement)",
     ),
     "case_control.n_folds": (INT, lambda x: x >= 2, "a whole number >= 2"),
+    "case_control.transfer": (BOOL, None, "true or false"),
     "ldvae.n_latent": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "ldvae.n_hidden": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "ldvae.n_layers": (INT, lambda x: x >= 1, "a whole number >= 1"),

@@ -28,7 +28,7 @@ from latentshift.counts import counts_matrix, row_sums, subset
 from latentshift.errors import DataError
 from latentshift.h5ad import h5ad_n_obs, read_h5ad_counts, read_h5ad_sample
 from latentshift.sampling import choose_cells
-from latentshift.simulate import simulate_m1
+from latentshift.simulate import DONOR_GENE_SD, simulate_m1
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +217,7 @@ def load_cells(cfg: Mapping[str, Any], seed: int, required_genes: Sequence[str] 
             required_genes=required_genes,
             n_donors=cfg.get("simulate_n_donors", 4),
             composition=cfg.get("composition", "m1"),
+            donor_gene_sd=cfg.get("simulate_donor_gene_sd", DONOR_GENE_SD),
         )
     if source == "h5ad":
         if not cfg.get("path"):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -195,6 +197,57 @@ def donor_calls(donors: Any, labels: Any, title: str = "") -> Figure:
         ax.set_ylabel(f"mean P({disease}) over the donor's nuclei")
         ax.set_title(f"held-out donors: {disease}", fontsize=10)
     fig.suptitle(title or "each donor scored by models that never saw it")
+    fig.tight_layout()
+    return fig
+
+
+def transfer_calls(by_cell_type: Any, title: str = "") -> Figure:
+    """How often a classifier of the synthetic shift calls real nuclei "disease", per cell type.
+
+    Parameters
+    ----------
+    by_cell_type
+        :attr:`latentshift.transfer.TransferResult.by_cell_type` (``condition``, ``cell_type``,
+        ``targeted`` and ``<rep>_disease`` / ``<rep>_control`` call rates).
+    title
+        Figure title.
+
+    One row of panels per disease condition, one panel per representation; the disease and the
+    control nuclei's call rates side by side, the targeted types (``*``) first.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    reps = [c[: -len("_disease")] for c in by_cell_type.columns if c.endswith("_disease")]
+    diseases = list(dict.fromkeys(by_cell_type["condition"]))
+    fig, axes = plt.subplots(
+        len(diseases),
+        len(reps),
+        figsize=(6 * len(reps), 4.2 * len(diseases)),
+        squeeze=False,
+        sharey=True,
+    )
+    names = {"ldvae": "LDVAE latent", "pca": "PCA baseline"}
+    for row, disease in zip(axes, diseases, strict=True):
+        part = by_cell_type[by_cell_type["condition"] == disease].copy()
+        part["type"] = part["cell_type"] + np.where(part["targeted"], " *", "")
+        for ax, rep in zip(row, reps, strict=True):
+            long = part.melt(
+                id_vars=["type"],
+                value_vars=[f"{rep}_disease", f"{rep}_control"],
+                var_name="nuclei",
+                value_name="called disease",
+            )
+            long["nuclei"] = long["nuclei"].map(
+                {f"{rep}_disease": disease, f"{rep}_control": "control"}
+            )
+            sns.barplot(data=long, x="type", y="called disease", hue="nuclei", ax=ax)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("cell type (* where the entry puts the shift)")
+            ax.set_ylabel("share of held-out nuclei called disease")
+            ax.set_title(f"{disease}: {names.get(rep, rep)}", fontsize=10)
+            ax.tick_params(axis="x", rotation=60, labelsize=8)
+    fig.suptitle(title or "a classifier of the synthetic shift on real held-out nuclei")
     fig.tight_layout()
     return fig
 

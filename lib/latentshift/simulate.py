@@ -218,6 +218,7 @@ def simulate_m1(
     n_donors: int = 4,
     schema: str = "latentshift",
     composition: str = "m1",
+    donor_gene_sd: float = DONOR_GENE_SD,
 ) -> AnnData:
     """A deterministic simulated human M1 single-nucleus RNA-seq data set.
 
@@ -253,6 +254,10 @@ def simulate_m1(
         ``.raw.X`` (float32).
     composition
         ``"m1"`` (default, the HCA M1 file's 90 % neurons) or ``"tissue"`` (Bakken 2021).
+    donor_gene_sd
+        sd of each donor's log-scale effect on each gene (default :data:`DONOR_GENE_SD`).
+        Larger values give donors more of an identity of their own, as genotype, age and
+        post-mortem interval do in real tissue (a case–control data set's donor leak).
 
     Returns
     -------
@@ -265,7 +270,9 @@ def simulate_m1(
     """
     import anndata as ad
 
-    plan = _plan_simulation(n_cells, n_genes, seed, required_genes, n_donors, schema, composition)
+    plan = _plan_simulation(
+        n_cells, n_genes, seed, required_genes, n_donors, schema, composition, donor_gene_sd
+    )
     start = time.time()
     counts = _stack_blocks(plan.blocks(), n_cells, plan.n_genes)
 
@@ -460,6 +467,7 @@ def _plan_simulation(
     n_donors: int,
     schema: str,
     composition: str = "m1",
+    donor_gene_sd: float = DONOR_GENE_SD,
 ) -> _SimulationPlan:
     """Validate the arguments and draw everything of the simulation but the counts."""
     if n_cells < 1 or n_genes < 1:
@@ -468,6 +476,8 @@ def _plan_simulation(
         )
     if n_donors < 1:
         raise DataError(f"simulate_m1 needs n_donors >= 1 (got {n_donors}).")
+    if not donor_gene_sd >= 0:
+        raise DataError(f"simulate_m1 needs donor_gene_sd >= 0 (got {donor_gene_sd}).")
     if schema not in ("latentshift", "cellxgene"):
         raise DataError(
             f"simulate_m1: schema must be 'latentshift' or 'cellxgene' (got {schema!r})."
@@ -478,7 +488,7 @@ def _plan_simulation(
     gene_rng = np.random.default_rng([seed, 1])
     eff = _type_effects(gene_rng, levels, types)
     ref_theta = gene_rng.lognormal(np.log(THETA_MEDIAN), THETA_LOG_SD, len(levels))
-    ref_donor = gene_rng.normal(0, DONOR_GENE_SD, (n_donors, len(levels)))
+    ref_donor = gene_rng.normal(0, donor_gene_sd, (n_donors, len(levels)))
     donor_lib = gene_rng.lognormal(0, DONOR_LIBRARY_SD, n_donors)
     sample_lib = gene_rng.lognormal(0, SAMPLE_LIBRARY_SD, (n_donors, SAMPLES_PER_DONOR))
     # centred (geometric mean 1), so a type's median depth stays its published figure
@@ -558,7 +568,9 @@ def _plan_simulation(
     )
     source = (
         f"simulate_m1(n_cells={n_cells}, n_genes={n_genes}, seed={seed}, "
-        f"composition={composition!r})"
+        f"composition={composition!r}"
+        + (f", donor_gene_sd={donor_gene_sd}" if donor_gene_sd != DONOR_GENE_SD else "")
+        + ")"
     )
     return _SimulationPlan(
         obs=obs,

@@ -476,6 +476,10 @@ def point_row(folder: Path) -> dict[str, Any]:
     for cond, m in (metrics.get("loadings") or {}).items():
         if isinstance(m, Mapping) and "auroc_ldvae_projected" in m:
             row[f"{cond}_recovery"] = m.get("auroc_ldvae_projected")
+    # synthetic versus real (case-control runs): call rates "<condition>_transfer_<rep>_<where>_<side>"
+    for cond, rates in ((metrics.get("transfer") or {}).get("by_condition") or {}).items():
+        for key, value in rates.items():
+            row[f"{cond}_transfer_{key}"] = value
     return row
 
 

@@ -80,11 +80,59 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-#: A README block generated from a recorded study: ``<!-- study-table results/NAME.csv -->``,
-#: the table, ``<!-- /study-table -->``.
+def transfer_table(table: pd.DataFrame) -> str:
+    """The synthetic-versus-real call rates of a case–control study as a Markdown table.
+
+    One row per point that ran the transfer test, disease condition and representation: the
+    share of held-out nuclei the synthetic-shift classifier calls disease, for disease and
+    control nuclei, in the cell types the entry targets and in the others (columns
+    ``<condition>_transfer_<rep>_<where>_<side>`` of ``study.csv``).
+    """
+    from latentshift.findings import pct
+
+    marker = "_transfer_"
+    conditions = sorted(
+        {c.split(marker)[0] for c in table.columns if marker in c and c.endswith("_disease")}
+    )
+    head = [
+        "point",
+        "condition",
+        "representation",
+        "targeted types: disease nuclei",
+        "targeted types: control nuclei",
+        "other types: disease nuclei",
+        "other types: control nuclei",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    names = {"ldvae": "LDVAE latent", "pca": "PCA baseline"}
+    for _, r in table.iterrows():
+        for cond in conditions:
+            for rep, name in names.items():
+                key = f"{cond}{marker}{rep}_"
+                if pd.isna(r.get(key + "targeted_disease", float("nan"))):
+                    continue
+                cells = [f"`{r['point']}`", cond, name] + [
+                    "–" if pd.isna(r.get(key + k)) else pct(r[key + k])
+                    for k in (
+                        "targeted_disease",
+                        "targeted_control",
+                        "untargeted_disease",
+                        "untargeted_control",
+                    )
+                ]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+#: The README tables generated from a recorded study: ``<!-- study-table results/NAME.csv -->``
+#: (:func:`markdown_table`) or ``<!-- transfer-table results/NAME.csv -->``
+#: (:func:`transfer_table`), the table, ``<!-- /study-table -->`` or ``<!-- /transfer-table -->``.
 README_BLOCK = re.compile(
-    r"(<!-- study-table (?P<csv>\S+) -->\n)(?P<body>.*?)(<!-- /study-table -->)", re.DOTALL
+    r"(<!-- (?P<kind>study|transfer)-table (?P<csv>\S+) -->\n)(?P<body>.*?)"
+    r"(<!-- /(?P=kind)-table -->)",
+    re.DOTALL,
 )
+TABLES = {"study": markdown_table, "transfer": transfer_table}
 
 
 def sync_readme(readme: Path, root: Path, check: bool = False) -> list[str]:
@@ -115,10 +163,10 @@ def sync_readme(readme: Path, root: Path, check: bool = False) -> list[str]:
                 "study and copy its runs/<profile>/<study>/study.csv there (see the README's "
                 "reproduce line), or remove the table's markers."
             )
-        body = markdown_table(pd.read_csv(record)) + "\n"
+        body = TABLES[m["kind"]](pd.read_csv(record)) + "\n"
         if body != m["body"]:
             stale.append(m["csv"])
-        return m.group(1) + body + m.group(4)
+        return m.group(1) + body + m.group(5)
 
     new = README_BLOCK.sub(fill, text)
     if stale and not check:
