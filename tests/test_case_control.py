@@ -149,7 +149,11 @@ def test_the_design_keys_are_validated():
     with pytest.raises(ParamsError, match="batch_key' is 'donor_id'.*absorb the disease"):
         config.validate({"design": "case_control", "data": sim, "ldvae": {"batch_key": "donor_id"}})
     ok = config.validate({"design": "case_control", "data": sim})
-    assert ok["case_control"]["split"] == "donor"
+    assert ok["case_control"]["split"] == "donor" and ok["case_control"]["transfer"] is True
+    with pytest.raises(ParamsError, match="case_control.transfer.*true or false"):
+        config.validate({"design": "case_control", "data": sim, "case_control": {"transfer": 2}})
+    with pytest.raises(ParamsError, match="simulate_donor_gene_sd.*>= 0"):
+        config.validate({"data": {"simulate_donor_gene_sd": -0.1}})
 
 
 def test_label_case_control_keeps_each_donor_in_one_fold_and_shares_the_counts():

@@ -40,6 +40,21 @@ def test_case_control_smoke_end_to_end(cc_run, root):
     assert {"mlp_pca", "logreg_disease_genes", "majority"} <= set(clf["baseline_accuracy"])
     assert metrics["cell_types"]["etest"]["LDVAE"]["Huntington disease"]["all"]["pvalue"] > 0
     assert "Huntington disease" in metrics["loadings"]
+    # synthetic versus real: trained on half the control donors, scored on the others and on
+    # every disease donor
+    transfer = metrics["transfer"]
+    assert (
+        transfer["n_training_control_donors"] == 2 and len(transfer["heldout_control_donors"]) == 2
+    )
+    rates = transfer["by_condition"]["Huntington disease"]
+    assert all(
+        0 <= rates[f"{r}_targeted_{s}"] <= 1
+        for r in ("ldvae", "pca")
+        for s in ("disease", "control")
+    )
+    assert (run / "transfer_calls.csv").is_file() and (
+        run / "figures" / "transfer_calls.png"
+    ).is_file()
     # the executed notebooks hold only the case-control design's cells
     for nb_path in (run / "notebooks").glob("*.ipynb"):
         nb = nbformat.read(nb_path, as_version=4)
@@ -49,7 +64,7 @@ def test_case_control_smoke_end_to_end(cc_run, root):
         assert not errors, f"{nb_path.name}: {errors[:1]}"
     page = (rep / "05_classifier.html").read_text()
     assert "Leave-donors-out classification" in page and "Confusion matrix" not in page
-    assert "per donor" in page
+    assert "per donor" in page and "Synthetic versus real" in page
     assert "Held-out donors are called right" in (rep / "index.html").read_text()
     pages = [rep / f"{nb.stem}.html" for nb in runner.notebooks(root)] + [rep / "index.html"]
     problems = check_pages(pages, chromium=require_chromium())

@@ -232,3 +232,24 @@ def test_unknown_symbols_of_a_set_are_reported_missing_and_a_set_of_non_genes_st
     ]
     with pytest.raises(GeneSetError, match="gene set 'FAKE'.*none of its genes"):
         gs.match_genesets(a, sets, ["FAKE"])
+
+
+def _donor_spread(adata: ad.AnnData) -> float:
+    """Median over well-expressed genes of the sd across donors of the log pseudobulk."""
+    X = sp.csr_matrix(adata.X)
+    donors = adata.obs["donor_id"].to_numpy()
+    bulks = np.vstack([np.asarray(X[donors == d].sum(axis=0)).ravel() for d in np.unique(donors)])
+    bulks = bulks / bulks.sum(axis=1, keepdims=True)
+    keep = bulks.min(axis=0) * X.sum() / len(bulks) > 200  # enough counts: little Poisson noise
+    return float(np.median(np.log(bulks[:, keep]).std(axis=0)))
+
+
+def test_donor_gene_effects_grow_with_donor_gene_sd_and_default_to_the_calibrated_value():
+    kw = {"n_cells": 1200, "n_genes": 300, "seed": 0, "n_donors": 6}
+    default = simulate.simulate_m1(**kw)
+    assert _digest(default) == _digest(simulate.simulate_m1(**kw, donor_gene_sd=0.1))
+    flat = _donor_spread(simulate.simulate_m1(**kw, donor_gene_sd=0.0))
+    wide = _donor_spread(simulate.simulate_m1(**kw, donor_gene_sd=0.5))
+    assert wide > 0.3 and wide > 3 * flat
+    with pytest.raises(DataError, match="donor_gene_sd >= 0"):
+        simulate.simulate_m1(**kw, donor_gene_sd=-1.0)

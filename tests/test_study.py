@@ -275,3 +275,23 @@ def test_readme_study_tables_are_generated_from_the_recorded_studies(root, tmp_p
     assert "| `a` | 50.0% [45.0%, 55.0%] | 33.0% | 33.4% |" in text and "5.0 min" in text
     assert text.startswith("before\n") and text.endswith("after\n")
     assert study_report.sync_readme(readme, tmp_path, check=True) == []
+
+
+def test_the_transfer_table_is_generated_from_the_study_record(tmp_path):
+    cond = "Huntington disease"
+    rates = {"targeted_disease": 0.6, "targeted_control": 0.1, "untargeted_disease": 0.2}
+    row = {"point": "donor_split", **{f"{cond}_transfer_ldvae_{k}": v for k, v in rates.items()}}
+    row[f"{cond}_transfer_ldvae_untargeted_control"] = 0.15
+    table = pd.DataFrame([row, {"point": "cell_split"}])  # the cell split ran no transfer
+    text = study_report.transfer_table(table)
+    lines = text.splitlines()
+    assert len(lines) == 3  # header, rule, one row: no PCA columns recorded, no cell_split row
+    assert lines[2] == f"| `donor_split` | {cond} | LDVAE latent | 60.0% | 10.0% | 20.0% | 15.0% |"
+    (tmp_path / "results").mkdir()
+    table.to_csv(tmp_path / "results" / "t.csv", index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- transfer-table results/t.csv -->\nold\n<!-- /transfer-table -->\n")
+    assert study_report.sync_readme(readme, tmp_path) == ["results/t.csv"]
+    assert readme.read_text() == (
+        "<!-- transfer-table results/t.csv -->\n" + text + "\n<!-- /transfer-table -->\n"
+    )
