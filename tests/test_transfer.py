@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from latentshift import case_control as cc
-from latentshift import config
+from latentshift import config, study_report
 from latentshift import transfer as tr
 from latentshift.simulate import simulate_m1
 
@@ -79,6 +79,13 @@ def test_call_tables_count_rates_per_type_and_donor_and_test_over_donors():
     assert by_donor.set_index("donor_id").loc["a", "rate_ldvae"] == 0.5
     assert by_donor.set_index("donor_id").loc["a", "targeted_rate_ldvae"] == 1.0
     assert np.isnan(by_donor.set_index("donor_id").loc["d", "targeted_rate_ldvae"])
+    # the README's per-type table reads the same numbers (a PCA column set for the example)
+    both = by_type.assign(pca_disease=0.25, pca_control=0.0, pca_donor_p=float("nan"))
+    text = study_report.transfer_calls_table(both)
+    assert (
+        "| HD | **T** (targeted) | 6 / 4 (3 / 2) | 100.0% | 50.0% | 0.100 | 25.0% | 0.0% | – |"
+        in text
+    )
 
 
 def test_a_synthetic_classifier_calls_the_targeted_disease_nuclei():

@@ -218,7 +218,7 @@ def transfer_calls(by_cell_type: Any, title: str = "") -> Figure:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    reps = [c[: -len("_disease")] for c in by_cell_type.columns if c.endswith("_disease")]
+    reps = [c[: -len("_donor_p")] for c in by_cell_type.columns if c.endswith("_donor_p")]
     diseases = list(dict.fromkeys(by_cell_type["condition"]))
     fig, axes = plt.subplots(
         len(diseases),

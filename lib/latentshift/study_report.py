@@ -124,15 +124,56 @@ def transfer_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def transfer_calls_table(calls: pd.DataFrame) -> str:
+    """A run's ``transfer_calls.csv`` (call rates per cell type) as a Markdown table.
+
+    One row per disease condition and cell type, the targeted types first: nuclei on each
+    side, and per representation the share of disease and of control nuclei called disease
+    with the one-sided donor-level p-value.
+    """
+    from latentshift.findings import pct
+
+    head = [
+        "condition",
+        "cell type",
+        "disease / control nuclei (donors)",
+        "LDVAE: disease",
+        "LDVAE: control",
+        "LDVAE: donor p",
+        "PCA: disease",
+        "PCA: control",
+        "PCA: donor p",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for _, r in calls.iterrows():
+        targeted = str(r["targeted"]).lower() == "true"
+        cells = [
+            str(r["condition"]),
+            f"**{r['cell_type']}** (targeted)" if targeted else str(r["cell_type"]),
+            f"{int(r['n_disease'])} / {int(r['n_control'])} "
+            f"({int(r['donors_disease'])} / {int(r['donors_control'])})",
+        ]
+        for rep in ("ldvae", "pca"):
+            cells += [
+                pct(r[f"{rep}_disease"]),
+                pct(r[f"{rep}_control"]),
+                "–" if pd.isna(r[f"{rep}_donor_p"]) else f"{float(r[f'{rep}_donor_p']):.3f}",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 #: The README tables generated from a recorded study: ``<!-- study-table results/NAME.csv -->``
 #: (:func:`markdown_table`) or ``<!-- transfer-table results/NAME.csv -->``
-#: (:func:`transfer_table`), the table, ``<!-- /study-table -->`` or ``<!-- /transfer-table -->``.
+#: (:func:`transfer_table`) or ``<!-- calls-table results/NAME.csv -->`` (a run's
+#: ``transfer_calls.csv``, :func:`transfer_calls_table`), the table, then the closing marker
+#: of its kind (``<!-- /study-table -->``, ...).
 README_BLOCK = re.compile(
-    r"(<!-- (?P<kind>study|transfer)-table (?P<csv>\S+) -->\n)(?P<body>.*?)"
+    r"(<!-- (?P<kind>study|transfer|calls)-table (?P<csv>\S+) -->\n)(?P<body>.*?)"
     r"(<!-- /(?P=kind)-table -->)",
     re.DOTALL,
 )
-TABLES = {"study": markdown_table, "transfer": transfer_table}
+TABLES = {"study": markdown_table, "transfer": transfer_table, "calls": transfer_calls_table}
 
 
 def sync_readme(readme: Path, root: Path, check: bool = False) -> list[str]:
