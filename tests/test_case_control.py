@@ -81,6 +81,18 @@ def test_donor_folds_never_split_a_donor(n_case, n_control, n_folds, sizes, seed
     assert (cc.donor_folds(labels, donors, n_folds, seed) == folds).all()
 
 
+def test_folds_of_unequal_make_up_are_named_with_the_fix(caplog):
+    donors = np.repeat([f"d{i}" for i in range(12)], 3)
+    labels = np.repeat(["HD"] * 6 + ["normal"] * 6, 3)
+    with caplog.at_level("WARNING", logger="latentshift.case_control"):
+        folds = cc.donor_folds(labels, donors, 6, seed=0)
+    assert not caplog.records  # 6 folds of 1 + 1
+    assert (pd.crosstab(folds, labels) == 3).all().all()
+    with caplog.at_level("WARNING", logger="latentshift.case_control"):
+        cc.donor_folds(labels, donors, 4, seed=0)
+    assert "unequal numbers" in caplog.text and "case_control.n_folds" in caplog.text
+
+
 def test_cell_folds_put_donors_on_both_sides():
     donors = np.repeat(["a", "b", "c", "d"], 50)
     labels = np.repeat(["ALS", "ALS", "normal", "normal"], 50)

@@ -76,6 +76,11 @@ def test_call_tables_count_rates_per_type_and_donor_and_test_over_donors():
     assert t["ldvae_donor_p"] == pytest.approx(1 / 10)
     u = by_type.set_index("cell_type").loc["U"]
     assert not u["targeted"] and u["ldvae_disease"] == 0.0 and u["ldvae_donor_p"] > 0.5  # all tied
+    # two types: BH multiplies the smaller p by 2, the larger stays
+    assert (
+        t["ldvae_donor_p_adj"] == pytest.approx(0.2)
+        and u["ldvae_donor_p_adj"] == u["ldvae_donor_p"]
+    )
     assert by_donor.set_index("donor_id").loc["a", "rate_ldvae"] == 0.5
     assert by_donor.set_index("donor_id").loc["a", "targeted_rate_ldvae"] == 1.0
     assert np.isnan(by_donor.set_index("donor_id").loc["d", "targeted_rate_ldvae"])
@@ -83,7 +88,7 @@ def test_call_tables_count_rates_per_type_and_donor_and_test_over_donors():
     both = by_type.assign(pca_disease=0.25, pca_control=0.0, pca_donor_p=float("nan"))
     text = study_report.transfer_calls_table(both)
     assert (
-        "| HD | **T** (targeted) | 6 / 4 (3 / 2) | 100.0% | 50.0% | 0.100 | 25.0% | 0.0% | – |"
+        "| HD | **T** (targeted) | 6 / 4 (3 / 2) | 100.0% | 50.0% | 0.100 (0.200) | 25.0% | 0.0% | – |"
         in text
     )
 

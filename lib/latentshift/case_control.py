@@ -192,6 +192,16 @@ def donor_folds(
         cv.split(np.zeros(len(donor_table)), donor_table["c"], donor_table["d"])
     ):
         fold_of_donor[test] = fold
+    per_fold = pd.crosstab(fold_of_donor, donor_table["c"].to_numpy())
+    if (per_fold.nunique(axis=0) > 1).any():
+        log.warning(
+            "donor folds: the folds hold unequal numbers of a condition's donors (%s). A fold that "
+            "holds out more donors of one condition leaves fewer of them to train on, which pulls "
+            "held-out accuracy below chance when donors differ strongly. When the donors divide "
+            "evenly, choose case_control.n_folds so that every fold holds the same number of "
+            "each condition's donors (e.g. 6 folds of 1 + 1 for 6 against 6).",
+            "; ".join(f"{c}: {', '.join(map(str, v))}" for c, v in per_fold.items()),
+        )
     lookup = pd.Series(fold_of_donor, index=donor_table["d"].to_numpy())
     return lookup.loc[donors].to_numpy()
 

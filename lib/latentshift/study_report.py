@@ -129,7 +129,7 @@ def transfer_calls_table(calls: pd.DataFrame) -> str:
 
     One row per disease condition and cell type, the targeted types first: nuclei on each
     side, and per representation the share of disease and of control nuclei called disease
-    with the one-sided donor-level p-value.
+    with the one-sided donor-level p-value (Benjamini–Hochberg-adjusted in brackets).
     """
     from latentshift.findings import pct
 
@@ -139,10 +139,10 @@ def transfer_calls_table(calls: pd.DataFrame) -> str:
         "disease / control nuclei (donors)",
         "LDVAE: disease",
         "LDVAE: control",
-        "LDVAE: donor p",
+        "LDVAE: donor p (adjusted)",
         "PCA: disease",
         "PCA: control",
-        "PCA: donor p",
+        "PCA: donor p (adjusted)",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for _, r in calls.iterrows():
@@ -154,10 +154,13 @@ def transfer_calls_table(calls: pd.DataFrame) -> str:
             f"({int(r['donors_disease'])} / {int(r['donors_control'])})",
         ]
         for rep in ("ldvae", "pca"):
+            p, adj = r[f"{rep}_donor_p"], r.get(f"{rep}_donor_p_adj", float("nan"))
             cells += [
                 pct(r[f"{rep}_disease"]),
                 pct(r[f"{rep}_control"]),
-                "–" if pd.isna(r[f"{rep}_donor_p"]) else f"{float(r[f'{rep}_donor_p']):.3f}",
+                "–"
+                if pd.isna(p)
+                else f"{float(p):.3f}" + ("" if pd.isna(adj) else f" ({adj:.3f})"),
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

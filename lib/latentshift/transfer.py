@@ -19,8 +19,8 @@ That only means something for disease if a model of the *synthetic* shift also r
    by that LDVAE (and that PCA) and classified. A nucleus is *called disease* when the network
    gives it any copy class. The call rate of disease nuclei against that of control nuclei, per
    cell type and per donor, is the transfer result; per cell type the two are compared over
-   donors (one-sided Mann–Whitney U of the donors' call rates), since nuclei of one donor are
-   not independent.
+   donors (one-sided Mann–Whitney U of the donors' call rates, Benjamini–Hochberg over the
+   types), since nuclei of one donor are not independent.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class TransferResult:
         ``own_<rep>`` (called its own condition).
     by_cell_type
         Per disease condition and cell type: nuclei and donors on each side, the call rates of
-        disease and control nuclei per representation, and the donor-level p-value.
+        disease and control nuclei per representation, and the donor-level p-value (raw and
+        Benjamini–Hochberg-adjusted over the cell types).
     by_donor
         Per held-out donor: condition, nuclei, call rate per representation (all nuclei and in
         the targeted types).
@@ -214,6 +215,17 @@ def call_tables(
             rows.append(row)
     by_type = pd.DataFrame(rows)
     if len(by_type):
+        from scipy.stats import false_discovery_control
+
+        # Benjamini–Hochberg over the cell types of each condition and representation
+        for rep in representations:
+            by_type[f"{rep}_donor_p_adj"] = np.nan
+            for _, part in by_type.groupby("condition"):
+                ok = part[f"{rep}_donor_p"].notna()
+                if ok.any():
+                    by_type.loc[part.index[ok], f"{rep}_donor_p_adj"] = false_discovery_control(
+                        part.loc[ok, f"{rep}_donor_p"].to_numpy()
+                    )
         by_type = by_type.sort_values(
             ["condition", "targeted", "n_disease"], ascending=[True, False, False]
         ).reset_index(drop=True)
