@@ -526,3 +526,87 @@ def test_gene_means_equal_dense_means_over_the_chosen_rows(seed, chunk, density)
     np.testing.assert_allclose(counts.gene_means(mat), dense.mean(axis=0))
     with pytest.raises(errors.DataError, match="non-empty"):
         counts.gene_means(mat, np.zeros(40, dtype=bool))
+
+
+# --- cells without a label ----------------------------------------------------------------
+
+
+def _unlabelled(n_missing: int, values=(np.nan, "", "nan", "Unknown")) -> ad.AnnData:
+    adata = simulate.simulate_m1(200, 150, seed=0)
+    types = adata.obs["cell_type"].astype(object).to_numpy()
+    for i in range(n_missing):
+        types[i] = values[i % len(values)]
+    adata.obs["cell_type"] = pd.Categorical(types)
+    return adata
+
+
+def test_cells_without_a_cell_type_are_left_out_and_counted():
+    adata = _unlabelled(8)
+    kept, dropped = data.drop_unlabelled(adata, ["cell_type"], ["unknown"], max_fraction=0.05)
+    assert dropped == {"cell_type": 8} and kept.n_obs == 192
+    assert kept.obs["cell_type"].notna().all()
+    assert not {"", "nan", "Unknown"} & set(kept.obs["cell_type"].cat.categories)
+    # "Unknown" is a label unless the profile lists it
+    _, dropped = data.drop_unlabelled(adata, ["cell_type"], max_fraction=0.05)
+    assert dropped == {"cell_type": 6}
+    labelled = simulate.simulate_m1(100, 150, seed=0)
+    same, dropped = data.drop_unlabelled(labelled, ["cell_type", "donor_id"])
+    assert same is labelled and dropped == {"cell_type": 0, "donor_id": 0}
+
+
+def test_too_many_cells_without_a_label_stop_with_the_column_and_the_count():
+    # 40 changed, 30 missing ("Unknown" is a label unless the profile lists it)
+    with pytest.raises(errors.DataError, match=r"30 of 200 cells \(15.0%\) have no 'cell_type'"):
+        data.drop_unlabelled(_unlabelled(40), ["cell_type"], max_fraction=0.05)
+    no_donors = _unlabelled(0)
+    del no_donors.obs["donor_id"]
+    with pytest.raises(errors.DataError, match="no 'donor_id' column; set data.donor_column"):
+        data.drop_unlabelled(no_donors, ["cell_type", "donor_id"])
+
+
+def test_a_file_s_missing_cell_types_stay_missing_and_01_leaves_them_out(tmp_path, root):
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    src = simulate.simulate_m1(300, 400, seed=0, required_genes=REQUIRED)
+    types = src.obs["cell_type"].astype(object).to_numpy()
+    types[:9] = np.nan  # 3 %: left out
+    types[9:12] = ""
+    src.obs["cell_type"] = pd.Categorical(types)
+    path = tmp_path / "unlabelled.h5ad"
+    src.write_h5ad(path)
+    got = h5ad.read_h5ad_counts(path)
+    assert got.obs["cell_type"].isna().sum() == 9  # not the label "nan"
+    assert "nan" not in set(got.obs["cell_type"].cat.categories)
+
+    def run_01(max_fraction: float) -> subprocess.CompletedProcess:
+        profile = tmp_path / f"unlabelled_{max_fraction}.yaml"
+        data_cfg = {"source": "h5ad", "path": str(path), "min_genes": 20, "n_cells": None}
+        data_cfg["max_unlabelled_fraction"] = max_fraction
+        profile.write_text(yaml.safe_dump({"seed": 0, "data": data_cfg}))
+        return subprocess.run(
+            [sys.executable, "-m", "latentshift", "run", str(profile), "--only", "01"]
+            + ["--run-dir", str(tmp_path / f"run{max_fraction}")]
+            + ["--report-dir", str(tmp_path / f"rep{max_fraction}")],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    res = run_01(0.05)
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run0.05" / "metrics.json").read_text())["data"]
+    assert metrics["unlabelled"] == {"cell_type": 12}
+    page = (tmp_path / "rep0.05" / "01_data.html").read_text()
+    assert "12 nuclei without a cell type were left out" in page
+    cells = artifacts.read_h5ad(tmp_path / "run0.05" / "cells.h5ad")
+    assert cells.obs["cell_type"].notna().all() and "nan" not in set(cells.obs["cell_type"])
+    res = run_01(0.01)
+    assert res.returncode != 0
+    assert "12 of 300 cells" in res.stderr and "'cell_type'" in res.stderr
+    assert not (tmp_path / "run0.01" / "cells.h5ad").exists()

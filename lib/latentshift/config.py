@@ -69,6 +69,10 @@ DEFAULTS: dict[str, Any] = {
         "simulate_donor_gene_sd": 0.1,
         "symbol_column": None,  # var column with gene symbols; None: feature_name if present, else var_names
         "cell_type_column": "cell_type",
+        # cells whose cell type (or, in the case-control design, donor) is NaN, empty or one of
+        # these values are left out in 01 (at most max_unlabelled_fraction of them; above it 01 stops)
+        "unlabelled_values": [],
+        "max_unlabelled_fraction": 0.05,
         "donor_column": "donor_id",
         "min_genes": 100,  # QC: minimum genes detected per cell
         "min_cells": 3,  # QC: minimum cells expressing a gene
@@ -219,6 +223,12 @@ RULES: dict[str, Rule] = {
     "data.simulate_disease_donors": (INT, _nonneg, "a whole number >= 0"),
     "data.simulate_donor_lfc_sd": (NUM, _nonneg, "a number >= 0"),
     "data.simulate_donor_gene_sd": (NUM, _nonneg, "a number >= 0"),
+    "data.max_unlabelled_fraction": (NUM, _closed01, "a number from 0 to 1"),
+    "data.unlabelled_values": (
+        (list,),
+        lambda x: all(isinstance(v, str) for v in x),
+        "a list of label values that mean 'no label', e.g. [unknown]",
+    ),
     "data.symbol_column": (STR + NONE, None, "a column name of .var, or null"),
     "data.cell_type_column": (STR, None, "a column name of .obs"),
     "data.donor_column": (STR + NONE, None, "a column name of .obs, or null"),

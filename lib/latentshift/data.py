@@ -93,6 +93,83 @@ def qc_filter(adata: AnnData, min_genes: int, min_cells: int) -> tuple[AnnData, 
     return out, stats
 
 
+#: Label values that mean "no label" whatever the profile says (compared case-insensitively,
+#: after stripping spaces); ``data.unlabelled_values`` adds more (e.g. ``unknown``).
+MISSING_LABELS: tuple[str, ...] = ("", "nan", "none", "na", "n/a")
+
+#: The obs columns :func:`drop_unlabelled` checks, with the params key that names each.
+LABEL_KEYS: dict[str, str] = {"cell_type": "data.cell_type_column", "donor_id": "data.donor_column"}
+
+
+def drop_unlabelled(
+    adata: AnnData,
+    columns: Sequence[str],
+    extra_missing: Sequence[str] = (),
+    max_fraction: float = 0.05,
+) -> tuple[AnnData, dict[str, int]]:
+    """Leave out the cells whose label is missing, or refuse when too many are.
+
+    A label is missing when it is NaN or one of :data:`MISSING_LABELS` or ``extra_missing``
+    (case-insensitive). Such cells would otherwise become a class of their own (``"nan"``) in
+    the stratification, the classifier and the per-cell-type tests.
+
+    Parameters
+    ----------
+    adata
+        The loaded cells.
+    columns
+        obs columns to check (``cell_type``; ``donor_id`` where donors are used).
+    extra_missing
+        More values that mean "no label" (``data.unlabelled_values``, e.g. ``["unknown"]``).
+    max_fraction
+        The largest share of cells without a label that is left out; above it the data are
+        refused (``data.max_unlabelled_fraction``).
+
+    Returns
+    -------
+    (AnnData, dict)
+        The labelled cells (the input itself when every cell is labelled; unused categories
+        removed) and the number of cells left out per column (0 where none).
+
+    Raises
+    ------
+    DataError
+        A column is missing, or more than ``max_fraction`` of the cells lack its label.
+    """
+    missing_values = {v.strip().lower() for v in (*MISSING_LABELS, *map(str, extra_missing))}
+    keep = np.ones(adata.n_obs, dtype=bool)
+    dropped: dict[str, int] = {}
+    for column in columns:
+        if column not in adata.obs:
+            raise DataError(
+                f"obs has no '{column}' column; set {LABEL_KEYS.get(column, 'the params key')} "
+                "to the obs column that holds it."
+            )
+        values = adata.obs[column]
+        text = values.astype(object).where(values.notna(), "").astype(str).str.strip().str.lower()
+        missing = values.isna().to_numpy() | text.isin(missing_values).to_numpy()
+        dropped[column] = int(missing.sum())
+        if adata.n_obs and missing.mean() > max_fraction:
+            raise DataError(
+                f"{dropped[column]:,} of {adata.n_obs:,} cells ({missing.mean():.1%}) have no "
+                f"'{column}' label (NaN, empty or one of {sorted(missing_values - {''})}), more "
+                f"than data.max_unlabelled_fraction ({max_fraction:.0%}). Check "
+                f"{LABEL_KEYS.get(column, 'the column')} names the right obs column, or raise "
+                "data.max_unlabelled_fraction to leave these cells out."
+            )
+        keep &= ~missing
+    if keep.all():
+        return adata, dropped
+    for column, n in dropped.items():
+        if n:
+            log.warning("%d cells without a '%s' label were left out", n, column)
+    out = subset(adata, rows=keep)
+    for column in columns:
+        if isinstance(out.obs[column].dtype, pd.CategoricalDtype):
+            out.obs[column] = out.obs[column].cat.remove_unused_categories()
+    return out, dropped
+
+
 def qc_table(stats: Mapping[str, int]) -> pd.DataFrame:
     """The QC numbers of :func:`qc_filter` as a small before/after table."""
     return pd.DataFrame(

@@ -169,6 +169,11 @@ def data_findings(
         f"({counts[smallest]:,}).",
         f"{n_required_kept} of {n_required} disease gene-set genes are in the data.",
     ]
+    for column, n in (metrics.get("unlabelled") or {}).items():
+        if n:
+            what = {"cell_type": "a cell type", "donor_id": "a donor"}.get(column, f"'{column}'")
+            items.append(f"{n:,} nuclei without {what} were left out.")
+            closing += f" {n:,} nuclei without {what} were left out."
     fid = metrics.get("fidelity") or {}
     if fid.get("median_umis_neurons") is not None:
         items.insert(

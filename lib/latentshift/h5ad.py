@@ -304,6 +304,12 @@ def _find_counts(f: Any, path: Path) -> tuple[str, Any]:
     )
 
 
+def _labels(values: pd.Series) -> pd.Categorical:
+    """Labels as a string categorical, NaN kept as missing."""
+    text = values.astype(object).where(values.notna(), None)
+    return pd.Categorical([None if v is None else str(v) for v in text])
+
+
 def _read_annotations(
     f: Any,
     where: str,
@@ -376,10 +382,12 @@ def _read_annotations(
             "data.cell_type_column to the column holding cell-type labels"
             + (f" (candidates: {', '.join(hint)})." if hint else ".")
         )
-    obs["cell_type"] = pd.Categorical(obs[cell_type_column].astype(str))
+    # a missing label stays missing (astype(str) would make it the label "nan"); 01 leaves
+    # such cells out (latentshift.data.drop_unlabelled)
+    obs["cell_type"] = _labels(obs[cell_type_column])
     if donor_column:
         if donor_column in obs.columns:
-            obs["donor_id"] = pd.Categorical(obs[donor_column].astype(str))
+            obs["donor_id"] = _labels(obs[donor_column])
         else:
             log.warning(
                 "obs column %r (data.donor_column) not in %s (obs columns: %s); no donor_id",
@@ -564,7 +572,10 @@ def read_h5ad_sample(
         if n_cells is None or n_cells >= len(passing):
             chosen = passing
         else:
-            labels = None if stratify_by is None else obs[stratify_by].to_numpy()[passing]
+            # a missing label stratifies as a class of its own ("nan"); 01 leaves it out after
+            labels = (
+                None if stratify_by is None else obs[stratify_by].astype(str).to_numpy()[passing]
+            )
             chosen = passing[choose_cells(len(passing), n_cells, seed, labels)]
         log.info(
             "sampling %d of %d cells of %s (%d pass min_genes=%d; stratified by %s); reading only "
