@@ -610,3 +610,30 @@ def test_a_file_s_missing_cell_types_stay_missing_and_01_leaves_them_out(tmp_pat
     assert res.returncode != 0
     assert "12 of 300 cells" in res.stderr and "'cell_type'" in res.stderr
     assert not (tmp_path / "run0.01" / "cells.h5ad").exists()
+
+
+def _cellxgene_labels(labels: list[str]) -> ad.AnnData:
+    adata = simulate.simulate_m1(300, 200, seed=0)
+    adata.obs = adata.obs.drop(columns=["cell_class", "supercluster_term"])
+    adata.obs["cell_type"] = pd.Categorical(np.resize(labels, adata.n_obs))
+    return adata
+
+
+def test_the_neuron_split_is_read_from_labels_that_name_their_class_never_guessed():
+    from latentshift import fidelity
+
+    # the M1 atlas's type names beside Cell Ontology labels: every label names its class
+    named = _cellxgene_labels(["L2/3 IT", "MGE interneuron", "CGE interneuron", "astrocyte"])
+    measured = fidelity.fidelity_metrics(named)
+    assert (
+        measured["neuron_fraction"] == pytest.approx(0.75) and not measured["unclassified_labels"]
+    )
+    # one label that names no class: no neuron fraction, and the table says which label
+    partial = _cellxgene_labels(["L2/3 IT", "MGE interneuron", "mystery cell"])
+    measured = fidelity.fidelity_metrics(partial)
+    assert measured["neuron_fraction"] is None and measured["median_umis_neurons"] is None
+    assert measured["unclassified_labels"] == ["mystery cell"]
+    table = fidelity.fidelity_table(measured, partial.n_vars)
+    assert pd.isna(table.loc["neuron fraction", "this data"])
+    assert "mystery cell" in table.loc["neuron fraction", "source"]
+    assert "mystery cell" in table.loc["UMIs per nucleus, neurons (median)", "source"]

@@ -183,6 +183,10 @@ def data_findings(
             f"{fid['median_umis_non_neurons']:,.0f} per non-neuron (≈ 5,200) over these "
             f"{metrics['n_genes']:,} genes; neuron fraction {fid['neuron_fraction']:.2f} (0.90).",
         )
+    elif fid.get("unclassified_labels"):
+        items.append(
+            f"No neuron figures: labels name no class ({', '.join(fid['unclassified_labels'][:5])})."
+        )
     return Findings(
         "01_data",
         f"{metrics['n_cells']:,} {'simulated ' if simulated else ''}cells in {len(counts)} "
