@@ -27,6 +27,14 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _markdown(head: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table: the header, its rule, one line per row."""
+    lines = [head, *rows]
+    out = ["| " + " | ".join(cells) + " |" for cells in lines]
+    out.insert(1, "|" + " --- |" * len(head))
+    return "\n".join(out)
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     """A study's ``study.csv`` as the Markdown table the README quotes (one row per point that
     ran; a point's null control and its oracle status named in the row)."""
@@ -51,7 +59,7 @@ def markdown_table(table: pd.DataFrame) -> str:
         "epochs",
         "wall time",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    rows = []
     for _, r in table.dropna(subset=["accuracy"]).iterrows():
         name = f"`{r['point']}`" + (" (ORACLE)" if str(r.get("oracle")).lower() == "true" else "")
         cells = [
@@ -76,8 +84,8 @@ def markdown_table(table: pd.DataFrame) -> str:
             num(r["epochs"], 0),
             "–" if pd.isna(r["wall_seconds"]) else f"{r['wall_seconds'] / 60:.1f} min",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return _markdown(head, rows)
 
 
 def transfer_table(table: pd.DataFrame) -> str:
@@ -103,7 +111,7 @@ def transfer_table(table: pd.DataFrame) -> str:
         "other types: disease nuclei",
         "other types: control nuclei",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    rows = []
     names = {"ldvae": "LDVAE latent", "pca": "PCA baseline"}
     for _, r in table.iterrows():
         for cond in conditions:
@@ -120,8 +128,8 @@ def transfer_table(table: pd.DataFrame) -> str:
                         "untargeted_control",
                     )
                 ]
-                lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+                rows.append(cells)
+    return _markdown(head, rows)
 
 
 def transfer_calls_table(calls: pd.DataFrame) -> str:
@@ -144,7 +152,7 @@ def transfer_calls_table(calls: pd.DataFrame) -> str:
         "PCA: control",
         "PCA: donor p (adjusted)",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    rows = []
     for _, r in calls.iterrows():
         targeted = str(r["targeted"]).lower() == "true"
         cells = [
@@ -162,8 +170,8 @@ def transfer_calls_table(calls: pd.DataFrame) -> str:
                 if pd.isna(p)
                 else f"{float(p):.3f}" + ("" if pd.isna(adj) else f" ({adj:.3f})"),
             ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return _markdown(head, rows)
 
 
 #: The README tables generated from a recorded study: ``<!-- study-table results/NAME.csv -->``

@@ -188,6 +188,7 @@ def call_tables(
         .mean()
         .reset_index()
     )
+    per_donor_type["condition"] = per_donor_type["condition"].astype(str)
     rows = []
     diseases = [c for c in pd.unique(nuclei["condition"].astype(str)) if c != control]
     for disease in sorted(diseases):
@@ -197,7 +198,7 @@ def call_tables(
             row: dict[str, Any] = {
                 "condition": disease,
                 "cell_type": str(cell_type),
-                "targeted": bool(part.loc[is_d, "targeted"].any()) if is_d.any() else False,
+                "targeted": bool(part.loc[is_d, "targeted"].any()),
                 "n_disease": int(is_d.sum()),
                 "n_control": int((~is_d).sum()),
                 "donors_disease": int(part.loc[is_d, "donor_id"].nunique()),
@@ -209,9 +210,7 @@ def call_tables(
                 row[f"{rep}_control"] = (
                     float(part.loc[~is_d, col].mean()) if (~is_d).any() else np.nan
                 )
-                row[f"{rep}_donor_p"] = _donor_p(
-                    rates.assign(condition=rates["condition"].astype(str)), disease, control, col
-                )
+                row[f"{rep}_donor_p"] = _donor_p(rates, disease, control, col)
             rows.append(row)
     by_type = pd.DataFrame(rows)
     if len(by_type):
@@ -369,7 +368,7 @@ def synthetic_transfer(
         "n_genes": len(genes),
         "ldvae_epochs": int(len(fit.history)),
         "synthetic_validation_accuracy": validation,
-        "targets": {k: v for k, v in targets.items()},
+        "targets": dict(targets),
         "by_condition": _summary(nuclei, control, reps),
     }
     return TransferResult(nuclei=nuclei, by_cell_type=by_type, by_donor=by_donor, summary=summary)
