@@ -10,50 +10,11 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
 from latentshift import artifacts
-
-
-def machine() -> dict[str, Any]:
-    """Cores, memory, torch threads and BLAS of this machine."""
-    info: dict[str, Any] = {
-        "cpu_cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-    try:
-        with open("/proc/meminfo") as fh:
-            total_kb = int(next(line for line in fh if line.startswith("MemTotal")).split()[1])
-        info["memory_gib"] = round(total_kb / 2**20, 1)
-    except (OSError, StopIteration, ValueError):
-        info["memory_gib"] = None
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-        info["cuda"] = torch.cuda.is_available()
-    except ImportError:  # pragma: no cover
-        info["torch"] = None
-    try:
-        import numpy  # noqa: F401 - loads the BLAS that threadpoolctl reports
-        from threadpoolctl import threadpool_info
-
-        info["blas"] = sorted(
-            {
-                f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
-                for p in threadpool_info()
-                if p.get("user_api") == "blas"
-            }
-        )
-    except ImportError:  # pragma: no cover
-        info["blas"] = None
-    info["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE")
-    return info
+from latentshift.provenance import machine
 
 
 def _fmt(value: Any) -> str:

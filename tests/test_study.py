@@ -3,6 +3,7 @@ and one two-point study on the smoke profile through the command line (the pipel
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -57,9 +58,15 @@ def test_load_design(tmp_path):
         "  - name: blind1000\n    set: {ldvae.n_top_genes: 1000}\n"
     )
     name, points, options = study.load_design(design)
-    assert name == "genes" and options == {"nulls": True, "viz": False}
+    assert name == "genes" and options == {"nulls": True, "viz": False, "threads": None}
     assert [p.name for p in points] == ["all", "blind1000"]
     assert points[0].changes == {"ldvae.n_top_genes": None}
+    design.write_text("threads: 1\npoints:\n  - name: a\n")
+    assert study.load_design(design)[2]["threads"] == 1
+    for bad in ("0", "two", "true", "1.5"):
+        design.write_text(f"threads: {bad}\npoints:\n  - name: a\n")
+        with pytest.raises(SweepError, match="'threads' is .*whole number"):
+            study.load_design(design)
     design.write_text("nulls: [all, other]\npoints:\n  - name: all\n")
     with pytest.raises(SweepError, match="other"):
         study.load_design(design)
@@ -68,6 +75,25 @@ def test_load_design(tmp_path):
         study.load_design(design)
     with pytest.raises(SweepError, match="does not exist"):
         study.load_design(tmp_path / "nope.yaml")
+
+
+def test_thread_limit_reaches_a_fresh_kernel_and_is_undone(monkeypatch):
+    import subprocess
+    import sys
+
+    from latentshift.provenance import THREAD_VARIABLES
+
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    code = "import torch; print(torch.get_num_threads())"
+    with study.thread_limit(1):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == "1"
+    assert all(name not in os.environ for name in THREAD_VARIABLES)
+    with study.thread_limit(None):
+        assert all(name not in os.environ for name in THREAD_VARIABLES)
 
 
 def test_every_shipped_study_design_is_valid_for_its_profile(root):

@@ -136,6 +136,7 @@ def _study(args: argparse.Namespace) -> int:
         run_folder=args.run_dir,
         report_folder=args.report_dir,
         only=[s.strip() for s in args.points.split(",") if s.strip()] if args.points else None,
+        threads=options.get("threads"),
     )
 
 

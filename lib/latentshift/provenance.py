@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +35,55 @@ PROVENANCE_PACKAGES: tuple[str, ...] = (
     "papermill",
     "nbconvert",
 )
+
+
+#: Environment variables that set the thread count of torch and the BLAS in a kernel.
+THREAD_VARIABLES: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def machine() -> dict[str, Any]:
+    """Cores, memory, platform, torch (version, threads) and BLAS of this machine.
+
+    ``torch_threads`` is the count a fresh kernel gets: ``OMP_NUM_THREADS`` when it is set
+    (torch reads it when it starts), otherwise torch's default here.
+    """
+    info: dict[str, Any] = {
+        "cpu_cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+    try:
+        with open("/proc/meminfo") as fh:
+            total_kb = int(next(line for line in fh if line.startswith("MemTotal")).split()[1])
+        info["memory_gib"] = round(total_kb / 2**20, 1)
+    except (OSError, StopIteration, ValueError):
+        info["memory_gib"] = None
+    try:
+        import torch
+
+        info["torch"] = str(torch.__version__)
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        info["torch_threads"] = int(env) if env.isdigit() else torch.get_num_threads()
+        info["cuda"] = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        info["torch"] = None
+    try:
+        import numpy  # noqa: F401 - loads the BLAS that threadpoolctl reports
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = sorted(
+            {
+                f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
+                for p in threadpool_info()
+                if p.get("user_api") == "blas"
+            }
+        )
+    except ImportError:  # pragma: no cover
+        info["blas"] = None
+    for name in (*THREAD_VARIABLES, "OPENBLAS_CORETYPE"):
+        info[name] = os.environ.get(name)
+    return info
 
 
 def git(root: Path, *args: str) -> str | None:
@@ -66,7 +117,7 @@ def data_checksum(params: dict[str, Any], run_folder: Path) -> str:
 
 def provenance(params: dict[str, Any], root: Path, run_folder: Path) -> dict[str, Any]:
     """What made this run: package versions, git commit (and whether the tree was dirty),
-    the data file's checksum, the Python version.
+    the data file's checksum, the Python version and the machine (:func:`machine`).
 
     Parameters
     ----------
@@ -92,4 +143,5 @@ def provenance(params: dict[str, Any], root: Path, run_folder: Path) -> dict[str
         "git_commit": git(root, "rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
         "data_sha256": data_checksum(params, run_folder),
+        "machine": machine(),
     }

@@ -182,6 +182,17 @@ def embedded_figure(fig: Any, figure: Path | None = None) -> str:
 # --- the step pages --------------------------------------------------------------------------
 
 
+def machine_text(info: dict[str, Any]) -> str:
+    """One line for a run's machine: cores, memory, torch threads, GPU or not."""
+    parts = [f"{info.get('cpu_cores', '?')} CPU cores"]
+    if info.get("memory_gib"):
+        parts.append(f"{info['memory_gib']:g} GiB memory")
+    if info.get("torch"):
+        parts.append(f"torch {info['torch']} on {info.get('torch_threads', '?')} threads")
+    parts.append("a GPU" if info.get("cuda") else "no GPU")
+    return ", ".join(parts)
+
+
 def provenance_markdown(
     prov: dict[str, Any], params: dict[str, Any], profile: str, entry: dict[str, Any]
 ) -> str:
@@ -219,6 +230,7 @@ def provenance_markdown(
         f"{entry.get('finished', '?')} ({entry.get('seconds', '?')} s, "
         f"{entry.get('status', '?')}); run started {prov.get('started', '?')}",
         f"- **Python** {prov.get('python')}; {packages}",
+        *([f"- **machine**: {machine_text(prov['machine'])}"] if prov.get("machine") else []),
         "",
         "<details><summary>Parameters (resolved)</summary>",
         "",

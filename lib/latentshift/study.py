@@ -28,13 +28,14 @@ change to one level (the key ``perturbations.level``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import itertools
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ import yaml
 
 from latentshift import artifacts, config, runner
 from latentshift.errors import LatentshiftError, SweepError
+from latentshift.provenance import THREAD_VARIABLES
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +159,8 @@ def _value_name(value: Any) -> str:
 
 def load_design(path: str | Path) -> tuple[str, list[Point], dict[str, Any]]:
     """A study design YAML: its name, points and options (``nulls``: true, false or the names of
-    the points whose null control runs; ``viz``).
+    the points whose null control runs; ``viz``; ``threads``: the torch and BLAS threads of the
+    points' kernels, default the machine's).
 
     Raises
     ------
@@ -192,7 +195,15 @@ def load_design(path: str | Path) -> tuple[str, list[Point], dict[str, Any]]:
         nulls = [str(n) for n in nulls]
     else:
         nulls = bool(nulls)
-    options = {"nulls": nulls, "viz": bool(design.get("viz", False))}
+    threads = design.get("threads")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise SweepError(
+            f"study design '{path}': 'threads' is {threads!r}; give a whole number >= 1 (the "
+            "torch and BLAS threads of every point's kernels) or leave it out."
+        )
+    options = {"nulls": nulls, "viz": bool(design.get("viz", False)), "threads": threads}
     return str(design.get("name") or path.stem), points, options
 
 
@@ -309,6 +320,24 @@ def run_points(
     return status
 
 
+@contextlib.contextmanager
+def thread_limit(threads: int | None) -> Iterator[None]:
+    """Kernels started inside get ``threads`` torch and BLAS threads (nothing changes for None)."""
+    if threads is None:
+        yield
+        return
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _resolve(params_path: str | Path, root: Path) -> Path:
     params_path = Path(params_path)
     if not params_path.is_absolute() and not params_path.exists():
@@ -326,6 +355,7 @@ def run_study(
     run_folder: str | Path | None = None,
     report_folder: str | Path | None = None,
     only: Sequence[str] | None = None,
+    threads: int | None = None,
 ) -> int:
     """Run a study for a profile and write ``study.csv`` and ``reports/<profile>/<name>.html``.
 
@@ -351,6 +381,10 @@ def run_study(
     only
         Run only these points (and their nulls); the others keep the results already in their
         folders (each row of ``study.csv`` records the commit it was run at). ``None``: all.
+    threads
+        Run every point's kernels with this many torch and BLAS threads (``OMP_NUM_THREADS``,
+        ``MKL_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``); each row records its kernels' count.
+        ``None``: the machine's default.
 
     Returns
     -------
@@ -405,7 +439,8 @@ def run_study(
     run_base = main_run / name
     report_base = main_report / name
     select = ("02", "03", "04", "05", "06") if viz else POINT_NOTEBOOKS
-    status = run_points(params_path, runs, run_base, report_base, select, cells, root)
+    with thread_limit(threads):
+        status = run_points(params_path, runs, run_base, report_base, select, cells, root)
     table = collect(run_base, points)
     artifacts.write_csv(table, run_base / "study.csv", index=False)
     prov = {
@@ -471,6 +506,7 @@ def point_row(folder: Path) -> dict[str, Any]:
     prov = metrics.get("provenance") or {}
     row["git_commit"] = (prov.get("git_commit") or "")[:12] or None
     row["git_dirty"] = prov.get("git_dirty")
+    row["torch_threads"] = (prov.get("machine") or {}).get("torch_threads", nan)
     for cond, m in (choice.get("set_genes") or {}).items():
         row[f"{cond}_genes_in_model"] = m.get("in_model")
     for cond, m in (metrics.get("loadings") or {}).items():
