@@ -9,7 +9,7 @@ PARAMS ?= params/demo.yaml
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup report data test lint lab bench sweep study clean
+.PHONY: help setup report data test lint lab bench sweep study results readme clean
 
 help: ## list the targets
 	@echo "latentshift — make targets (PARAMS=$(PARAMS))"
@@ -49,6 +49,12 @@ sweep: setup ## dose-response sweep for PARAMS (LEVELS=1,1.25,1.5,2,3 to choose 
 
 study: setup ## a study over any params keys: DESIGN=params/studies/<name>.yaml (points, nulls) for PARAMS
 	$(PY) -m latentshift sweep $(PARAMS) --design $(or $(DESIGN),$(error make study needs DESIGN=params/studies/<name>.yaml)) $(ARGS)
+
+results: setup ## record a finished run: PROFILE=demo → results/demo.json (STUDY=seeds: its study table); then make readme
+	$(PY) -m latentshift results runs/$(or $(PROFILE),$(error make results needs PROFILE=<profile>))$(if $(STUDY),/$(STUDY)) $(ARGS)
+
+readme: setup ## rewrite the README's tables and quoted numbers from results/ (ARGS=--check only compares)
+	$(PY) -m latentshift readme $(ARGS)
 
 clean: ## remove runs/ and reports/ (keeps .venv and data/)
 	rm -rf runs reports

@@ -13,6 +13,7 @@ import yaml
 
 from latentshift import artifacts, config, study, study_report
 from latentshift.errors import SweepError
+from latentshift.readme import sync as readme_sync
 
 
 def test_parse_vary_makes_every_combination_with_yaml_values():
@@ -268,7 +269,7 @@ def test_two_point_study_on_the_smoke_profile(smoke_run, root):
 
 def test_readme_study_tables_are_generated_from_the_recorded_studies(root, tmp_path):
     # the README's tables equal what the recorded study.csv files give
-    assert study_report.sync_readme(root / "README.md", root, check=True) == []
+    assert readme_sync(root / "README.md", root, check=True) == []
     # and a stale table is found and rewritten
     table = pd.DataFrame(
         {
@@ -294,13 +295,13 @@ def test_readme_study_tables_are_generated_from_the_recorded_studies(root, tmp_p
     readme.write_text(
         "before\n<!-- study-table results/s.csv -->\nold\n<!-- /study-table -->\nafter\n"
     )
-    assert study_report.sync_readme(readme, tmp_path, check=True) == ["results/s.csv"]
+    assert readme_sync(readme, tmp_path, check=True) == ["study-table results/s.csv"]
     assert "old" in readme.read_text()
-    assert study_report.sync_readme(readme, tmp_path) == ["results/s.csv"]
+    assert readme_sync(readme, tmp_path) == ["study-table results/s.csv"]
     text = readme.read_text()
     assert "| `a` | 50.0% [45.0%, 55.0%] | 33.0% | 33.4% |" in text and "5.0 min" in text
     assert text.startswith("before\n") and text.endswith("after\n")
-    assert study_report.sync_readme(readme, tmp_path, check=True) == []
+    assert readme_sync(readme, tmp_path, check=True) == []
 
 
 def test_the_transfer_table_is_generated_from_the_study_record(tmp_path):
@@ -317,7 +318,7 @@ def test_the_transfer_table_is_generated_from_the_study_record(tmp_path):
     table.to_csv(tmp_path / "results" / "t.csv", index=False)
     readme = tmp_path / "README.md"
     readme.write_text("<!-- transfer-table results/t.csv -->\nold\n<!-- /transfer-table -->\n")
-    assert study_report.sync_readme(readme, tmp_path) == ["results/t.csv"]
+    assert readme_sync(readme, tmp_path) == ["transfer-table results/t.csv"]
     assert readme.read_text() == (
         "<!-- transfer-table results/t.csv -->\n" + text + "\n<!-- /transfer-table -->\n"
     )

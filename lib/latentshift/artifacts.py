@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+STATE_FILE = "state.json"  # the runner's status, stamp, time and peak memory per notebook
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -53,6 +54,17 @@ def project_root(start: str | Path | None = None) -> Path:
         if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
             return folder
     return here
+
+
+def notebooks(root: Path) -> list[Path]:
+    """The numbered notebooks ``notebooks/NN_*.ipynb`` of the project, in order."""
+    return sorted(Path(root, "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def load_state(run_folder: str | Path) -> dict[str, Any]:
+    """The runner's record of a run folder (``state.json``): status and stamp per notebook."""
+    path = Path(run_folder) / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def run_dir(
@@ -209,15 +221,16 @@ def write_csv(frame: Any, path: str | Path, **kwargs: Any) -> Path:
     return path
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays as plain values, non-finite floats as None."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, float) and not np.isfinite(value):
         return None
     if isinstance(value, Path):
@@ -227,7 +240,7 @@ def _jsonable(value: Any) -> Any:
 
 def write_json(data: Mapping[str, Any], path: str | Path) -> Path:
     """Write JSON atomically, turning numpy scalars and arrays into plain values."""
-    return write_text(json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n", path)
+    return write_text(json.dumps(jsonable(data), indent=2, sort_keys=True) + "\n", path)
 
 
 def read_metrics(run_folder: str | Path) -> dict[str, Any]:
@@ -253,7 +266,7 @@ def update_metrics(
         The numbers; numpy values are converted.
     """
     metrics = read_metrics(run_folder)
-    metrics[section] = _jsonable(values)
+    metrics[section] = jsonable(values)
     write_json(metrics, Path(run_folder) / METRICS_FILE)
     return metrics
 

@@ -97,8 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="params/genesets/disease_genesets.gmt",
         help="gene sets whose genes must be present",
     )
+    p_results = sub.add_parser(
+        "results",
+        help="record a finished run (runs/<profile> → results/<profile>.json) or a study's or "
+        "sweep's table (runs/<profile>/<study> → results/<profile>_<study>.csv)",
+    )
+    p_results.add_argument(
+        "folder", help="runs/<profile>, runs/<profile>/<study> or runs/<profile>/sweep"
+    )
+    p_results.add_argument(
+        "--check",
+        action="store_true",
+        help="compare the run with its record instead of recording it (exit 1 when they differ)",
+    )
+    p_results.add_argument("--out", help="where to write the record (default results/...)")
     p_readme = sub.add_parser(
-        "readme", help="regenerate the README's study tables from their recorded study.csv"
+        "readme", help="regenerate the README's tables and quoted numbers from results/"
     )
     p_readme.add_argument("--check", action="store_true", help="only say whether they are stale")
     p_check = sub.add_parser("check", help="validate a profile without running anything")
@@ -113,6 +127,45 @@ def _levels(text: str | None) -> dict[str, Any]:
         return {"levels": tuple(float(x) for x in text.split(","))}
     except ValueError:
         raise PipelineError(f"--levels must be numbers separated by commas, got {text!r}") from None
+
+
+def _results(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from latentshift import results
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise results.ResultsError(
+            f"'{args.folder}' is not a folder; give a run folder such as runs/demo (make report first)."
+        )
+    if not args.check and not (folder / "provenance.json").is_file():
+        name = f"{folder.parent.name}_{folder.name}"
+        if (folder / "study.csv").is_file():
+            table = pd.read_csv(folder / "study.csv")
+        elif (folder / "sweep.csv").is_file():  # read again: each level with the commit it ran at
+            table = sweep.collect(folder, pd.read_csv(folder / "sweep.csv")["level"].tolist())
+        else:
+            raise results.ResultsError(
+                f"'{args.folder}' holds no run, study.csv or sweep.csv: give a run folder "
+                "(runs/<profile>), a study's (runs/<profile>/<study>) or a sweep's (runs/<profile>/sweep)."
+            )
+        results.write_table(table, name, out=args.out)
+        return 0
+    if not args.check:
+        results.write_record(folder, out=args.out)
+        return 0
+    diffs = results.check_run(args.folder)
+    for key, recorded, fresh in diffs[:40]:
+        log.info("differs: %s: recorded %r, this run %r", key, recorded, fresh)
+    log.info(
+        "%s: %s",
+        args.folder,
+        "every recorded metric reproduced to the last digit"
+        if not diffs
+        else f"{len(diffs)} metrics differ from the record",
+    )
+    return 1 if diffs else 0
 
 
 def _study(args: argparse.Namespace) -> int:
@@ -177,16 +230,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "simulate":
             return _simulate(args)
         if args.command == "readme":
-            from latentshift import study_report
+            from latentshift import readme
 
             root = artifacts.project_root()
-            stale = study_report.sync_readme(root / "README.md", root, check=args.check)
+            stale = readme.sync(root / "README.md", root, check=args.check)
             log.info(
-                "README study tables %s: %s",
+                "README tables and quoted numbers %s: %s",
                 "stale" if args.check else "rewritten",
-                stale or "none",
+                "; ".join(stale) or "none",
             )
             return 1 if stale and args.check else 0
+        if args.command == "results":
+            return _results(args)
         if args.command == "sweep" and (args.vary or args.design):
             return _study(args)
         if args.command == "sweep":

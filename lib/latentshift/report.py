@@ -381,6 +381,7 @@ def headline_rows(
     metrics: dict[str, Any],
     null_metrics: dict[str, Any] | None = None,
     oracle_metrics: dict[str, Any] | None = None,
+    seed_spread: dict[str, Any] | None = None,
 ) -> list[tuple[str, str]]:
     """The few numbers a reader looks for first, each beside its control, as (label, value) rows.
 
@@ -394,6 +395,9 @@ def headline_rows(
     oracle_metrics
         The ``metrics.json`` of the oracle run (``report.oracle_profile``: the disease-set genes
         forced into the LDVAE), shown as a named row beside the headline.
+    seed_spread
+        The recorded spread of the headline over seeds (``results/<profile>_seeds.csv``,
+        :func:`latentshift.results.seed_spread`), shown under the headline.
     """
     from latentshift.findings import gene_choice_text, interval, pct
 
@@ -431,6 +435,16 @@ def headline_rows(
                 interval(clf.get("accuracy"), clf.get("accuracy_low"), clf.get("accuracy_high")),
             )
         )
+        if seed_spread:
+            rows.append(
+                (
+                    f"seed-to-seed spread of this accuracy (recorded: {seed_spread['n']} seeds of "
+                    f"this profile, commit {seed_spread['commit']})",
+                    f"mean {pct(seed_spread['mean'])}, sd {100 * seed_spread['sd']:.1f} points, range "
+                    f"{pct(seed_spread['min'])}–{pct(seed_spread['max'])}; one run's 95% interval "
+                    f"± {100 * seed_spread['half_width']:.1f} points",
+                )
+            )
         rows.append(
             (
                 "chance (uniform) / label-permutation control",
@@ -502,6 +516,7 @@ def render_index(
     null_metrics: dict[str, Any] | None = None,
     figures: Path | None = None,
     oracle_metrics: dict[str, Any] | None = None,
+    seed_spread: dict[str, Any] | None = None,
 ) -> Path:
     """Write the report's index page: Findings, key figures, headline numbers, the notebooks,
     provenance and params.
@@ -524,6 +539,8 @@ def render_index(
         ``runs/<profile>/figures``: the PNGs of :data:`KEY_FIGURES` found there are shown.
     oracle_metrics
         The oracle run's ``metrics.json`` (``report.oracle_profile``), when it exists.
+    seed_spread
+        The recorded seed-to-seed spread of the headline (:func:`headline_rows`).
     """
     from latentshift.case_control_findings import with_donor_headline
     from latentshift.findings import findings_html, run_findings
@@ -552,7 +569,7 @@ def render_index(
     headlines = (
         "".join(
             f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
-            for k, v in headline_rows(metrics, null_metrics, oracle_metrics)
+            for k, v in headline_rows(metrics, null_metrics, oracle_metrics, seed_spread)
         )
         or "<tr><td colspan=2>no numbers yet</td></tr>"
     )

@@ -30,16 +30,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
-from latentshift import artifacts, config, report
+from latentshift import artifacts, config, report, results
 from latentshift.errors import LatentshiftError, PipelineError
 from latentshift.provenance import provenance
 
 log = logging.getLogger("latentshift")
 
 KERNEL_NAME = "python3"  # the running interpreter's ipykernel (the project .venv under make)
-STATE_FILE = "state.json"
+STATE_FILE = artifacts.STATE_FILE
 # keys the runner always offers to notebooks, besides the params sections
 RUN_KEYS = ("profile", "run_dir", "seed")
 
@@ -47,9 +48,7 @@ RUN_KEYS = ("profile", "run_dir", "seed")
 # --- discovery and parameters ----------------------------------------------------------
 
 
-def notebooks(root: Path) -> list[Path]:
-    """The numbered notebooks ``notebooks/NN_*.ipynb`` of the project, in order."""
-    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+notebooks = artifacts.notebooks  # the numbered notebooks of the project, in order
 
 
 def declared_parameters(notebook: Path) -> set[str]:
@@ -130,10 +129,7 @@ def input_stamp(previous: str, notebook: Path, injected: dict[str, Any], lib: st
     return h.hexdigest()
 
 
-def load_state(run_folder: Path) -> dict[str, Any]:
-    """The runner's record of a run folder (``state.json``): status and stamp per notebook."""
-    path = run_folder / STATE_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+load_state = artifacts.load_state  # state.json: status and stamp per notebook
 
 
 # --- one run, step by step ---------------------------------------------------------------
@@ -346,7 +342,8 @@ def render_index_of(
     """(Re)write the plan's index page from its run folder (state, provenance, metrics,
     figures). The run of ``report.null_profile`` (the profile's null control, e.g. ``null`` for
     ``demo``) and of ``report.oracle_profile`` (a setting that knows which genes were shifted,
-    e.g. ``demo_oracle``) are shown beside the headline when they exist."""
+    e.g. ``demo_oracle``) are shown beside the headline when they exist, and so is the recorded
+    seed-to-seed spread of the profile's headline (:func:`recorded_spread`)."""
     folder = plan.run_folder
     if state is None:
         state = load_state(folder)
@@ -372,7 +369,25 @@ def render_index_of(
         null_metrics=null_metrics,
         oracle_metrics=metrics_of("oracle_profile"),
         figures=folder / "figures",
+        seed_spread=recorded_spread(plan.root, plan.profile),
     )
+
+
+def recorded_spread(root: Path, profile: str) -> dict[str, Any] | None:
+    """The recorded seed-to-seed spread of a profile's headline (``results/<profile>_seeds.csv``,
+    made by the seed study and ``python -m latentshift results``), or None."""
+    path = root / results.RESULTS_DIR / f"{profile}_seeds.csv"
+    if not path.is_file():
+        return None
+    try:
+        return results.seed_spread(pd.read_csv(path))
+    except (results.ResultsError, KeyError) as exc:
+        log.warning(
+            "the recorded seed spread %s is not usable (%s); the index leaves it out",
+            path.name,
+            exc,
+        )
+        return None
 
 
 def finish_run(plan: RunPlan, state: dict[str, Any], prov: dict[str, Any]) -> None:

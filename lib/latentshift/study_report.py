@@ -5,7 +5,6 @@ the figure, the table of points, provenance). Its numbers come from ``study.csv`
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ import pandas as pd
 import yaml
 
 from latentshift import artifacts
-from latentshift.errors import SweepError
 
 #: Columns of the page's table: (column of study.csv, header).
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -174,56 +172,12 @@ def transfer_calls_table(calls: pd.DataFrame) -> str:
     return _markdown(head, rows)
 
 
-#: The README tables generated from a recorded study: ``<!-- study-table results/NAME.csv -->``
-#: (:func:`markdown_table`) or ``<!-- transfer-table results/NAME.csv -->``
-#: (:func:`transfer_table`) or ``<!-- calls-table results/NAME.csv -->`` (a run's
-#: ``transfer_calls.csv``, :func:`transfer_calls_table`), the table, then the closing marker
-#: of its kind (``<!-- /study-table -->``, ...).
-README_BLOCK = re.compile(
-    r"(<!-- (?P<kind>study|transfer|calls)-table (?P<csv>\S+) -->\n)(?P<body>.*?)"
-    r"(<!-- /(?P=kind)-table -->)",
-    re.DOTALL,
-)
+#: The recorded-study tables the README quotes (:mod:`latentshift.readme`):
+#: ``<!-- study-table results/NAME.csv -->`` (:func:`markdown_table`),
+#: ``<!-- transfer-table results/NAME.csv -->`` (:func:`transfer_table`) and
+#: ``<!-- calls-table results/NAME.csv -->`` (a run's ``transfer_calls.csv``,
+#: :func:`transfer_calls_table`).
 TABLES = {"study": markdown_table, "transfer": transfer_table, "calls": transfer_calls_table}
-
-
-def sync_readme(readme: Path, root: Path, check: bool = False) -> list[str]:
-    """Regenerate every study table of the README from its recorded ``study.csv``.
-
-    Parameters
-    ----------
-    readme
-        The README file.
-    root
-        The project root (the CSV paths in the markers are relative to it).
-    check
-        Only compare: the file is left as it is.
-
-    Returns
-    -------
-    list of str
-        The CSV paths whose table was out of date (rewritten unless ``check``).
-    """
-    text = readme.read_text()
-    stale: list[str] = []
-
-    def fill(m: re.Match) -> str:
-        record = root / m["csv"]
-        if not record.is_file():
-            raise SweepError(
-                f"{readme.name} quotes the study record {m['csv']}, which does not exist. Run the "
-                "study and copy its runs/<profile>/<study>/study.csv there (see the README's "
-                "reproduce line), or remove the table's markers."
-            )
-        body = TABLES[m["kind"]](pd.read_csv(record)) + "\n"
-        if body != m["body"]:
-            stale.append(m["csv"])
-        return m.group(1) + body + m.group(5)
-
-    new = README_BLOCK.sub(fill, text)
-    if stale and not check:
-        artifacts.write_text(new, readme)
-    return stale
 
 
 def detected(row: Any) -> bool:

@@ -64,8 +64,8 @@ def collect(sweep_folder: str | Path, levels: Sequence[float]) -> pd.DataFrame:
     pandas.DataFrame
         One row per level: ``level``, ``ldvae_accuracy``/``_low``/``_high`` (MLP on the
         LDVAE latent), ``pca_accuracy``/``_low``/``_high`` (same MLP on the PCA baseline),
-        ``disease_genes_accuracy``, ``permutation_accuracy``, ``chance``; ``NaN`` for a level
-        without results.
+        ``disease_genes_accuracy``, ``permutation_accuracy``, ``chance``, the commit the
+        level ran at (``git_commit``, ``git_dirty``); ``NaN`` for a level without results.
     """
     rows = []
     for level in levels:
@@ -73,6 +73,9 @@ def collect(sweep_folder: str | Path, levels: Sequence[float]) -> pd.DataFrame:
         base = m.get("baseline_accuracy", {})
         low, high = m.get("baseline_accuracy_low", {}), m.get("baseline_accuracy_high", {})
         chance = max(m["chance_uniform"], m["chance_majority"]) if m else float("nan")
+        prov = (
+            artifacts.read_metrics(Path(sweep_folder) / level_name(level)).get("provenance") or {}
+        )
         rows.append(
             {
                 "level": float(level),
@@ -85,6 +88,8 @@ def collect(sweep_folder: str | Path, levels: Sequence[float]) -> pd.DataFrame:
                 "disease_genes_accuracy": base.get("logreg_disease_genes", float("nan")),
                 "permutation_accuracy": m.get("permutation_accuracy", float("nan")),
                 "chance": chance,
+                "git_commit": (prov.get("git_commit") or "")[:12] or None,
+                "git_dirty": prov.get("git_dirty"),
             }
         )
     return pd.DataFrame(rows)
