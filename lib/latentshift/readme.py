@@ -168,7 +168,11 @@ def results_table(records: Sequence[Mapping[str, Any]]) -> str:
         ct = m(r, "cell_types")
         p = smallest_adjusted_p((ct.get("etest") or {}).get("LDVAE"))
         floor = ct.get("e_min_pvalue")
-        return "–" if p is None else f"{p:.4f}" + ("" if floor is None else f" (smallest possible {floor:.4f})")
+        return (
+            "–"
+            if p is None
+            else f"{p:.4f}" + ("" if floor is None else f" (smallest possible {floor:.4f})")
+        )
 
     def ari(r: Mapping[str, Any]) -> str:
         emb = m(r, "embedding")
