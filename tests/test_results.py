@@ -45,18 +45,14 @@ def fake_run(folder, accuracy=0.387, notebooks_ok=NOTEBOOKS, dirty=False, fold_c
         "embedding": {"ldvae": {"leiden_ari": 0.644}, "pca": {"leiden_ari": 0.5}},
         "cell_types": {
             "e_min_pvalue": 0.000999,
-            "auc": [
-                {
-                    "condition": "ALS",
-                    "cell_type": "L4/5 IT",
-                    "auc": 0.95,
-                    "representation": "LDVAE",
+            "auc": {
+                "LDVAE": {
+                    "ALS": {"L4/5 IT": {"auc_mean": 0.95}, "OPC": {"auc_mean": 0.6}, "L5 ET": None}
                 },
-                {"condition": "ALS", "cell_type": "OPC", "auc": 0.6, "representation": "LDVAE"},
-                {"condition": "ALS", "cell_type": "VIP", "auc": 0.99, "representation": "PCA"},
-            ],
+                "PCA": {"ALS": {"VIP": {"auc_mean": 0.99}}},
+            },
         },
-        "perturb": {"entries": [{"name": "ALS", "fold_change": fold_change}]},
+        "perturb": {"entries": {"ALS": {"fold_change": fold_change}}},
         "provenance": {"profile": folder.name, "git_commit": "abc1234def", "params": {"seed": 0}},
     }
     (folder / "metrics.json").write_text(json.dumps(metrics))
@@ -279,3 +275,21 @@ def test_the_index_shows_the_recorded_seed_spread_under_the_headline(tmp_path):
         == "mean 38.0%, sd 2.0 points, range 36.0%–40.0%; one run's 95% interval ± 2.0 points"
     )
     assert not any(k.startswith("seed-to-seed") for k, _ in report.headline_rows(metrics))
+
+
+def test_committed_records_carry_provenance_and_no_machine_path(root):
+    records = sorted((root / "results").glob("*.json"))
+    assert {"demo.json", "null.json"} <= {p.name for p in records}
+    for path in records:
+        text = path.read_text()
+        assert not any(folder in text for folder in ("/work/", "/tmp/", "/home/", "/root/")), (
+            path.name
+        )
+        rec = results.load(path.stem, root)
+        prov = rec["provenance"]
+        assert len(prov["git_commit"] or "") == 40 and prov["git_dirty"] is False, path.name
+        assert prov["started"] and prov["finished"] and rec["timings"]["notebooks"], path.name
+    for path in sorted((root / "results").glob("*.csv")):
+        table = pd.read_csv(path)
+        if "git_commit" in table:  # study and sweep tables: every row says what made it
+            assert table["git_commit"].notna().all(), path.name

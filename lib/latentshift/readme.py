@@ -93,8 +93,8 @@ class ReadmeError(LatentshiftError):
 
 
 def _is_null(rec: Mapping[str, Any]) -> bool:
-    entries = (rec.get("metrics", {}).get("perturb") or {}).get("entries") or []
-    return bool(entries) and all(float(e.get("fold_change", 0)) == 1.0 for e in entries)
+    entries = (rec.get("metrics", {}).get("perturb") or {}).get("entries") or {}
+    return bool(entries) and all(float(e.get("fold_change", 0)) == 1.0 for e in entries.values())
 
 
 def _header(rec: Mapping[str, Any]) -> str:
@@ -122,14 +122,19 @@ def _epoch_range(clf: Mapping[str, Any]) -> str:
 
 
 def _top_auc(cell_types: Mapping[str, Any]) -> str:
-    best: dict[str, tuple[float, str]] = {}
-    for row in cell_types.get("auc") or []:
-        if row.get("representation", "LDVAE") != "LDVAE" or row.get("auc") is None:
-            continue
-        cond = row["condition"]
-        if cond not in best or row["auc"] > best[cond][0]:
-            best[cond] = (row["auc"], row["cell_type"])
-    return "; ".join(f"{c}: {t} {a:.3f}" for c, (a, t) in sorted(best.items())) or "–"
+    """Per condition, the cell type with the largest mean AUC on the LDVAE latent
+    (``cell_types.auc.LDVAE.<condition>.<cell type>.auc_mean``)."""
+    out = []
+    for cond, types in sorted(((cell_types.get("auc") or {}).get("LDVAE") or {}).items()):
+        scored = [
+            (v["auc_mean"], t)
+            for t, v in (types or {}).items()
+            if v and v.get("auc_mean") is not None
+        ]
+        if scored:
+            auc, name = max(scored)
+            out.append(f"{cond}: {name} {auc:.3f}")
+    return "; ".join(out) or "–"
 
 
 def _machine(rec: Mapping[str, Any]) -> str:
