@@ -227,3 +227,33 @@ def test_peak_memory_sees_a_child_process_allocation():
         subprocess.run([sys.executable, "-c", script], check=True)
     # 40 M float64 = 320 MB held by the child; its high-water mark survives the del
     assert 300e6 < memory.peak_bytes < 2e9
+
+
+@pytest.mark.pipeline
+def test_a_rerun_on_one_machine_reproduces_every_number(smoke_run, tmp_path, root):
+    # the LDVAE retrained and the classifier re-run on a copy of the smoke run give the same
+    # metrics to the last digit (same seed, same machine, same threads): what `python -m
+    # latentshift results runs/<profile> --check` tells a user about their re-run
+    import shutil
+
+    from latentshift import results
+
+    assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-4000:]
+    copy = tmp_path / "run"
+    shutil.copytree(smoke_run.run, copy, symlinks=True)
+    for nb in ("03", "05"):
+        again = run_cli(
+            "params/smoke.yaml", "--only", nb, "--force", "--run-dir", str(copy),
+            "--report-dir", str(tmp_path / "rep"),
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr[-3000:]
+    first, second = results.record(smoke_run.run, root), results.record(copy, root)
+    assert (
+        json.loads((copy / "state.json").read_text())["03_ldvae"]["finished"]
+        != json.loads((smoke_run.run / "state.json").read_text())["03_ldvae"]["finished"]
+    )  # it did run again
+    assert (
+        first["metrics"]["ldvae"]["final_elbo_train"]
+        == second["metrics"]["ldvae"]["final_elbo_train"]
+    )
+    assert results.differences(first, second) == []

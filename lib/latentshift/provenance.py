@@ -45,7 +45,8 @@ def machine() -> dict[str, Any]:
     """Cores, memory, platform, torch (version, threads) and BLAS of this machine.
 
     ``torch_threads`` is the count a fresh kernel gets: ``OMP_NUM_THREADS`` when it is set
-    (torch reads it when it starts), otherwise torch's default here.
+    (torch reads it when it starts), otherwise torch's default here. ``blas`` is the BLAS as
+    loaded in this process; a kernel started with ``OPENBLAS_NUM_THREADS`` set uses that count.
     """
     info: dict[str, Any] = {
         "cpu_cores": os.cpu_count(),

@@ -32,6 +32,7 @@ import contextlib
 import copy
 import datetime as _dt
 import itertools
+import json
 import logging
 import os
 import shutil
@@ -506,7 +507,9 @@ def point_row(folder: Path) -> dict[str, Any]:
     prov = metrics.get("provenance") or {}
     row["git_commit"] = (prov.get("git_commit") or "")[:12] or None
     row["git_dirty"] = prov.get("git_dirty")
-    row["torch_threads"] = (prov.get("machine") or {}).get("torch_threads", nan)
+    run_prov = folder / "provenance.json"  # the machine is in the run's provenance, not in metrics
+    machine = json.loads(run_prov.read_text()).get("machine") if run_prov.is_file() else None
+    row["torch_threads"] = (machine or {}).get("torch_threads", nan)
     for cond, m in (choice.get("set_genes") or {}).items():
         row[f"{cond}_genes_in_model"] = m.get("in_model")
     for cond, m in (metrics.get("loadings") or {}).items():
