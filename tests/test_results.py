@@ -88,11 +88,20 @@ def test_a_record_holds_the_metrics_timings_and_provenance(tmp_path, root):
         rec["provenance"]["git_commit"] == "abc1234def" and rec["provenance"]["git_dirty"] is False
     )
     assert rec["provenance"]["machine"]["torch_threads"] == 2
-    assert rec["timings"]["wall_minutes"] == 4.5
+    assert rec["timings"]["wall_minutes"] == 4.5 and rec["timings"]["resumed"] is False
     assert rec["timings"]["notebooks"]["03_ldvae"] == {"seconds": 60.0, "peak_memory_gb": 1.5}
     assert rec["params"] == {"seed": 0}
     target = results.write_record(run, root, out=tmp_path / "results" / "demo.json")
     assert json.loads(target.read_text())["metrics"] == json.loads(results.dumps(rec))["metrics"]
+
+
+def test_a_resumed_run_is_whole_and_its_wall_time_is_its_notebooks(tmp_path, root):
+    run = fake_run(tmp_path / "demo")
+    prov = json.loads((run / "provenance.json").read_text())
+    prov["notebooks"] = {nb: "skipped" for nb in NOTEBOOKS} | {"05_classifier": "ok"}
+    (run / "provenance.json").write_text(json.dumps(prov))
+    rec = results.record(run, root)
+    assert rec["timings"]["resumed"] is True and rec["timings"]["wall_minutes"] == 6.0
 
 
 def test_an_unfinished_or_missing_run_is_refused_with_the_fix(tmp_path, root):

@@ -96,7 +96,9 @@ def record(run_folder: str | Path, root: str | Path | None = None) -> dict[str, 
             if nb in (prov.get("notebooks") or {}) or nb[:2] not in ("01", "04")
         ]
     notebooks = prov.get("notebooks") or {}
-    unfinished = [nb for nb in expected if notebooks.get(nb) != "ok"]
+    # "skipped": up to date when the run was resumed (its earlier result stands)
+    unfinished = [nb for nb in expected if notebooks.get(nb) not in ("ok", "skipped")]
+    resumed = any(notebooks.get(nb) == "skipped" for nb in expected)
     if unfinished:
         raise ResultsError(
             f"run '{folder.name}' is not complete: {', '.join(unfinished)} did not finish. "
@@ -118,7 +120,9 @@ def record(run_folder: str | Path, root: str | Path | None = None) -> dict[str, 
         if isinstance(state.get(nb), Mapping)
     }
     wall = None
-    if prov.get("started") and prov.get("finished"):
+    if resumed:  # the last invocation ran only part of it: the notebooks' own times, summed
+        wall = round(sum(float(t["seconds"] or 0) for t in timings.values()) / 60, 1)
+    elif prov.get("started") and prov.get("finished"):
         span = _dt.datetime.fromisoformat(prov["finished"]) - _dt.datetime.fromisoformat(
             prov["started"]
         )
@@ -132,7 +136,7 @@ def record(run_folder: str | Path, root: str | Path | None = None) -> dict[str, 
         "recorded": _dt.date.today().isoformat(),
         "provenance": {k: prov.get(k) for k in PROVENANCE_KEYS},
         "params": run_prov.get("params"),
-        "timings": {"notebooks": timings, "wall_minutes": wall},
+        "timings": {"notebooks": timings, "wall_minutes": wall, "resumed": resumed},
         "metrics": metrics,
     }
 
