@@ -78,3 +78,14 @@ def test_same_matrix_matches_elementwise_equality(seed, n, g, chunk):
         assert not artifacts.same_matrix(x, y, chunk=chunk)
     bigger = sp.vstack([x, x]).tocsr()
     assert not artifacts.same_matrix(x, bigger)
+
+
+def test_a_relative_run_folder_is_taken_from_the_project_root(tmp_path, monkeypatch):
+    """`--run-dir runs/x` names one folder whether the caller runs in the root (make) or in
+    notebooks/ (papermill's kernels): relative run folders are resolved from the project root."""
+    root = tmp_path / "project"
+    (root / "notebooks").mkdir(parents=True)
+    monkeypatch.chdir(root / "notebooks")
+    folder = artifacts.run_dir("demo", "runs/elsewhere", root=root)
+    assert folder == root / "runs" / "elsewhere" and folder.is_dir()
+    assert not (root / "notebooks" / "runs").exists()

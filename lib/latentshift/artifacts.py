@@ -77,11 +77,13 @@ def run_dir(
     profile
         Profile name, e.g. ``"demo"``.
     run_dir
-        An explicit folder (the runner injects one); ``None`` gives ``<root>/runs/<profile>``.
+        An explicit folder (the runner injects one); a relative one is taken from the project
+        root, as every params path is (a notebook runs in ``notebooks/``, ``make`` in the root:
+        both must find the same folder). ``None`` gives ``<root>/runs/<profile>``.
     root
         Project root; default :func:`project_root`.
     """
-    folder = Path(run_dir) if run_dir else project_root(root) / "runs" / profile
+    folder = resolve_path(run_dir, root) if run_dir else project_root(root) / "runs" / profile
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -159,15 +161,33 @@ def same_matrix(a: Any, b: Any, chunk: int = 1 << 24) -> bool:
     return bool(np.array_equal(np.asarray(a), np.asarray(b)))
 
 
-def write_h5ad(adata: AnnData, path: str | Path) -> Path:
+def write_h5ad(adata: AnnData, path: str | Path, *, counts: bool = True) -> Path:
     """Write an AnnData to ``.h5ad`` atomically (lzf-compressed: fast, and sparse stays sparse).
 
     When ``layers["counts"]`` holds the same values as ``X`` (our files keep the raw counts in
     both), the counts are stored once, in ``X``, and ``uns["counts_in_X"]`` says so;
     :func:`read_h5ad` puts the layer back as the same matrix object. This halves the file and
     the memory of reading it (at atlas scale, gigabytes).
+
+    With ``counts=False`` neither ``X`` nor any layer is written, only the cells' and genes'
+    annotations (obs, var, obsm, varm, uns): ``latent.h5ad``, whose readers need the latent,
+    the loadings and per-gene summaries, not the counts.
     """
     path = Path(path)
+    if not counts:
+        import anndata as ad
+
+        light = ad.AnnData(
+            obs=adata.obs,
+            var=adata.var,
+            obsm=dict(adata.obsm),
+            varm=dict(adata.varm),
+            uns=dict(adata.uns),
+        )
+        with atomic_path(path) as tmp:
+            light.write_h5ad(tmp, compression="lzf")
+        log.info("wrote %s (%d cells × %d genes, no counts)", path, adata.n_obs, adata.n_vars)
+        return path
     layers = adata.layers
     counts = layers["counts"] if "counts" in layers else None
     dedupe = counts is not None and same_matrix(adata.X, counts)
