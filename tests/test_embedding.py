@@ -92,6 +92,45 @@ def test_log_normalised_is_sparse_and_right(adata):
     np.testing.assert_allclose(x[:3].toarray(), expected, rtol=1e-5)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    genes=st.integers(1, 12),
+    chunk=st.integers(1, 25),
+    seed=st.integers(0, 1000),
+)
+def test_log_normalise_rows_is_log_normalise_of_those_rows(n, genes, chunk, seed):
+    from latentshift import counts as C
+
+    rng = np.random.default_rng(seed)
+    x = sp.random(n, genes, density=0.4, random_state=seed, format="csr", dtype=np.float64)
+    x.data = rng.integers(1, 20, x.nnz).astype(np.float64)
+    x = x.astype(np.int32)
+    rows = rng.random(n) < 0.6
+    got = C.log_normalise_rows(x, rows, chunk_rows=chunk)
+    want = C.log_normalise(x)[rows]
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.data, want.data)
+
+
+def test_pca_of_counts_is_the_whole_matrix_pca_done_in_blocks(adata):
+    """Fit on the training rows and project in blocks: what a PCA of one log-normalised copy of
+    every cell gives, without that copy."""
+    from sklearn.decomposition import PCA
+
+    from latentshift import counts as C
+
+    x = adata.layers["counts"]
+    train = (adata.obs["split"] == "train").to_numpy()
+    z, pcs = E.pca_of_counts(x, train, 4, seed=0, chunk_rows=7)
+    whole = C.log_normalise(x)
+    pca = PCA(n_components=4, svd_solver="arpack", random_state=0).fit(whole[train])
+    np.testing.assert_allclose(pcs, pca.components_.T, atol=1e-6)
+    np.testing.assert_allclose(z, pca.transform(whole), atol=1e-4)
+
+
 def test_embed_recovers_cell_types():
     adata = latent_like(shift=0.0)  # no disease shift: clusters are the cell types
     a = adata.copy()

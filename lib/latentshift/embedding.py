@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from latentshift.counts import counts_matrix, log_normalise
+from latentshift.counts import counts_matrix, log_normalise, log_normalise_rows
 from latentshift.errors import DataError
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def log_normalised(
 
 
 def pca_of_counts(
-    counts: Any, train_mask: np.ndarray, n_comps: int, seed: int = 0
+    counts: Any, train_mask: np.ndarray, n_comps: int, seed: int = 0, chunk_rows: int = 20_000
 ) -> tuple[np.ndarray, np.ndarray]:
     """PCA of log-normalised counts fit on the training rows, every row projected.
 
@@ -65,6 +65,9 @@ def pca_of_counts(
         Dimensions; must be below ``min(training cells, genes)``.
     seed
         ``random_state`` of the ARPACK solver.
+    chunk_rows
+        Cells per block when projecting (memory: one float32 copy of the training cells'
+        counts for the fit, then one block at a time).
 
     Returns
     -------
@@ -75,16 +78,20 @@ def pca_of_counts(
     from sklearn.decomposition import PCA
 
     train = np.asarray(train_mask, dtype=bool)
-    x = log_normalise(counts)
-    limit = min(int(train.sum()), x.shape[1]) - 1
+    limit = min(int(train.sum()), counts.shape[1]) - 1
     if n_comps > limit:
         raise DataError(
             f"the PCA baseline needs n_comps < min(training cells, genes) = {limit + 1}, got "
             f"{n_comps}; lower ldvae.n_latent or use more cells/genes."
         )
     pca = PCA(n_components=n_comps, svd_solver="arpack", random_state=seed)
-    pca.fit(x[train])
-    z = pca.transform(x).astype(np.float32)
+    # only the training rows are log-normalised whole (the fit needs them); every cell is then
+    # projected block by block, so no float copy of all the counts is ever held
+    pca.fit(log_normalise_rows(counts, train))
+    z = np.empty((counts.shape[0], n_comps), dtype=np.float32)
+    for lo in range(0, counts.shape[0], chunk_rows):
+        block = np.arange(lo, min(lo + chunk_rows, counts.shape[0]))
+        z[block] = pca.transform(log_normalise_rows(counts, block))
     log.info(
         "PCA baseline: %d dims fit on %d training cells explain %.1f%% of variance",
         n_comps,
