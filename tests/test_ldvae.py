@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from latentshift import artifacts, errors, gene_choice, ldvae, perturb, training_monitor
 
@@ -95,19 +97,80 @@ def test_fixture_follows_contract(adata):
 
 
 def test_trains_on_training_cells_only(adata, fit):
-    train = adata.obs_names[adata.obs["split"] == "train"]
-    assert fit.model.adata.n_obs == len(train)
-    assert list(fit.model.adata.obs_names) == list(train)
+    train = np.flatnonzero(adata.obs["split"] == "train")
+    seen = np.concatenate([fit.model.train_indices, fit.model.validation_indices])
+    assert sorted(seen) == list(train)  # every training cell, and only those
+    assert sorted(fit.model.test_indices) == list(np.flatnonzero(adata.obs["split"] == "test"))
     assert fit.n_train + fit.n_validation == len(train)
     assert fit.n_validation > 0
     assert fit.epochs_run == 3 and not fit.early_stopped
+    # scvi-tools registered a light AnnData over the same counts: no copy, no _scvi_ columns
+    assert fit.model.adata.layers["counts"] is adata.layers["counts"]
+    assert not [c for c in adata.obs.columns if c.startswith("_scvi")]
 
 
 def test_validation_split_keeps_copies_together(adata, fit):
-    obs = fit.model.adata.obs
-    val = set(obs["source_cell"].iloc[fit.model.validation_indices])
-    fitted = set(obs["source_cell"].iloc[fit.model.train_indices])
+    source = adata.obs["source_cell"].to_numpy()
+    val = set(source[fit.model.validation_indices])
+    fitted = set(source[fit.model.train_indices])
     assert val and not (val & fitted)
+
+
+def test_library_prior_is_scvi_tools_own_over_the_training_rows(adata):
+    """The bounded-memory prior equals scvi-tools' _init_library_size on the training cells."""
+    import scvi
+    from scvi.model._utils import _init_library_size
+
+    train = adata[adata.obs["split"] == "train"].copy()
+    train.obs["donor"] = np.where(np.arange(train.n_obs) % 3 == 0, "a", "b")
+    scvi.model.LinearSCVI.setup_anndata(train, layer="counts", batch_key="donor")
+    manager = scvi.model.LinearSCVI(train, n_latent=2).adata_manager
+    expected = _init_library_size(manager, 2)
+    rows = np.flatnonzero(adata.obs["split"] == "train")
+    batches = np.zeros(adata.n_obs, dtype=int)
+    batches[rows] = (train.obs["donor"] == "b").to_numpy().astype(int)
+    got = ldvae.library_prior(adata.layers["counts"], batches, 2, rows)
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-6)
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-6)
+
+
+def test_the_model_takes_its_library_prior_from_the_training_cells(adata, fit):
+    rows = np.flatnonzero(adata.obs["split"] == "train")
+    means, variances = ldvae.library_prior(adata.layers["counts"], np.zeros(adata.n_obs), 1, rows)
+    np.testing.assert_allclose(fit.model.module.library_log_means.numpy(), means, rtol=1e-6)
+    np.testing.assert_allclose(fit.model.module.library_log_vars.numpy(), variances, rtol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 300),
+    size=st.integers(1, 4),
+    frac=st.floats(0.05, 0.5),
+    cap=st.one_of(st.none(), st.integers(1, 200)),
+    seed=st.integers(0, 1000),
+)
+def test_validation_split_is_grouped_and_bounded(n, size, frac, cap, seed):
+    groups = np.repeat(np.arange(n), size)
+    rows = np.arange(len(groups)) * 2 + 1  # positions among other cells
+    fit_rows, val_rows = ldvae.validation_split(rows, groups, frac, seed, max_cells=cap)
+    assert sorted(np.concatenate([fit_rows, val_rows])) == list(rows)
+    assert len(val_rows) >= size  # at least one group
+    if cap is not None:
+        assert len(val_rows) <= max(cap, size)
+    by_row = dict(zip(rows, groups, strict=True))
+    assert not {by_row[r] for r in fit_rows} & {by_row[r] for r in val_rows}
+
+
+def test_epoch_cells_caps_the_minibatches_of_an_epoch(adata):
+    assert ldvae.epoch_batches(1000, 64, None) is None
+    assert ldvae.epoch_batches(1000, 64, 5000) is None  # more than a pass: a pass
+    assert ldvae.epoch_batches(1000, 64, 130) == 3
+    n_fit = int((adata.obs["split"] == "train").sum() * 0.9)
+    capped = ldvae.train_ldvae(
+        adata, {**FAST, "max_epochs": 2, "epoch_cells": 64}, seed=0, progress_bar=False
+    )
+    assert capped.model.trainer.num_training_batches == 1 < n_fit / 64
+    assert capped.epochs_run == 2
 
 
 def test_latent_shape_finite(adata, fit):

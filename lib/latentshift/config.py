@@ -125,6 +125,11 @@ DEFAULTS: dict[str, Any] = {
         "batch_key": None,  # obs column of a batch covariate (e.g. "donor_id"): scvi-tools' batch_key
         "use_observed_lib_size": False,  # LinearSCVI's default: the library size is a latent variable
         "snapshot_every": 25,  # keep the latent every this many epochs (05: accuracy vs epoch); null: off
+        # large n: an "epoch" of at most this many training cells (random minibatches, a fresh
+        # draw each epoch), so patience, warm-up and snapshots mean the same amount of training
+        # at 4k and at 240k cells; null: an epoch is one pass over the training cells
+        "epoch_cells": None,
+        "validation_cells": None,  # at most this many cells in the validation part (null: 10 %)
     },
     "embedding": {
         "n_neighbors": 15,
@@ -323,6 +328,16 @@ RULES: dict[str, Rule] = {
         INT + NONE,
         lambda x: x is None or x >= 1,
         "a whole number of epochs >= 1, or null for no snapshots",
+    ),
+    "ldvae.epoch_cells": (
+        INT + NONE,
+        lambda x: x is None or x >= 2,
+        "a whole number of cells >= 2 (e.g. 50000), or null for a full pass over the training cells",
+    ),
+    "ldvae.validation_cells": (
+        INT + NONE,
+        lambda x: x is None or x >= 1,
+        "a whole number of cells >= 1 (e.g. 10000), or null for 10 % of the training cells",
     ),
     "ldvae.likelihood_impl": (
         STR,

@@ -227,33 +227,34 @@ def train_ldvae(
     cfg = config.section(
         "ldvae", {k: v for k, v in (params or {}).items() if k in config.DEFAULTS["ldvae"]}
     )
-    from latentshift.counts import subset
-
     check_accelerator(cfg)
     mask = train_mask(adata, split_key, train_value)
-    train = subset(adata, rows=mask)  # counts copied once when X is the counts layer
-    _check_counts(train, layer)
-
-    batch_key = _check_batch_key(train, cfg.get("batch_key"))
+    _check_counts(adata, layer)
+    batch_key = _check_batch_key(adata.obs.loc[mask], cfg.get("batch_key"))
+    # scvi-tools registers a light AnnData over the cells' own counts (no copy): the model reads
+    # only the training split's rows (scvi-tools' external_indexing below), and its library-size
+    # prior is computed over those rows as well
+    cells = _training_view(adata, layer, batch_key)
     scvi.settings.seed = seed
     # a batch covariate (scvi-tools' batch_key) enters the linear decoder as one coefficient per
     # gene and batch, so the latent factors need not spend themselves on donor differences
-    scvi.model.LinearSCVI.setup_anndata(train, layer=layer, batch_key=batch_key)
+    scvi.model.LinearSCVI.setup_anndata(cells, layer=layer, batch_key=batch_key)
     from latentshift import nb_likelihood
 
     # scvi-tools' LinearSCVI; only its reconstruction term's implementation is chosen here
     # (ldvae.likelihood_impl: the same model, see latentshift.nb_likelihood)
-    model = nb_likelihood.make_linear_scvi(
-        train,
-        likelihood_impl=cfg["likelihood_impl"],
-        n_hidden=cfg["n_hidden"],
-        n_latent=cfg["n_latent"],
-        n_layers=cfg["n_layers"],
-        dropout_rate=cfg["dropout_rate"],
-        dispersion=cfg["dispersion"],
-        gene_likelihood=cfg["gene_likelihood"],
-        use_observed_lib_size=cfg["use_observed_lib_size"],
-    )
+    with library_prior_over(np.flatnonzero(mask)):
+        model = nb_likelihood.make_linear_scvi(
+            cells,
+            likelihood_impl=cfg["likelihood_impl"],
+            n_hidden=cfg["n_hidden"],
+            n_latent=cfg["n_latent"],
+            n_layers=cfg["n_layers"],
+            dropout_rate=cfg["dropout_rate"],
+            dispersion=cfg["dispersion"],
+            gene_likelihood=cfg["gene_likelihood"],
+            use_observed_lib_size=cfg["use_observed_lib_size"],
+        )
     if progress_bar is None:
         progress_bar = interactive()
     cbs = list(callbacks or [])
@@ -276,19 +277,25 @@ def train_ldvae(
     plan_kwargs: dict[str, Any] = {"lr": cfg["lr"]}
     if cfg.get("kl_warmup_epochs") is not None:
         plan_kwargs["n_epochs_kl_warmup"] = cfg["kl_warmup_epochs"]
+    rows = np.flatnonzero(mask)
+    groups = adata.obs[group_key].to_numpy()[rows] if group_key and group_key in adata.obs else None
+    fit_rows, val_rows = validation_split(
+        rows, groups, validation_size, seed, max_cells=cfg.get("validation_cells")
+    )
+    limit = epoch_batches(len(fit_rows), cfg["batch_size"], cfg.get("epoch_cells"))
     log.info(
-        "LDVAE: %d training cells (of %d), %d genes, n_latent %d, up to %d epochs%s",
-        train.n_obs,
+        "LDVAE: %d training cells (of %d; %d for validation), %d genes, n_latent %d, up to %d "
+        "epochs%s%s",
+        len(rows),
         adata.n_obs,
-        train.n_vars,
+        len(val_rows),
+        adata.n_vars,
         cfg["n_latent"],
         cfg["max_epochs"],
+        f" of {limit * cfg['batch_size']} cells" if limit else "",
         f", batch covariate obs['{batch_key}']" if batch_key else "",
     )
-    splitter: dict[str, Any] = {}
-    if group_key and group_key in train.obs:
-        train_idx, val_idx = _grouped_validation(train.obs[group_key], validation_size, seed)
-        splitter["external_indexing"] = [train_idx, val_idx, np.array([], dtype=int)]
+    extra: dict[str, Any] = {"limit_train_batches": limit} if limit else {}
     start = time.perf_counter()
     try:
         model.train(
@@ -296,15 +303,14 @@ def train_ldvae(
             accelerator=cfg["accelerator"],
             devices=cfg["devices"],
             strategy=cfg["strategy"],
-            train_size=1.0 - validation_size,
-            validation_size=validation_size,
-            datasplitter_kwargs=splitter,
+            datasplitter_kwargs={"external_indexing": [fit_rows, val_rows, np.flatnonzero(~mask)]},
             batch_size=cfg["batch_size"],
             early_stopping=False,  # ours: convergence_stopping (scvi-tools' own, plus a relative delta)
             check_val_every_n_epoch=1,
             plan_kwargs=plan_kwargs,
             enable_progress_bar=progress_bar,
             callbacks=cbs,
+            **extra,
         )
     except ValueError as exc:  # torch distributions refuse NaN parameters
         if _is_nan_error(exc):
@@ -340,7 +346,7 @@ def train_ldvae(
         early_stopped=early,
         stop_reason=reason,
         train_seconds=seconds,
-        n_train=train.n_obs - n_val,
+        n_train=len(rows) - n_val,
         n_validation=n_val,
         params=dict(cfg),
         unsettled_validation_epochs=unsettled,
@@ -393,30 +399,144 @@ def store_snapshots(adata: AnnData, fit: LDVAEFit) -> list[int]:
     return epochs
 
 
-def _grouped_validation(
-    groups: pd.Series, fraction: float, seed: int
+def validation_split(
+    rows: np.ndarray,
+    groups: Any,
+    fraction: float,
+    seed: int,
+    max_cells: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions of training and validation cells, whole groups on one side (seeded)."""
-    codes, uniques = pd.factorize(groups.astype(str))
+    """The training rows split into scvi-tools' training and validation parts (seeded).
+
+    Whole groups (a normal cell and its disease copies) fall on one side, so the validation
+    ELBO is not flattered by near-twins. ``fraction`` of the groups go to validation, but never
+    more than ``max_cells`` cells: at atlas size a fixed-size validation subset keeps each
+    check cheap against a training epoch.
+
+    Parameters
+    ----------
+    rows
+        Positions of the training cells.
+    groups
+        Group label per entry of ``rows``, or ``None`` (every cell its own group).
+    fraction
+        Share of the groups held out for validation.
+    seed
+        Seeds the choice.
+    max_cells
+        Upper bound on the validation cells (``None``: no bound).
+
+    Returns
+    -------
+    fit, validation
+        Sorted positions (subsets of ``rows``), disjoint, together all of ``rows``.
+    """
+    rows = np.asarray(rows)
+    codes = (
+        np.arange(len(rows)) if groups is None else pd.factorize(pd.Series(groups).astype(str))[0]
+    )
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    sizes = np.bincount(codes, minlength=n_groups)
     rng = np.random.default_rng([seed, 11])
-    n_val = max(1, int(round(fraction * len(uniques))))
-    val_groups = np.zeros(len(uniques), dtype=bool)
-    val_groups[rng.choice(len(uniques), n_val, replace=False)] = True
-    is_val = val_groups[codes]
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    n_val = max(1, int(round(fraction * n_groups)))
+    chosen = rng.choice(n_groups, n_val, replace=False)
+    if max_cells is not None:
+        # the first chosen groups whose cells fit under max_cells (at least one group)
+        fits = int(np.searchsorted(np.cumsum(sizes[chosen]), max_cells, side="right"))
+        chosen = chosen[: max(1, fits)]
+    is_val = np.zeros(n_groups, dtype=bool)
+    is_val[chosen] = True
+    in_val = is_val[codes]
+    return np.sort(rows[~in_val]), np.sort(rows[in_val])
 
 
-def _check_batch_key(train: AnnData, batch_key: str | None) -> str | None:
+def epoch_batches(n_fit: int, batch_size: int, epoch_cells: int | None) -> int | None:
+    """Minibatches per epoch when ``ldvae.epoch_cells`` caps an epoch (Lightning's
+    ``limit_train_batches``), or ``None`` for a full pass over the ``n_fit`` training cells."""
+    if epoch_cells is None or epoch_cells >= n_fit:
+        return None
+    return max(1, int(np.ceil(epoch_cells / batch_size)))
+
+
+def library_prior(
+    counts: Any, batches: np.ndarray, n_batch: int, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """scvi-tools' library-size prior (``_init_library_size``) over ``rows``, in bounded memory.
+
+    Per batch: the mean and variance of the log total counts of its cells (a cell with no
+    counts contributes 0, as in scvi-tools). scvi-tools computes it over every cell of the
+    AnnData it is given with a copy of the counts and an int64 sum (at 240k cells several GB);
+    here only the training rows are read, block by block (:func:`latentshift.counts.row_sums`).
+    ``tests/test_ldvae.py`` checks the result against scvi-tools' own function.
+
+    Returns
+    -------
+    means, variances
+        Arrays of shape ``(1, n_batch)``; a batch with no cells among ``rows`` gets 0 and 1.
+    """
+    from latentshift.counts import row_sums
+
+    rows = np.asarray(rows)
+    means, variances = np.zeros(n_batch), np.ones(n_batch)
+    batch_of = np.asarray(batches).ravel().astype(np.int64)[rows]
+    totals = np.zeros(len(rows), dtype=np.float64)
+    step = 50_000
+    for lo in range(0, len(rows), step):
+        totals[lo : lo + step] = row_sums(counts[rows[lo : lo + step]])
+    with np.errstate(divide="ignore"):
+        log_totals = np.where(totals > 0, np.log(np.where(totals > 0, totals, 1.0)), 0.0)
+    for b in np.unique(batch_of):
+        values = log_totals[batch_of == b]
+        means[b] = np.float32(np.mean(values))
+        variances[b] = np.float32(np.var(values))
+    return means.reshape(1, -1), variances.reshape(1, -1)
+
+
+@contextlib.contextmanager
+def library_prior_over(rows: np.ndarray) -> Iterator[None]:
+    """Within the block, a :class:`scvi.model.LinearSCVI` being built takes its library-size
+    prior from :func:`library_prior` over ``rows`` instead of scvi-tools' whole-AnnData copy."""
+    from scvi import REGISTRY_KEYS
+    from scvi.model import _linear_scvi
+
+    original = _linear_scvi._init_library_size
+
+    def over_rows(adata_manager: Any, n_batch: int) -> tuple[np.ndarray, np.ndarray]:
+        counts = adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        batches = adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)
+        return library_prior(counts, batches, n_batch, rows)
+
+    _linear_scvi._init_library_size = over_rows
+    try:
+        yield
+    finally:
+        _linear_scvi._init_library_size = original
+
+
+def _training_view(adata: AnnData, layer: str, batch_key: str | None) -> AnnData:
+    """A light AnnData over ``adata``'s counts (the same matrix object) for scvi-tools to
+    register: scvi-tools' ``_scvi_*`` columns stay off the caller's obs, and no counts are copied."""
+    import anndata as ad
+
+    obs = pd.DataFrame(index=adata.obs_names)
+    if batch_key:
+        obs[batch_key] = adata.obs[batch_key].to_numpy()
+    return ad.AnnData(
+        obs=obs, var=pd.DataFrame(index=adata.var_names), layers={layer: adata.layers[layer]}
+    )
+
+
+def _check_batch_key(obs: pd.DataFrame, batch_key: str | None) -> str | None:
     """The batch covariate column, checked: present, and more than one batch among the cells."""
     if not batch_key:
         return None
-    if batch_key not in train.obs:
+    if batch_key not in obs:
         raise DataError(
             f"ldvae.batch_key is '{batch_key}', but the cells have no such obs column (obs "
-            f"columns: {', '.join(map(str, train.obs.columns))}). Set ldvae.batch_key to one of "
+            f"columns: {', '.join(map(str, obs.columns))}). Set ldvae.batch_key to one of "
             "them (e.g. donor_id), or to null for no batch covariate."
         )
-    if train.obs[batch_key].nunique() < 2:
+    if obs[batch_key].nunique() < 2:
         log.warning(
             "ldvae.batch_key '%s' has a single value among the training cells: no batch effect to model",
             batch_key,
