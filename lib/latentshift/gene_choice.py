@@ -171,6 +171,53 @@ def genes_in_model(
     }
 
 
+def sets_within(
+    genes_by_set: Mapping[str, Sequence[str]], var_names: Sequence[str]
+) -> tuple[dict[str, list[str]], pd.DataFrame]:
+    """The disease sets cut to the genes the cells still have (after :func:`keep_model_genes`).
+
+    With a label-blind choice before the copies, a set gene that is not among the model's genes
+    is no longer in the cells: it cannot be shifted, and the LDVAE would not read it anyway.
+    Only the set genes that remain are perturbed; the table says how many that is.
+
+    Returns
+    -------
+    sets, table
+        ``{set: [genes kept]}`` and one row per set: ``matched`` (genes of the set in the
+        data), ``in_model`` (of those, among the model's genes).
+
+    Raises
+    ------
+    DataError
+        A set has no gene left, with the fix.
+    """
+    present = set(map(str, var_names))
+    kept = {k: [g for g in genes if str(g) in present] for k, genes in genes_by_set.items()}
+    table = pd.DataFrame(
+        {
+            "matched": {k: len(v) for k, v in genes_by_set.items()},
+            "in_model": {k: len(v) for k, v in kept.items()},
+        }
+    )
+    table.index.name = "gene set"
+    empty = [k for k, v in kept.items() if not v]
+    if empty:
+        raise DataError(
+            f"none of the genes of {', '.join(empty)} is among the {len(present)} genes chosen for "
+            "the LDVAE before the copies, so nothing of it could be shifted. Raise "
+            "ldvae.n_top_genes, or set ldvae.keep_perturbed_genes: true (an oracle: it forces the "
+            "set genes in)."
+        )
+    for k in genes_by_set:
+        log.info(
+            "gene set %s: %d of %d matched genes among the model's genes",
+            k,
+            len(kept[k]),
+            len(genes_by_set[k]),
+        )
+    return kept, table
+
+
 def cells_for_model(adata: AnnData, params: Mapping[str, Any]) -> tuple[AnnData, dict[str, Any]]:
     """The perturbed cells restricted to the LDVAE's genes, with the disease-gene baseline kept.
 
@@ -190,7 +237,8 @@ def cells_for_model(adata: AnnData, params: Mapping[str, Any]) -> tuple[AnnData,
     Returns
     -------
     tuple
-        The restricted cells (counts copied once) and the gene choice for ``metrics.json``:
+        The restricted cells (counts copied once; shared with ``adata`` when every gene is
+        kept) and the gene choice for ``metrics.json``:
         ``n_top_genes``, ``hvg_cells``, ``keep_perturbed_genes``, ``oracle`` (the choice knows
         which genes were shifted), ``n_genes_in_data``, ``n_genes_used`` and, per condition,
         ``set_genes`` (:func:`genes_in_model`).
@@ -201,7 +249,12 @@ def cells_for_model(adata: AnnData, params: Mapping[str, Any]) -> tuple[AnnData,
     genes = model_genes(adata, params)
     shifted = perturbed_genes(adata)
     features = disease_gene_features(adata, shifted) if shifted else None
-    out = subset(adata, cols=adata.var_names.get_indexer(genes))
+    cols = adata.var_names.get_indexer(genes)
+    if len(cols) == adata.n_vars and np.array_equal(cols, np.arange(adata.n_vars)):
+        # every gene kept (genes chosen in 02, before the copies): the counts are shared, not copied
+        out = subset(adata, copy_counts=False)
+    else:
+        out = subset(adata, cols=cols)
     if features is not None:
         out.obsm[DISEASE_GENES_KEY] = features.astype(np.float32)
     choice = {
