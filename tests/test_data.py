@@ -637,3 +637,62 @@ def test_the_neuron_split_is_read_from_labels_that_name_their_class_never_guesse
     assert pd.isna(table.loc["neuron fraction", "this data"])
     assert "mystery cell" in table.loc["neuron fraction", "source"]
     assert "mystery cell" in table.loc["UMIs per nucleus, neurons (median)", "source"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 80),
+    genes=st.integers(1, 15),
+    min_genes=st.integers(0, 6),
+    min_cells=st.integers(0, 8),
+    chunk=st.integers(1, 30),
+    seed=st.integers(0, 1000),
+)
+def test_qc_in_blocks_gives_scanpys_whole_matrix_answer(
+    n, genes, min_genes, min_cells, chunk, seed
+):
+    import scanpy as sc
+
+    from latentshift.data import _qc_masks
+
+    x = sp.random(n, genes, density=0.3, random_state=seed, format="csr", dtype=np.float64)
+    x.data = np.random.default_rng(seed).integers(1, 9, x.nnz).astype(np.float64)
+    x = x.astype(np.int32)
+    cells, genes_kept = _qc_masks(x, min_genes, min_cells, chunk_rows=chunk)
+    want_cells, _ = sc.pp.filter_cells(x, min_genes=min_genes, inplace=False)
+    np.testing.assert_array_equal(cells, want_cells)
+    if want_cells.any():
+        want_genes, _ = sc.pp.filter_genes(x[want_cells], min_cells=min_cells, inplace=False)
+        np.testing.assert_array_equal(genes_kept, want_genes)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    genes=st.integers(1, 12),
+    chunk=st.integers(1, 50),
+    seed=st.integers(0, 1000),
+)
+def test_compact_is_subsetting_in_place(n, genes, chunk, seed):
+    rng = np.random.default_rng(seed)
+    x = sp.random(n, genes, density=0.4, random_state=seed, format="csr", dtype=np.float64)
+    x.data = rng.integers(1, 9, x.nnz).astype(np.float64)
+    x = x.astype(np.int32)
+    rows, cols = rng.random(n) < 0.7, rng.random(genes) < 0.7
+    want = x[rows][:, cols].toarray()
+    got = counts.compact(x.copy(), rows, cols, chunk_nnz=chunk)
+    assert got.shape == want.shape and got.dtype == np.int32
+    np.testing.assert_array_equal(got.toarray(), want)
+
+
+def test_qc_filter_without_a_copy_gives_the_same_cells(sim: ad.AnnData) -> None:
+    low = int(np.percentile(np.diff(sim.layers["counts"].indptr), 10))
+    want, stats = data.qc_filter(sim, min_genes=low, min_cells=20)
+    mine = sim.copy()
+    mine.layers["counts"] = mine.X  # one matrix, as 01 reads it
+    got, stats2 = data.qc_filter(mine, min_genes=low, min_cells=20, copy=False)
+    assert stats == stats2 and got.shape == want.shape
+    assert got.layers["counts"] is got.X
+    np.testing.assert_array_equal(got.X.toarray(), want.layers["counts"].toarray())
+    pd.testing.assert_frame_equal(got.obs, want.obs)
+    assert mine.X is None  # consumed

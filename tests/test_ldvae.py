@@ -251,6 +251,18 @@ def test_label_blind_choice_keeps_a_set_gene_only_if_it_is_variable(adata):
     assert set(oracle) == variable | set(disease)
 
 
+def test_hvg_max_cells_ranks_on_a_seeded_draw_of_the_training_cells(adata):
+    train = np.flatnonzero(adata.obs["split"] == "train")
+    assert gene_choice.select_genes(adata, 20, max_cells=len(train)) == gene_choice.select_genes(
+        adata, 20
+    )
+    few = gene_choice.select_genes(adata, 20, max_cells=60, seed=3)
+    assert few == gene_choice.select_genes(adata, 20, max_cells=60, seed=3)
+    drawn = np.random.default_rng([3, 29]).choice(train, 60, replace=False)
+    sub = adata[np.sort(drawn)].copy()
+    assert few == gene_choice.select_genes(sub, 20)  # the ranking of exactly those cells
+
+
 def test_hvg_cells_normal_ranks_on_the_normal_training_cells_only(adata):
     blind = {"n_top_genes": 20, "keep_perturbed_genes": False}
     on_normal = gene_choice.model_genes(adata, {**blind, "hvg_cells": "normal"})

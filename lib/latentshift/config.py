@@ -119,6 +119,7 @@ DEFAULTS: dict[str, Any] = {
         # oracle (it knows which genes were shifted); hvg_cells: normal ranks on the normal cells only
         "hvg_cells": "all",
         "hvg_flavor": "seurat_v3",  # scanpy's ranking: "seurat_v3" or "pearson_residuals"
+        "hvg_max_cells": None,  # rank on at most this many of those cells (random; atlas memory)
         "keep_perturbed_genes": False,
         "genes_before_copies": False,  # choose the LDVAE's genes in 02, before the copies (atlas memory)
         "likelihood_impl": "zero_aware",  # NB reconstruction term: "zero_aware" (same model, faster) or "dense"
@@ -314,6 +315,11 @@ RULES: dict[str, Rule] = {
         _one_of("seurat_v3", "pearson_residuals"),
         "'seurat_v3' (scanpy's highly_variable_genes on counts) or 'pearson_residuals' "
         "(scanpy.experimental's analytic Pearson residuals)",
+    ),
+    "ldvae.hvg_max_cells": (
+        INT + NONE,
+        lambda x: x is None or x >= 10,
+        "a whole number of cells >= 10 (e.g. 40000), or null to rank on all of them",
     ),
     "ldvae.keep_perturbed_genes": (
         BOOL,

@@ -171,6 +171,58 @@ def subset(
     return out
 
 
+def compact(
+    X: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, chunk_nnz: int = 1 << 24
+) -> sp.csr_matrix:
+    """``X[rows][:, cols]`` built in ``X``'s own arrays: **X is consumed** (its values are
+    overwritten; use only the result afterwards).
+
+    Dropping a few genes (QC) from the atlas's 700 M stored counts with a copy would hold the
+    counts twice; here the kept values are moved forward within ``data`` and ``indices``, one
+    block of at most ``chunk_nnz`` stored values at a time, so the peak is the counts plus one
+    block.
+
+    Parameters
+    ----------
+    X
+        Cells × genes, CSR.
+    rows, cols
+        Boolean masks of the rows and columns to keep.
+    chunk_nnz
+        Stored values per block.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The kept rows and columns (its arrays are views into ``X``'s).
+    """
+    rows, cols = np.asarray(rows, dtype=bool), np.asarray(cols, dtype=bool)
+    new_col = np.cumsum(cols) - 1
+    indptr, data, indices = X.indptr, X.data, X.indices
+    n_rows = X.shape[0]
+    kept_per_row = np.zeros(n_rows, dtype=np.int64)
+    write = 0
+    lo = 0
+    while lo < n_rows:
+        hi = int(np.searchsorted(indptr, indptr[lo] + chunk_nnz, side="right")) - 1
+        hi = min(max(hi, lo + 1), n_rows)
+        a, b = int(indptr[lo]), int(indptr[hi])
+        row_of = np.repeat(np.arange(lo, hi), np.diff(indptr[lo : hi + 1]))
+        keep = rows[row_of] & cols[indices[a:b]]
+        values, where = data[a:b][keep], indices[a:b][keep]  # copies of the block, then moved
+        k = len(values)
+        data[write : write + k] = values
+        indices[write : write + k] = new_col[where]
+        kept_per_row[lo:hi] = np.bincount(row_of[keep] - lo, minlength=hi - lo)
+        write += k
+        lo = hi
+    out_indptr = np.zeros(int(rows.sum()) + 1, dtype=indptr.dtype)
+    np.cumsum(kept_per_row[rows], out=out_indptr[1:])
+    return sp.csr_matrix(
+        (data[:write], indices[:write], out_indptr), shape=(int(rows.sum()), int(cols.sum()))
+    )
+
+
 def log_normalise(counts: Any, target_sum: float = 1e4) -> sp.csr_matrix:
     """``log1p(counts / total × target_sum)`` as a new float32 CSR matrix (no densifying).
 

@@ -33,7 +33,9 @@ from latentshift.simulate import DONOR_GENE_SD, simulate_m1
 log = logging.getLogger(__name__)
 
 
-def qc_filter(adata: AnnData, min_genes: int, min_cells: int) -> tuple[AnnData, dict[str, int]]:
+def qc_filter(
+    adata: AnnData, min_genes: int, min_cells: int, *, copy: bool = True
+) -> tuple[AnnData, dict[str, int]]:
     """Drop cells with few detected genes, then genes detected in few cells.
 
     Uses scanpy's ``filter_cells`` / ``filter_genes`` on the counts (``layers["counts"]``, else
@@ -47,25 +49,28 @@ def qc_filter(adata: AnnData, min_genes: int, min_cells: int) -> tuple[AnnData, 
         Minimum number of genes detected per cell.
     min_cells
         Minimum number of cells a gene is detected in (counted after the cell filter).
+    copy
+        ``False`` (01_data at atlas size): the result is built in ``adata``'s own counts
+        (:func:`latentshift.counts.compact`), so they are never held twice; ``adata`` is
+        consumed (its ``X`` and counts layer are removed). Only when ``X`` *is*
+        ``layers["counts"]`` and there is nothing else to subset; otherwise a copy is made.
 
     Returns
     -------
     (AnnData, dict)
-        The filtered copy, and ``cells_before``, ``cells_after``, ``genes_before``,
+        The filtered cells, and ``cells_before``, ``cells_after``, ``genes_before``,
         ``genes_after``, ``min_genes``, ``min_cells``.
     """
-    import scanpy as sc
-
     counts = counts_matrix(adata)
-    cell_mask, _ = sc.pp.filter_cells(counts, min_genes=min_genes, inplace=False)
-    cell_mask = np.asarray(cell_mask, dtype=bool)
-    gene_mask, _ = sc.pp.filter_genes(
-        counts[cell_mask] if not cell_mask.all() else counts, min_cells=min_cells, inplace=False
-    )
-    gene_mask = np.asarray(gene_mask, dtype=bool)
-    out = subset(
-        adata, None if cell_mask.all() else cell_mask, None if gene_mask.all() else gene_mask
-    )
+    cell_mask, gene_mask = _qc_masks(counts, min_genes, min_cells)
+    if cell_mask.all() and gene_mask.all():
+        out = subset(adata, copy_counts=copy)
+    elif not copy and _only_counts(adata):
+        out = _consume(adata, cell_mask, gene_mask)
+    else:
+        out = subset(
+            adata, None if cell_mask.all() else cell_mask, None if gene_mask.all() else gene_mask
+        )
     c = counts_matrix(out)
     out.obs["total_counts"] = row_sums(c).astype(np.int64)
     out.obs["n_genes"] = np.diff(c.indptr).astype(np.int64)
@@ -91,6 +96,72 @@ def qc_filter(adata: AnnData, min_genes: int, min_cells: int) -> tuple[AnnData, 
             f"QC removed every cell (min_genes={min_genes}); lower data.min_genes in the params file."
         )
     return out, stats
+
+
+def _only_counts(adata: AnnData) -> bool:
+    """Whether ``adata`` holds its counts once (``X`` is ``layers["counts"]``, CSR) and no other
+    matrix that a subset would have to cut."""
+    return (
+        adata.layers.get("counts") is adata.X
+        and len(adata.layers) == 1
+        and sp.isspmatrix_csr(adata.X)
+        and not len(adata.obsp)
+        and not len(adata.varp)
+        and not len(adata.varm)
+        and adata.raw is None
+    )
+
+
+def _consume(adata: AnnData, rows: np.ndarray, cols: np.ndarray) -> AnnData:
+    """``adata[rows, cols]`` made in ``adata``'s own counts (see :func:`qc_filter`)."""
+    import copy as copying
+
+    from latentshift.counts import compact
+
+    X = compact(adata.X, rows, cols)
+    obs, var = adata.obs.loc[rows].copy(), adata.var.loc[cols].copy()
+    for frame in (obs, var):
+        for c in frame.columns:
+            if isinstance(frame[c].dtype, pd.CategoricalDtype):
+                frame[c] = frame[c].cat.remove_unused_categories()
+    out = AnnData(
+        X=X,
+        obs=obs,
+        var=var,
+        uns=copying.deepcopy(dict(adata.uns)),
+        obsm={k: v[rows] for k, v in adata.obsm.items()},
+    )
+    out.layers["counts"] = out.X
+    del adata.layers["counts"]
+    adata.X = None  # consumed: its arrays now hold the result
+    return out
+
+
+def _qc_masks(
+    counts: Any, min_genes: int, min_cells: int, chunk_rows: int = 20_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cells and genes that pass QC: scanpy's ``filter_cells`` / ``filter_genes``, applied
+    to blocks of ``chunk_rows`` cells.
+
+    scanpy counts detected genes with a boolean copy of the whole matrix (``X > 0``, then an
+    integer sum): at the 114.6k-nucleus atlas several GB above the counts. A cell's verdict
+    depends on its own row only, and a gene's count of cells is a sum over rows, so the blocks
+    give scanpy's answer exactly (``tests/test_data.py`` checks it against scanpy on the whole).
+    """
+    import scanpy as sc
+
+    n_rows = counts.shape[0]
+    cell_mask = np.zeros(n_rows, dtype=bool)
+    cells_per_gene = np.zeros(counts.shape[1], dtype=np.int64)
+    for lo in range(0, n_rows, chunk_rows):
+        block = counts[lo : lo + chunk_rows]
+        keep, _ = sc.pp.filter_cells(block, min_genes=min_genes, inplace=False)
+        keep = np.asarray(keep, dtype=bool)
+        cell_mask[lo : lo + chunk_rows] = keep
+        if keep.any():
+            _, per_gene = sc.pp.filter_genes(block[keep], min_cells=0, inplace=False)
+            cells_per_gene += np.asarray(per_gene, dtype=np.int64).ravel()
+    return cell_mask, cells_per_gene >= min_cells
 
 
 #: Label values that mean "no label" whatever the profile says (compared case-insensitively,

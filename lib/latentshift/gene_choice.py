@@ -40,6 +40,8 @@ def select_genes(
     split_key: str = "split",
     train_value: str = "train",
     layer: str = "counts",
+    max_cells: int | None = None,
+    seed: int = 0,
 ) -> list[str]:
     """The genes the LDVAE reads.
 
@@ -68,6 +70,12 @@ def select_genes(
         Which cells are training cells; test cells never influence the choice.
     layer
         The counts layer.
+    max_cells
+        Rank variability on at most this many of those cells, drawn at random (seeded by
+        ``seed``): scanpy's ranking copies the cells it ranks on twice, which at atlas size is
+        the notebook's memory peak. ``None``: all of them.
+    seed
+        Seeds that draw.
 
     Returns
     -------
@@ -99,6 +107,13 @@ def select_genes(
         normal = mask & (adata.obs["condition"].astype(str) == "normal").to_numpy()
         if normal.sum() >= 10:
             mask, ranked_on = normal, "normal"
+    if max_cells is not None and mask.sum() > max_cells:
+        drawn = np.random.default_rng([seed, 29]).choice(
+            np.flatnonzero(mask), int(max_cells), replace=False
+        )
+        mask = np.zeros_like(mask)
+        mask[drawn] = True
+        ranked_on += f", {int(max_cells)} of them drawn at random"
     train = adata[mask]
     if flavor == "pearson_residuals":
         hvg = sc.experimental.pp.highly_variable_genes(
@@ -106,7 +121,12 @@ def select_genes(
         )
     elif flavor == "seurat_v3":
         hvg = sc.pp.highly_variable_genes(
-            train, n_top_genes=int(n_top_genes), flavor="seurat_v3", layer=layer, inplace=False
+            train,
+            n_top_genes=int(n_top_genes),
+            flavor="seurat_v3",
+            layer=layer,
+            inplace=False,
+            check_values=False,  # integer counts are checked where they are read (01, 03)
         )
     else:
         raise DataError(f"flavor is {flavor!r}; it must be 'seurat_v3' or 'pearson_residuals'.")
@@ -141,6 +161,7 @@ def model_genes(adata: AnnData, params: Mapping[str, Any]) -> list[str]:
         keep=keep,
         hvg_cells=params["hvg_cells"],
         flavor=params.get("hvg_flavor", "seurat_v3"),
+        max_cells=params.get("hvg_max_cells"),
     )
 
 
@@ -375,6 +396,8 @@ def keep_model_genes(
         keep=keep,
         hvg_cells="normal",
         flavor=params.get("hvg_flavor", "seurat_v3"),
+        max_cells=params.get("hvg_max_cells"),
+        seed=seed,
     )
     out = subset(cells, cols=cells.var_names.get_indexer(genes))
     out.uns.setdefault("latentshift", {})["ldvae_genes_chosen"] = int(n_top_genes)
