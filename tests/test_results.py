@@ -91,6 +91,9 @@ def test_a_record_holds_the_metrics_timings_and_provenance(tmp_path, root):
     assert rec["timings"]["wall_minutes"] == 4.5 and rec["timings"]["resumed"] is False
     assert rec["timings"]["notebooks"]["03_ldvae"] == {"seconds": 60.0, "peak_memory_gb": 1.5}
     assert rec["params"] == {"seed": 0}
+    assert rec["timings"]["ldvae_train_seconds"] is None  # no timings.json in this run
+    (run / "timings.json").write_text(json.dumps({"ldvae_train_seconds": 157.6}))
+    assert results.record(run, root)["timings"]["ldvae_train_seconds"] == 157.6
     target = results.write_record(run, root, out=tmp_path / "results" / "demo.json")
     assert json.loads(target.read_text())["metrics"] == json.loads(results.dumps(rec))["metrics"]
 

@@ -136,7 +136,12 @@ def record(run_folder: str | Path, root: str | Path | None = None) -> dict[str, 
         "recorded": _dt.date.today().isoformat(),
         "provenance": {k: prov.get(k) for k in PROVENANCE_KEYS},
         "params": run_prov.get("params"),
-        "timings": {"notebooks": timings, "wall_minutes": wall, "resumed": resumed},
+        "timings": {
+            "notebooks": timings,
+            "wall_minutes": wall,
+            "resumed": resumed,
+            "ldvae_train_seconds": _train_seconds(folder),
+        },
         "metrics": metrics,
     }
 
@@ -144,6 +149,15 @@ def record(run_folder: str | Path, root: str | Path | None = None) -> dict[str, 
 def record_path(profile: str, root: str | Path | None = None) -> Path:
     """``results/<profile>.json`` under the project root."""
     return artifacts.project_root(root) / RESULTS_DIR / f"{profile}.json"
+
+
+def _train_seconds(folder: Path) -> float | None:
+    """The LDVAE's training wall time from the run's ``timings.json`` (03_ldvae), or ``None``."""
+    path = folder / "timings.json"
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text()).get("ldvae_train_seconds")
+    return None if value is None else float(value)
 
 
 def write_record(
