@@ -415,7 +415,12 @@ def make_perturbed(
     if cell_type_column != "cell_type" and cell_type_column in obs0.columns:
         obs0["cell_type"] = obs0[cell_type_column]
     source = adata.obs_names.astype(str)
-    stack = RowStacker(counts.shape[1], counts.nnz * (1 + len(entries)), counts.dtype)
+    # room for the copies plus 10 %: an upward shift turns zeros into counts, and a stack that
+    # outgrows its buffer copies it (at atlas size that copy was 02's memory peak); the unused
+    # reserve is never touched, so it costs address space, not memory, and is given back
+    stack = RowStacker(
+        counts.shape[1], int(counts.nnz * (1 + len(entries)) * 1.1) + 1, counts.dtype
+    )
     stack.append(counts)
     obs_parts = []
     normal = obs0.copy()
