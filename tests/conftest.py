@@ -43,3 +43,20 @@ def smoke_run(tmp_path_factory) -> SmokeRun:
     run, report = base / "run", base / "rep"
     result = run_cli("params/smoke.yaml", "--run-dir", str(run), "--report-dir", str(report))
     return SmokeRun(run, report, result)
+
+
+def random_counts(n_cells, n_genes, density=0.3, seed=0, dtype=None, mean=3.0):
+    """A random CSR count matrix (stored values 1 + Poisson(mean), int32 by default)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    X = sp.random(
+        n_cells,
+        n_genes,
+        density=density,
+        format="csr",
+        random_state=rng,
+        data_rvs=lambda k: rng.poisson(mean, k) + 1,
+    )
+    return X.astype(dtype or np.int32)

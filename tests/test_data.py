@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentshift import artifacts, counts, data, errors, h5ad, simulate
+from tests.conftest import random_counts
 
 REQUIRED = ["APOE", "HOXA5", "PITX1", "NEFL", "SLC16A12", "IL17RB", "GFAP", "TARDBP"]
 
@@ -655,9 +656,7 @@ def test_qc_in_blocks_gives_scanpys_whole_matrix_answer(
 
     from latentshift.data import _qc_masks
 
-    x = sp.random(n, genes, density=0.3, random_state=seed, format="csr", dtype=np.float64)
-    x.data = np.random.default_rng(seed).integers(1, 9, x.nnz).astype(np.float64)
-    x = x.astype(np.int32)
+    x = random_counts(n, genes, density=0.3, seed=seed)
     cells, genes_kept = _qc_masks(x, min_genes, min_cells, chunk_rows=chunk)
     want_cells, _ = sc.pp.filter_cells(x, min_genes=min_genes, inplace=False)
     np.testing.assert_array_equal(cells, want_cells)
@@ -675,9 +674,7 @@ def test_qc_in_blocks_gives_scanpys_whole_matrix_answer(
 )
 def test_compact_is_subsetting_in_place(n, genes, chunk, seed):
     rng = np.random.default_rng(seed)
-    x = sp.random(n, genes, density=0.4, random_state=seed, format="csr", dtype=np.float64)
-    x.data = rng.integers(1, 9, x.nnz).astype(np.float64)
-    x = x.astype(np.int32)
+    x = random_counts(n, genes, density=0.4, seed=seed)
     rows, cols = rng.random(n) < 0.7, rng.random(genes) < 0.7
     want = x[rows][:, cols].toarray()
     got = counts.compact(x.copy(), rows, cols, chunk_nnz=chunk)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentshift import embedding as E
+from tests.conftest import random_counts
 
 
 def latent_like(
@@ -103,9 +104,7 @@ def test_log_normalise_rows_is_log_normalise_of_those_rows(n, genes, chunk, seed
     from latentshift import counts as C
 
     rng = np.random.default_rng(seed)
-    x = sp.random(n, genes, density=0.4, random_state=seed, format="csr", dtype=np.float64)
-    x.data = rng.integers(1, 20, x.nnz).astype(np.float64)
-    x = x.astype(np.int32)
+    x = random_counts(n, genes, density=0.4, seed=seed)
     rows = rng.random(n) < 0.6
     got = C.log_normalise_rows(x, rows, chunk_rows=chunk)
     want = C.log_normalise(x)[rows]

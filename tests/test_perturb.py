@@ -14,19 +14,7 @@ from sklearn.model_selection import train_test_split
 from latentshift import perturb
 from latentshift import split as splitting
 from latentshift.perturb import PerturbError
-
-
-def random_counts(n_cells, n_genes, density=0.3, seed=0, dtype=np.int32, mean=3.0):
-    rng = np.random.default_rng(seed)
-    X = sp.random(
-        n_cells,
-        n_genes,
-        density=density,
-        format="csr",
-        random_state=rng,
-        data_rvs=lambda k: rng.poisson(mean, k) + 1,
-    )
-    return X.astype(dtype)
+from tests.conftest import random_counts
 
 
 def small_adata(n_cells=60, n_genes=40, seed=0):
