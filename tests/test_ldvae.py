@@ -595,3 +595,13 @@ def test_snapshots_keep_the_latent_every_few_epochs_without_changing_training(ad
     assert ((table["accuracy_low"] <= table["accuracy"]) & (table["accuracy"] <= 1)).all()
     cells.uns.pop("ldvae_snapshots")
     assert classify.accuracy_by_epoch(cells, {}, seed=0).empty
+
+
+def test_scoring_lets_go_of_the_cells_it_was_given(adata, fit):
+    """scvi-tools keeps every AnnData a model is handed; latent and held-out scoring hand it a
+    view and deregister it afterwards, so a test split's counts are not kept alive."""
+    before = set(fit.model._per_instance_manager_store[fit.model.id])
+    test = adata[adata.obs["split"] == "test"]
+    ldvae.heldout_scores(fit.model, test)
+    ldvae.latent_representation(fit.model, adata)
+    assert set(fit.model._per_instance_manager_store[fit.model.id]) == before

@@ -361,16 +361,13 @@ def train_ldvae(
 def _snapshot_capture(model: Any, adata: AnnData, batch_size: int) -> Any:
     """``capture()`` for :func:`latentshift.training_monitor.latent_snapshots`: the latent of
     every cell of ``adata`` and the loadings, from scvi-tools' own methods, mid-training."""
-    view = None
 
     def capture() -> tuple[np.ndarray, np.ndarray]:
-        nonlocal view
-        if view is None:
-            view = _registered_view(model, adata)
         trained = model.is_trained_
         model.is_trained_ = True  # scvi-tools refuses a latent before training ends
         try:
-            z = model.get_latent_representation(view, batch_size=max(batch_size, 1024))
+            with registered(model, adata) as view:
+                z = model.get_latent_representation(view, batch_size=max(batch_size, 1024))
             w = model.get_loadings().to_numpy(dtype=np.float32)
         finally:
             model.is_trained_ = trained
@@ -596,6 +593,28 @@ def _registered_view(model: Any, adata: AnnData) -> Any:
     )
 
 
+@contextlib.contextmanager
+def registered(model: Any, adata: AnnData) -> Iterator[AnnData]:
+    """:func:`_registered_view` of ``adata`` for the duration of the block, then let go.
+
+    scvi-tools keeps an AnnDataManager, and with it the AnnData, for every AnnData a model is
+    handed; for a view of some cells that AnnData holds a copy of their counts, kept as long as
+    the model lives (at atlas size, gigabytes). The view's manager is dropped from the model's
+    store when the block ends. (scvi-tools' ``deregister_manager`` cannot do it: it looks the
+    AnnData up among those set up with ``setup_anndata``, and a view scvi-tools transferred the
+    setup to is not among them; ``tests/test_ldvae.py`` checks that the store is left as found.)
+    """
+    from scvi.data._constants import _SCVI_UUID_KEY
+
+    view = _registered_view(model, adata)
+    try:
+        yield view
+    finally:
+        uuid = view.uns.get(_SCVI_UUID_KEY)
+        if uuid is not None and uuid != model.adata_manager.adata_uuid:
+            model._per_instance_manager_store.get(model.id, {}).pop(uuid, None)
+
+
 def latent_representation(
     model: Any, adata: AnnData, *, batch_size: int | None = None
 ) -> np.ndarray:
@@ -609,8 +628,9 @@ def latent_representation(
     LDVAEDivergedError
         The latent holds NaN or infinite values.
     """
-    view = _registered_view(model, adata)
-    z = np.asarray(model.get_latent_representation(view, batch_size=batch_size), dtype=np.float32)
+    with registered(model, adata) as view:
+        z = model.get_latent_representation(view, batch_size=batch_size)
+    z = np.asarray(z, dtype=np.float32)
     if not np.isfinite(z).all():
         raise LDVAEDivergedError(
             f"the LDVAE latent holds NaN or infinite values for {int((~np.isfinite(z)).any(axis=1).sum())} "
@@ -629,9 +649,10 @@ def heldout_scores(model: Any, adata: AnnData, *, batch_size: int | None = None)
         quantity scvi-tools logs as ``elbo_validation`` (lower is better);
         ``reconstruction_error``: the negative log-likelihood of the counts (lower is better).
     """
-    view = _registered_view(model, adata)
-    neg_elbo = -np.asarray(model.get_elbo(view, batch_size=batch_size, return_mean=False).cpu())
-    rec = model.get_reconstruction_error(view, batch_size=batch_size, return_mean=False)
+    with registered(model, adata) as view:
+        elbo = model.get_elbo(view, batch_size=batch_size, return_mean=False)
+        rec = model.get_reconstruction_error(view, batch_size=batch_size, return_mean=False)
+    neg_elbo = -np.asarray(elbo.cpu())
     rec_total = sum(np.asarray(v.cpu()) for v in rec.values())
     return pd.DataFrame(
         {
