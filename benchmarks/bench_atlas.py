@@ -18,7 +18,7 @@ which each first reaches the better of the two final held-out values plus 0.5 %.
 large-n schedule at least 2× faster to that quality.
 
 Run: ``python -m benchmarks atlas`` (about 2 × ``--minutes`` plus the read; make the slice first
-with ``python -m latentshift run params/m1_full_sim.yaml --only 02``), ``--quick`` for a tiny
+with ``python -m latentshift run params/m1_full_sim.yaml --only 01``, then ``--only 02``), ``--quick`` for a tiny
 simulated check that the code runs. Written to ``reports/bench/atlas.json``.
 """
 
@@ -136,13 +136,16 @@ def load_cells(args: argparse.Namespace) -> Any:
         adata.obs["split"] = np.where(rng.random(adata.n_obs) < 0.7, "train", "test")
         adata.obs["source_cell"] = adata.obs_names.astype(str)
         return adata
-    path = Path(args.cells)
+    path = artifacts.resolve_path(args.cells)
     if not path.is_file():
-        raise SystemExit(
-            f"{path} is missing: make the atlas slice first with "
-            "`python -m latentshift run params/m1_full_sim.yaml --only 02` (after 01), or give "
-            "--cells another perturbed.h5ad."
+        print(
+            f"  skipped: {path} is missing. Make the atlas slice first (python -m latentshift "
+            "simulate data/m1_full_sim.h5ad --cells 114600 --genes 28000, then python -m "
+            "latentshift run params/m1_full_sim.yaml --only 01, and again with --only 02), or "
+            "give --cells another perturbed.h5ad.",
+            flush=True,
         )
+        return None
     return artifacts.read_h5ad(path)
 
 
@@ -167,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     from latentshift import artifacts, provenance
 
     cells = load_cells(args)
+    if cells is None:
+        return 1
     test_rows = np.flatnonzero(cells.obs["split"].astype(str) == "test")
     pick = np.random.default_rng([args.seed, 3]).choice(
         test_rows, min(args.test_cells, len(test_rows)), replace=False
