@@ -183,14 +183,17 @@ def train_ldvae(
     ----------
     adata
         Cells × genes (already restricted to the chosen genes), integer counts in
-        ``layers[layer]``, ``obs[split_key]``. Not modified.
+        ``layers[layer]``, ``obs[split_key]``. Not modified. Or a backed AnnData from
+        :func:`latentshift.ondisk.open_counts` (counts in ``X``, read from disk minibatch by
+        minibatch; scvi-tools' ``_scvi_*`` columns are added to its obs in memory).
     params
         The ``ldvae`` params section (keys of :data:`TRAIN_KEYS`; others are ignored);
         missing keys take :data:`latentshift.config.DEFAULTS`.
     seed
         ``scvi.settings.seed`` (weights, scvi's validation split, minibatch order).
     layer
-        Counts layer registered with ``setup_anndata``.
+        Counts layer registered with ``setup_anndata`` (``None``: ``X``; always ``X`` for a
+        backed AnnData).
     split_key, train_value
         Only cells with ``obs[split_key] == train_value`` are used for fitting.
     validation_size
@@ -233,8 +236,13 @@ def train_ldvae(
     batch_key = _check_batch_key(adata.obs.loc[mask], cfg.get("batch_key"))
     # scvi-tools registers a light AnnData over the cells' own counts (no copy): the model reads
     # only the training split's rows (scvi-tools' external_indexing below), and its library-size
-    # prior is computed over those rows as well
-    cells = _training_view(adata, layer, batch_key)
+    # prior is computed over those rows as well. A backed AnnData (latentshift.ondisk) is
+    # registered itself: scvi-tools reads each minibatch from its file.
+    if adata.isbacked:
+        layer = None
+        cells = adata
+    else:
+        cells = _training_view(adata, layer, batch_key)
     scvi.settings.seed = seed
     # a batch covariate (scvi-tools' batch_key) enters the linear decoder as one coefficient per
     # gene and batch, so the latent factors need not spend themselves on donor differences
@@ -477,7 +485,7 @@ def library_prior(
     means, variances = np.zeros(n_batch), np.ones(n_batch)
     batch_of = np.asarray(batches).ravel().astype(np.int64)[rows]
     totals = np.zeros(len(rows), dtype=np.float64)
-    step = 50_000
+    step = 10_000
     for lo in range(0, len(rows), step):
         totals[lo : lo + step] = row_sums(counts[rows[lo : lo + step]])
     with np.errstate(divide="ignore"):
@@ -510,7 +518,7 @@ def library_prior_over(rows: np.ndarray) -> Iterator[None]:
         _linear_scvi._init_library_size = original
 
 
-def _training_view(adata: AnnData, layer: str, batch_key: str | None) -> AnnData:
+def _training_view(adata: AnnData, layer: str | None, batch_key: str | None) -> AnnData:
     """A light AnnData over ``adata``'s counts (the same matrix object) for scvi-tools to
     register: scvi-tools' ``_scvi_*`` columns stay off the caller's obs, and no counts are copied."""
     import anndata as ad
@@ -518,6 +526,8 @@ def _training_view(adata: AnnData, layer: str, batch_key: str | None) -> AnnData
     obs = pd.DataFrame(index=adata.obs_names)
     if batch_key:
         obs[batch_key] = adata.obs[batch_key].to_numpy()
+    if layer is None:
+        return ad.AnnData(X=adata.X, obs=obs, var=pd.DataFrame(index=adata.var_names))
     return ad.AnnData(
         obs=obs, var=pd.DataFrame(index=adata.var_names), layers={layer: adata.layers[layer]}
     )
@@ -541,17 +551,30 @@ def _check_batch_key(obs: pd.DataFrame, batch_key: str | None) -> str | None:
     return str(batch_key)
 
 
-def _check_counts(adata: AnnData, layer: str) -> None:
-    if layer not in adata.layers:
+def _check_counts(adata: AnnData, layer: str | None) -> None:
+    if adata.isbacked:  # values were checked block by block when the file was opened
+        from anndata.abc import CSRDataset
+
+        if not isinstance(adata.X, CSRDataset):
+            raise DataError(
+                f"the backed AnnData's X ({type(adata.X).__name__}) is not a CSR matrix of "
+                "counts; open the file with latentshift.ondisk.open_counts."
+            )
+        return
+    if layer is None:
+        x = adata.X
+    elif layer not in adata.layers:
         raise DataError(
             f"layers['{layer}'] is missing: the LDVAE reads raw integer counts from it. "
             "Run 01_data/02_perturb, which write layers['counts']."
         )
-    x = adata.layers[layer]
+    else:
+        x = adata.layers[layer]
+    where = "X" if layer is None else f"layers['{layer}']"
     data = x.data if hasattr(x, "data") and not isinstance(x, np.ndarray) else np.asarray(x)
     if data.size and (not np.isfinite(data).all() or (data < 0).any()):
         raise DataError(
-            f"layers['{layer}'] holds NaN, infinite or negative values; the LDVAE needs raw "
+            f"{where} holds NaN, infinite or negative values; the LDVAE needs raw "
             "integer counts. Rebuild the data with 01_data and 02_perturb."
         )
 
