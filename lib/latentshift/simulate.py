@@ -597,6 +597,7 @@ def write_simulated_h5ad(
     n_donors: int = 4,
     compression: str | None = None,
     composition: str = "m1",
+    counts_layer: bool = True,
 ) -> Path:
     """Write a simulated M1 data set to an ``.h5ad`` file, chunk by chunk (never all in memory).
 
@@ -618,6 +619,10 @@ def write_simulated_h5ad(
         ``layers["counts"]``.
     compression
         HDF5 compression of the sparse arrays (``None``, ``"gzip"``, ``"lzf"``).
+    counts_layer
+        ``"latentshift"`` schema: also write ``layers["counts"]`` (default). ``False`` gives a
+        file with the counts in ``X`` only, to train from on disk
+        (:func:`latentshift.ondisk.open_counts`; anndata's backed mode reads layers into memory).
 
     Returns
     -------
@@ -643,8 +648,10 @@ def write_simulated_h5ad(
         targets = {"X": np.float32, "raw/X": np.float32}
     else:
         skeleton = ad.AnnData(X=sp.csr_matrix(shape, dtype=np.int32), obs=obs, var=var, uns=uns)
-        skeleton.layers["counts"] = sp.csr_matrix(shape, dtype=np.int32)
-        targets = {"X": np.int32, "layers/counts": np.int32}
+        targets = {"X": np.int32}
+        if counts_layer:
+            skeleton.layers["counts"] = sp.csr_matrix(shape, dtype=np.int32)
+            targets["layers/counts"] = np.int32
     nnz = 0
     with atomic_path(path) as tmp:
         skeleton.write_h5ad(tmp)
