@@ -22,11 +22,14 @@ A number in prose: ``<!-- value SOURCE KEY FORMAT -->38.7%<!-- /value -->``. ``S
 record's name (``demo`` → ``results/demo.json``, ``KEY`` a dotted path such as
 ``metrics.classifier.accuracy``), a recorded table's row (``results/X.csv:point=hvg1000``,
 ``KEY`` a column; quote a name with spaces: ``"Huntington disease_recovery"``) or a seed spread (``spread:results/demo_seeds.csv``, ``KEY`` one of
-:func:`latentshift.results.seed_spread`'s). ``FORMAT`` is one of :data:`FORMATS`.
+:func:`latentshift.results.seed_spread`'s). A recorded benchmark is quoted by its path
+(``results/bench/ondisk.json``, ``KEY`` a dotted path of the JSON ``make bench`` wrote).
+``FORMAT`` is one of :data:`FORMATS`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -449,6 +452,14 @@ def render_value(args: Sequence[str], root: Path) -> str:
                 f"the README quotes {source} {key}: no single row {where!r} with column {key!r} in {name}."
             )
         value = hit.iloc[0][key]
+    elif source.endswith(".json"):  # a recorded benchmark (results/bench/<name>.json)
+        path = Path(root) / source
+        if not path.is_file():
+            raise ReadmeError(
+                f"the README quotes {source}, which does not exist: run the benchmark "
+                f"(make bench ARGS=...) and copy its reports/bench/ JSON to {source}."
+            )
+        value = results.lookup(json.loads(path.read_text()), key)
     else:
         value = results.lookup(results.load(source, root), key)
     return FORMATS[fmt](value)
