@@ -36,3 +36,12 @@ def test_profile_never_run_is_left_out(tmp_path):
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "pyproject.toml").write_text("")
     assert report.profile_runs(tmp_path) == {}
+
+
+def test_the_whole_m1_is_held_to_an_hour_and_12_gb_per_notebook(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "pyproject.toml").write_text("")
+    _write_run(tmp_path, "m1_full_sim", [600] * 6, [9e9, 15e9, 12e9, 6e9, 6e9, 6e9], 800.0)
+    m1 = report.profile_runs(tmp_path)["m1_full_sim"]
+    assert m1["wall_minutes"] == 60.0 and m1["wall_ratio_to_target"] == 1.0
+    assert m1["peak_rss_gb"] == 15.0 and m1["peak_ratio_to_target"] == 1.25  # of 12 GB
