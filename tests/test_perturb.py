@@ -257,6 +257,24 @@ def test_make_perturbed_null_control_and_determinism():
     assert (a.layers["counts"][: 2 * n] != c.layers["counts"]).nnz == 0
 
 
+def test_make_perturbed_frees_an_anndata_the_caller_replaced_before_it_allocates():
+    """02 replaces its whole-gene cells by the chosen genes' before the copies; the replaced
+    AnnData is kept alive only by its own reference cycles and must not outlive the copies."""
+    import gc
+    import weakref
+
+    adata = small_adata()
+    old = adata.copy()
+    view = old[:5]  # a view (gene choice takes them) is a reference cycle that holds its parent
+    gone = weakref.ref(old)
+    gc.collect()  # both survive collections while referenced, so they grow old: once
+    gc.collect()  # dropped, only a full collection frees them, not a young-generation pass
+    del old, view
+    assert gone() is not None, "a dropped view is expected to keep its parent until collected"
+    perturb.make_perturbed(adata, ENTRIES, GENES, seed=5)
+    assert gone() is None
+
+
 @settings(max_examples=20, deadline=None)
 @given(
     penetrance=st.floats(0.05, 1.0),

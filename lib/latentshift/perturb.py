@@ -32,6 +32,7 @@ null control.
 from __future__ import annotations
 
 import difflib
+import gc
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -408,6 +409,12 @@ def make_perturbed(
     from latentshift import config
 
     entries = config.validate_perturbations(list(entries))
+    # an AnnData view is a reference cycle that holds its parent, so an AnnData the caller has
+    # replaced after views were taken of it (02's whole-gene cells, ranked for variability
+    # through views, then replaced by keep_model_genes: 5.7 GB at M1 size) lives until
+    # Python's cyclic collector runs, which need not be before the copies' buffer below is
+    # filled; at M1 size that was 02's memory peak. Collect it first.
+    gc.collect()
     counts = _counts_of(adata)
     var_pos = pd.Index(adata.var_names)
     seeds = np.random.SeedSequence(seed).spawn(len(entries))
