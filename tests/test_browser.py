@@ -49,3 +49,6 @@ def test_logging_goes_to_the_run_log_not_the_page(smoke_run):
     page = (smoke_run.report / "03_ldvae.html").read_text()
     assert 'data-mime-type="application/vnd.jupyter.stderr"' not in page
     assert "INFO:latentshift" not in page
+    for step in STEPS:  # scvi-tools' own INFO lines (rich, on stdout) stay off every page
+        text = (smoke_run.report / f"{step}.html").read_text()
+        assert "attempting to transfer AnnData setup" not in text, step

@@ -631,7 +631,10 @@ def registered(model: Any, adata: AnnData) -> Iterator[AnnData]:
 
     view = _registered_view(model, adata)
     try:
-        yield view
+        # scvi-tools announces each transfer of its setup with an INFO line on stdout; it would
+        # land in the notebook's page once per call
+        with quiet_scvi():
+            yield view
     finally:
         uuid = view.uns.get(_SCVI_UUID_KEY)
         if uuid is not None and uuid != model.adata_manager.adata_uuid:
