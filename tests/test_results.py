@@ -220,6 +220,7 @@ def test_the_readme_is_written_from_the_records_and_a_changed_number_is_caught(t
     assert "the study's run with the same seed and threads gives the same number" in text
     assert "seed 0: 1 vs 2 threads" in text and "39.0% vs 38.7% (0.3 points)" in text
     assert "| `demo` | 4.5 min | 1.0 / 1.5 |" in text
+    assert "| commit | date |" in text and "| abc1234 | 2026-12-03 |" in text  # when, and what code
     # a number edited by hand in the README is caught, and named
     edited = text.replace("38.7% [36.7%, 40.7%]", "38.9% [36.7%, 40.7%]", 1)
     doc.write_text(edited)

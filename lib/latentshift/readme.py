@@ -238,11 +238,18 @@ def results_table(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def timings_table(records: Sequence[Mapping[str, Any]]) -> str:
-    """Wall time and peak memory of every notebook of recorded runs, one row per run."""
+    """Wall time and peak memory of every notebook of recorded runs, one row per run, with the
+    commit it ran and the day it finished."""
     notebooks = sorted(
         {nb for r in records for nb in ((r.get("timings") or {}).get("notebooks") or {})}
     )
-    head = ["profile", "end to end", *[f"{nb[:2]}: min / peak GB" for nb in notebooks], "commit"]
+    head = [
+        "profile",
+        "end to end",
+        *[f"{nb[:2]}: min / peak GB" for nb in notebooks],
+        "commit",
+        "date",
+    ]
     rows = []
     for r in records:
         t = r.get("timings") or {}
@@ -253,7 +260,8 @@ def timings_table(records: Sequence[Mapping[str, Any]]) -> str:
             cells.append(
                 "–" if sec is None else f"{sec / 60:.1f} / {v.get('peak_memory_gb', 0):.1f}"
             )
-        rows.append([*cells, _commit(r)])
+        finished = str((r.get("provenance") or {}).get("finished") or "")
+        rows.append([*cells, _commit(r), finished[:10] or "–"])
     return study_report._markdown(head, rows)
 
 
