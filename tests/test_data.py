@@ -486,6 +486,29 @@ def test_subset_copies_shared_counts_once_and_matches_anndata():
     assert data.subsample(sim, None, seed=0) is sim  # nothing dropped, nothing copied
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 50), g=st.integers(1, 30))
+def test_one_index_dtype_keeps_the_matrix_and_shares_its_counts(seed, n, g):
+    # as anndata reads a file written block by block: 64-bit indptr, 32-bit indices
+    x = sp.random(n, g, density=0.3, format="csr", random_state=seed, dtype=np.float32)
+    mixed = x.copy()  # (scipy's constructor would make the two agree; anndata sets them)
+    mixed.indices, mixed.indptr = x.indices.astype(np.int32), x.indptr.astype(np.int64)
+    assert mixed.indptr.dtype == np.int64 and mixed.indices.dtype == np.int32
+    one = counts.one_index_dtype(mixed)
+    assert one.indptr.dtype == one.indices.dtype == np.int32
+    if x.nnz:  # the counts and their columns are the input's own arrays
+        assert np.shares_memory(one.data, mixed.data)
+        assert np.shares_memory(one.indices, mixed.indices)
+    assert (one != x).nnz == 0
+    rows = np.random.default_rng(seed).integers(0, n, 7)
+    assert (one[rows] != x[rows]).nnz == 0  # what scvi-tools' minibatches do
+    csc = x.tocsc()
+    csc.indptr = csc.indptr.astype(np.int64)
+    csc = counts.one_index_dtype(csc)
+    assert csc.format == "csc" and csc.indptr.dtype == csc.indices.dtype
+    assert counts.one_index_dtype(x) is x and counts.one_index_dtype(x.toarray()) is not None
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 10_000),

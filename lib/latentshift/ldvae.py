@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from latentshift.counts import one_index_dtype
 from latentshift.errors import (
     AcceleratorError,
     DataError,
@@ -527,9 +528,13 @@ def _training_view(adata: AnnData, layer: str | None, batch_key: str | None) -> 
     if batch_key:
         obs[batch_key] = adata.obs[batch_key].to_numpy()
     if layer is None:
-        return ad.AnnData(X=adata.X, obs=obs, var=pd.DataFrame(index=adata.var_names))
+        return ad.AnnData(
+            X=one_index_dtype(adata.X), obs=obs, var=pd.DataFrame(index=adata.var_names)
+        )
     return ad.AnnData(
-        obs=obs, var=pd.DataFrame(index=adata.var_names), layers={layer: adata.layers[layer]}
+        obs=obs,
+        var=pd.DataFrame(index=adata.var_names),
+        layers={layer: one_index_dtype(adata.layers[layer])},
     )
 
 
@@ -597,8 +602,8 @@ def _registered_view(model: Any, adata: AnnData) -> Any:
             f"{model.adata.n_vars} (or in another order); restrict them to the model's genes "
             "(model.adata.var_names) first."
         )
-    layers = {layer: adata.layers[layer]} if layer else {}
-    x = None if layer else adata.X
+    layers = {layer: one_index_dtype(adata.layers[layer])} if layer else {}
+    x = None if layer else one_index_dtype(adata.X)
     obs = pd.DataFrame(index=adata.obs_names)
     batch_key = model.adata_manager.registry.get("setup_args", {}).get("batch_key")
     if batch_key:  # the model's batch covariate travels with the cells
