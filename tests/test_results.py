@@ -290,6 +290,18 @@ def test_the_index_shows_the_recorded_seed_spread_under_the_headline(tmp_path):
     assert not any(k.startswith("seed-to-seed") for k, _ in report.headline_rows(metrics))
 
 
+def test_committed_benchmark_records_say_when_what_code_and_which_machine(root):
+    for path in sorted((root / "results" / "bench").glob("*.json")):
+        text = path.read_text()
+        assert not any(folder in text for folder in ("/work/", "/tmp/", "/home/", "/root/")), (
+            path.name
+        )
+        rec = json.loads(text)
+        assert len(rec["commit"] or "") == 40 and rec["date"] and rec["machine"], path.name
+        assert not rec.get("quick"), f"{path.name} is a --quick check, not a measurement"
+        assert "target_met" in rec["comparison"], path.name
+
+
 def test_committed_records_carry_provenance_and_no_machine_path(root):
     records = sorted((root / "results").glob("*.json"))
     assert {"demo.json", "null.json"} <= {p.name for p in records}
