@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = t_before / t_new if t_before and t_new else None
     report = {
         "benchmark": "LDVAE training at atlas shape",
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": provenance.git(artifacts.project_root(), "rev-parse", "HEAD"),
         "n_cells": int(cells.n_obs),
         "n_genes": int(cells.n_vars),
         "budget_minutes": args.minutes,
