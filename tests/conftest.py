@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,14 +19,18 @@ def root() -> Path:
     return ROOT
 
 
-def run_cli(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    """``python -m latentshift run ARGS`` — the command ``make report`` runs."""
+def run_cli(
+    *args: str, timeout: float = 1800, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m latentshift run ARGS`` — the command ``make report`` runs (``env``: extra
+    environment variables)."""
     return subprocess.run(
         [sys.executable, "-m", "latentshift", "run", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -38,10 +43,21 @@ class SmokeRun:
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> SmokeRun:
-    """The whole pipeline on ``params/smoke.yaml``, once per test session, in a temporary folder."""
+    """The whole pipeline on ``params/smoke.yaml``, once per test session, in a temporary folder.
+
+    It runs from a headless shell's environment (``MPLBACKEND=Agg``), where the report pages
+    must still show every figure.
+    """
     base = tmp_path_factory.mktemp("smoke")
     run, report = base / "run", base / "rep"
-    result = run_cli("params/smoke.yaml", "--run-dir", str(run), "--report-dir", str(report))
+    result = run_cli(
+        "params/smoke.yaml",
+        "--run-dir",
+        str(run),
+        "--report-dir",
+        str(report),
+        env={"MPLBACKEND": "Agg"},
+    )
     return SmokeRun(run, report, result)
 
 

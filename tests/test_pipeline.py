@@ -7,6 +7,7 @@ The end-to-end test runs every notebook on ``params/smoke.yaml`` through the sam
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -133,6 +134,14 @@ def test_smoke_profile_end_to_end_then_resume(root, smoke_run):
         assert provenance["packages"]["scvi-tools"] in html and "n_latent" in html
         if provenance["git_commit"]:
             assert provenance["git_commit"] in html
+        # every page shows its figures (even when the shell says MPLBACKEND=Agg), each with
+        # its titles as alternative text rather than nbconvert's placeholder
+        figures = re.findall(r"<img\b[^>]*>", html)
+        assert figures, f"{name} report shows no figure"
+        for img in figures:
+            assert re.search(r"alt=[\"']Figure", img), (
+                f"{name}: a figure without alt text: {img[:200]}"
+            )
         executed = nbformat.read(run / "notebooks" / f"{name}.ipynb", as_version=4)
         errors = [
             o

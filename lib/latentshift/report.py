@@ -311,6 +311,10 @@ def reader_notebook(nb: Any, failed_error: str | None = None) -> tuple[Any, str]
     return nb, "\n".join(log_lines)
 
 
+# nbconvert's lab template, with each figure's alternative text from its output's metadata
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "latentshift.html.j2"
+
+
 def render_html(
     executed: Path,
     target: Path,
@@ -347,7 +351,12 @@ def render_html(
     nb, log_text = reader_notebook(nb, failed_error)
     if footer:
         nb.cells.append(nbformat.v4.new_markdown_cell(footer))
-    exporter = HTMLExporter(template_name="lab", embed_images=True)
+    exporter = HTMLExporter(
+        template_name="lab",
+        template_file=TEMPLATE.name,
+        extra_template_paths=[str(TEMPLATE.parent)],
+        embed_images=True,
+    )
     body, _ = exporter.from_notebook_node(nb)
     body = _REMOTE_SCRIPT.sub("", body)
     body = _MATHJAX_CONFIG.sub("", body)

@@ -18,6 +18,7 @@ a failure resumes at the failed notebook. ``force`` reruns everything.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -25,7 +26,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,10 @@ from latentshift.provenance import provenance
 log = logging.getLogger("latentshift")
 
 KERNEL_NAME = "python3"  # the running interpreter's ipykernel (the project .venv under make)
+# matplotlib's backend in the notebook kernels: the inline one, whose figures become the
+# notebook's PNG outputs. A kernel inherits the runner's environment, and a headless shell
+# often sets MPLBACKEND=Agg, with which every figure is drawn and thrown away, unseen.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 STATE_FILE = artifacts.STATE_FILE
 # keys the runner always offers to notebooks, besides the params sections
 RUN_KEYS = ("profile", "run_dir", "seed")
@@ -294,7 +299,7 @@ def execute_notebook(
     entry: dict[str, Any] = {}
     memory = PeakMemory()
     try:
-        with memory:
+        with memory, inline_figures():
             pm.execute_notebook(
                 notebook_for_design(notebook, design),
                 str(executed),
@@ -315,6 +320,25 @@ def execute_notebook(
     entry["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
     entry["peak_rss_bytes"] = memory.peak_bytes
     return entry
+
+
+@contextlib.contextmanager
+def inline_figures() -> Iterator[None]:
+    """Start notebook kernels with matplotlib's inline backend, whatever ``MPLBACKEND`` says.
+
+    The kernel inherits this process's environment; ``MPLBACKEND=Agg`` (set by many headless
+    setups) would make it draw every figure without showing it, so the report would have none.
+    The variable is restored afterwards.
+    """
+    before = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = before
 
 
 def render_page(
