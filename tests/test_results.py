@@ -230,6 +230,19 @@ def test_the_readme_is_written_from_the_records_and_a_changed_number_is_caught(t
     assert stale.startswith("value demo metrics.classifier.accuracy pct ('39%' → '38.7%')")
 
 
+def test_a_small_gap_is_quoted_with_two_decimals():
+    # a relative gap of 0.04 % must not read as "0.0%" next to a 0.5 % target
+    assert readme.FORMATS["pct2"](0.0004) == "0.04%"
+    assert readme.FORMATS["pct"](0.0004) == "0.0%"
+    assert readme.FORMATS["pct2"](None) == "–"
+
+
+def test_a_target_is_quoted_as_met_or_not_from_its_record():
+    assert readme.FORMATS["met"](True) == "met"
+    assert readme.FORMATS["met"](False) == "not met"
+    assert readme.FORMATS["met"](None) == "–"
+
+
 def test_bad_readme_markers_name_the_problem(tmp_path, root):
     write_records(tmp_path, root)
     doc = tmp_path / "README.md"

@@ -75,6 +75,7 @@ def smallest_adjusted_p(etest: Any) -> float | None:
 #: How a quoted number is written (``min_padj``: the smallest adjusted p of an E-test section).
 FORMATS: dict[str, Callable[[Any], str]] = {
     "pct": lambda x: "–" if x is None or pd.isna(x) else pct(float(x)),
+    "pct2": lambda x: "–" if x is None or pd.isna(x) else pct(float(x), 2),
     "points": lambda x: _num(None if x is None else 100 * float(x), 1),
     "f3": lambda x: _num(x, 3),
     "f2": lambda x: _num(x, 2),
@@ -84,6 +85,7 @@ FORMATS: dict[str, Callable[[Any], str]] = {
     "sec_min": lambda x: "–" if x is None or pd.isna(x) else f"{float(x) / 60:.1f} min",
     "commit": lambda x: str(x or "unknown")[:7],
     "min_padj": lambda x: _num(smallest_adjusted_p(x), 3),
+    "met": lambda x: "–" if x is None else ("met" if bool(x) else "not met"),
     "text": str,
 }
 
