@@ -41,15 +41,31 @@ PROVENANCE_PACKAGES: tuple[str, ...] = (
 THREAD_VARIABLES: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name as the kernel reports it (``/proc/cpuinfo``), or ``None``."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return None
+
+
 def machine() -> dict[str, Any]:
-    """Cores, memory, platform, torch (version, threads) and BLAS of this machine.
+    """Cores, CPU, memory, platform, torch (version, threads, CPU kernels) and BLAS.
 
     ``torch_threads`` is the count a fresh kernel gets: ``OMP_NUM_THREADS`` when it is set
     (torch reads it when it starts), otherwise torch's default here. ``blas`` is the BLAS as
     loaded in this process; a kernel started with ``OPENBLAS_NUM_THREADS`` set uses that count.
+    ``cpu_model`` and ``torch_cpu_capability`` (the vector instruction set torch's kernels use,
+    e.g. ``AVX512``) say whether two runs did the same floating-point work: on another CPU the
+    same code and seed can train another path (see the README, "How much a number moves").
     """
     info: dict[str, Any] = {
         "cpu_cores": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
@@ -67,6 +83,7 @@ def machine() -> dict[str, Any]:
         env = os.environ.get("OMP_NUM_THREADS", "")
         info["torch_threads"] = int(env) if env.isdigit() else torch.get_num_threads()
         info["cuda"] = torch.cuda.is_available()
+        info["torch_cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
     except ImportError:  # pragma: no cover
         info["torch"] = None
     try:

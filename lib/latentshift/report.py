@@ -184,7 +184,9 @@ def embedded_figure(fig: Any, figure: Path | None = None) -> str:
 
 def machine_text(info: dict[str, Any]) -> str:
     """One line for a run's machine: cores, memory, torch threads, GPU or not."""
-    parts = [f"{info.get('cpu_cores', '?')} CPU cores"]
+    cores = f"{info.get('cpu_cores', '?')} CPU cores"
+    cpu = ", ".join(str(v) for v in (info.get("cpu_model"), info.get("torch_cpu_capability")) if v)
+    parts = [f"{cores} ({cpu})" if cpu else cores]
     if info.get("memory_gib"):
         parts.append(f"{info['memory_gib']:g} GiB memory")
     if info.get("torch"):
