@@ -605,3 +605,30 @@ def test_scoring_lets_go_of_the_cells_it_was_given(adata, fit):
     ldvae.heldout_scores(fit.model, test)
     ldvae.latent_representation(fit.model, adata)
     assert set(fit.model._per_instance_manager_store[fit.model.id]) == before
+
+
+def test_fused_adam_is_scvi_tools_adam_with_the_fused_kernel():
+    """The optimizer handed to scvi-tools has its own Adam's settings, only fused."""
+    import torch
+    from scvi.train import TrainingPlan
+
+    kwargs = ldvae.fused_adam(3e-3)
+    assert kwargs["optimizer"] == "Custom"
+    w = torch.nn.Parameter(torch.ones(3))
+    ours = kwargs["optimizer_creator"]([w])
+    plan = TrainingPlan.__new__(TrainingPlan)
+    plan.lr, plan.eps, plan.weight_decay = 3e-3, 0.01, 1e-6
+    theirs = plan._optimizer_creator_fn(torch.optim.Adam)([torch.nn.Parameter(torch.ones(3))])
+    assert type(ours) is type(theirs) is torch.optim.Adam
+    a, b = ours.param_groups[0], theirs.param_groups[0]
+    assert a["fused"] is True and not b["fused"]
+    for key in ("lr", "eps", "weight_decay", "betas", "amsgrad"):
+        assert a[key] == b[key], key
+    # one step of each from the same point lands at the same place (to rounding)
+    for opt in (ours, theirs):
+        p = opt.param_groups[0]["params"][0]
+        p.grad = torch.tensor([0.5, -1.0, 2.0])
+        opt.step()
+    torch.testing.assert_close(
+        ours.param_groups[0]["params"][0], theirs.param_groups[0]["params"][0]
+    )
