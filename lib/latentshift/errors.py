@@ -17,6 +17,7 @@ __all__ = [
     "CellTypeShiftError",
     "ClassifierError",
     "DataError",
+    "DesignError",
     "DownloadError",
     "GeneSetError",
     "LDVAEDivergedError",
@@ -90,3 +91,8 @@ class PipelineError(LatentshiftError):
 
 class SweepError(LatentshiftError):
     """The sweep cannot run as asked; the message names the problem and the fix."""
+
+
+class DesignError(LatentshiftError):
+    """The data do not fit the design asked for (its units, pairing or folds); the message
+    counts what does not fit and says how to fix it."""
