@@ -75,6 +75,27 @@ def test_no_module_is_over_800_lines():
     assert {n: k for n, k in long.items() if k > MAX_MODULE_LINES} == {}
 
 
+def test_folds_and_label_nulls_each_live_in_one_module():
+    """One engine over units: every grouped or cell-level fold is built in ``folds``, every label
+    relabelling in ``nulls``; no module is the donor twin of another."""
+    fold_makers = {"StratifiedGroupKFold", "GroupKFold", "StratifiedKFold", "train_test_split"}
+    makers, nulls = {}, {}
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                called = ast.unparse(node.func).split(".")[-1]
+                if called in fold_makers:
+                    makers.setdefault(called, set()).add(name)
+            if isinstance(node, ast.FunctionDef) and any(
+                word in node.name for word in ("relabel", "permut", "shuffle")
+            ):
+                nulls.setdefault(name, set()).add(node.name)
+    assert all(where == {"folds"} for where in makers.values()), makers
+    assert set(nulls) <= {"nulls"}, nulls
+    assert not {"donor_eval", "donor_shift", "case_control_findings"} & set(_modules())
+
+
 def test_the_import_graph_has_no_cycle():
     graph = {name: _imports(path) - {name} for name, path in _modules().items()}
     assert _cycle(graph) is None, f"import cycle: {' → '.join(_cycle(graph) or [])}"

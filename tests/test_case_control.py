@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from latentshift import case_control as cc
 from latentshift import config
-from latentshift.errors import LatentshiftError, ParamsError
+from latentshift import folds as F
+from latentshift import units as U
+from latentshift.errors import DesignError, LatentshiftError, ParamsError
 from latentshift.simulate import simulate_m1
 
 
@@ -40,18 +42,17 @@ def test_conditions_come_from_the_column_with_the_control_first():
     ],
 )
 def test_a_data_set_that_cannot_be_split_by_donor_is_refused(obs, kwargs, message):
-    with pytest.raises(cc.CaseControlError, match=message):
+    with pytest.raises(LatentshiftError, match=message):
         cc.conditions_from_obs(obs, **kwargs)
 
 
-def test_a_donor_in_two_conditions_and_a_missing_value_are_refused():
+def test_a_mixed_design_and_a_missing_value_are_refused():
     obs = _obs({"a": "ALS", "b": "ALS", "c": "normal", "d": "normal"})
-    obs.loc[0, "disease"] = "normal"
-    with pytest.raises(
-        cc.CaseControlError,
-        match=r"1 donor\(s\) have nuclei in two conditions of obs\['disease'\]: a \(ALS, normal\).*obs\['disease'\]\.$",
-    ):
+    obs.loc[0, "disease"] = "normal"  # donor a now in both conditions, the others in one
+    with pytest.raises(DesignError, match=r"mixed design: 1 donor\(s\) hold every condition"):
         cc.conditions_from_obs(obs)
+    with pytest.raises(DesignError, match=r"more than one condition: a \(ALS, normal\)"):
+        cc.conditions_from_obs(obs, paired=False)
     obs = _obs({"a": "ALS", "b": "ALS", "c": "normal", "d": "normal"})
     obs.loc[3, "donor_id"] = np.nan
     with pytest.raises(cc.CaseControlError, match="1 nuclei have no value in obs\\['donor_id'\\]"):
@@ -72,32 +73,34 @@ def test_donor_folds_never_split_a_donor(n_case, n_control, n_folds, sizes, seed
     conditions |= {f"ctrl{i}": "normal" for i in range(n_control)}
     donors = np.repeat(list(conditions), sizes[: len(conditions)])
     labels = np.array([conditions[d] for d in donors])
-    folds = cc.donor_folds(labels, donors, n_folds, seed)
-    assert cc.donors_across(folds, donors) == 0
+    units = U.Units(donors, labels, ("normal", "ALS"), False, "donor")
+    folds = F.unit_folds(units, n_folds, seed)
+    assert F.units_across(folds, donors) == 0
     k = min(n_folds, n_case, n_control)
     assert sorted(np.unique(folds)) == list(range(k))
     for fold in range(k):  # every fold holds out donors of both conditions
         assert set(labels[folds == fold]) == {"ALS", "normal"}
-    assert (cc.donor_folds(labels, donors, n_folds, seed) == folds).all()
+    assert (F.unit_folds(units, n_folds, seed) == folds).all()
 
 
 def test_folds_of_unequal_make_up_are_named_with_the_fix(caplog):
     donors = np.repeat([f"d{i}" for i in range(12)], 3)
     labels = np.repeat(["HD"] * 6 + ["normal"] * 6, 3)
-    with caplog.at_level("WARNING", logger="latentshift.case_control"):
-        folds = cc.donor_folds(labels, donors, 6, seed=0)
+    units = U.Units(donors, labels, ("normal", "HD"), False, "donor")
+    with caplog.at_level("WARNING", logger="latentshift.units"):
+        folds = F.unit_folds(units, 6, seed=0)
     assert not caplog.records  # 6 folds of 1 + 1
     assert (pd.crosstab(folds, labels) == 3).all().all()
-    with caplog.at_level("WARNING", logger="latentshift.case_control"):
-        cc.donor_folds(labels, donors, 4, seed=0)
+    with caplog.at_level("WARNING", logger="latentshift.units"):
+        F.unit_folds(units, 4, seed=0)
     assert "unequal numbers" in caplog.text and "case_control.n_folds" in caplog.text
 
 
 def test_cell_folds_put_donors_on_both_sides():
     donors = np.repeat(["a", "b", "c", "d"], 50)
     labels = np.repeat(["ALS", "ALS", "normal", "normal"], 50)
-    folds = cc.cell_folds(labels, 4, seed=0)
-    assert cc.donors_across(folds, donors) == 4
+    folds = F.cell_folds(labels, 4, seed=0)
+    assert F.units_across(folds, donors) == 4
     table = cc.fold_table(labels, donors, folds)
     assert table["ALS nuclei"].sum() == 100 and (table["ALS donors"] == 2).all()
 
@@ -179,3 +182,21 @@ def test_label_case_control_keeps_each_donor_in_one_fold_and_shares_the_counts()
     assert test_donors and not test_donors & train_donors
     leaky = cc.label_case_control(out, split="cell", n_folds=3)
     assert leaky.uns["case_control"]["donors_across_folds"] == 8
+
+
+def test_simulated_paired_donors_hold_every_condition_and_label_a_paired_design():
+    adata = simulate_m1(400, 300, seed=0, required_genes=GENES["ALS_SET"], n_donors=3)
+    genes = {"ALS_SET": [g for g in GENES["ALS_SET"] if g in adata.var_names]}
+    out = cc.add_disease_donors(adata, [ENTRY], genes, 0, donor_lfc_sd=0.2, seed=0, paired=True)
+    per_donor = pd.crosstab(out.obs["donor_id"], out.obs["disease"])
+    assert (per_donor > 0).all().all() and per_donor.shape == (3, 2)
+    assert len(out.uns["case_control"]["disease_donors"]) == 3 and out.uns["case_control"]["paired"]
+    labelled = cc.label_case_control(out, n_folds=3, seed=0)
+    assert labelled.uns["design"]["paired"] is True and labelled.uns["case_control"]["paired"]
+    assert F.units_across(labelled.obs["fold"].to_numpy(), labelled.obs["donor_id"]) == 0
+    first = out.obs["donor_id"].iloc[0]
+    gone = (out.obs["donor_id"] == first) & (out.obs["disease"] != "normal")
+    with pytest.raises(DesignError, match=rf"lack a condition: {first} \(normal\)"):
+        cc.label_case_control(out[~gone.to_numpy()].copy(), paired=True)
+    with pytest.raises(DesignError, match="mixed design"):
+        cc.label_case_control(out[~gone.to_numpy()].copy())

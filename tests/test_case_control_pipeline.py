@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from latentshift import runner
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def test_case_control_smoke_end_to_end(cc_run, root):
     assert perturb["design"] == "case_control" and perturb["donors_across_folds"] == 0
     assert perturb["n_folds"] == 4 and perturb["named_sets"]["Huntington disease"] > 0
     clf = metrics["classifier"]
-    assert clf["design"] == "case_control" and clf["n_donors"] == 8
-    for key in ("accuracy", "donor_accuracy", "permutation_accuracy", "permutation_donor_accuracy"):
+    assert clf["unit"] == "donor" and clf["paired"] is False and clf["n_units"] == 8
+    for key in ("accuracy", "unit_accuracy", "permutation_accuracy", "permutation_unit_accuracy"):
         assert 0 <= clf[key] <= 1, key
     assert {"mlp_pca", "logreg_disease_genes", "majority"} <= set(clf["baseline_accuracy"])
     assert metrics["cell_types"]["etest"]["LDVAE"]["Huntington disease"]["all"]["pvalue"] > 0
@@ -63,9 +63,110 @@ def test_case_control_smoke_end_to_end(cc_run, root):
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
         assert not errors, f"{nb_path.name}: {errors[:1]}"
     page = (rep / "05_classifier.html").read_text()
-    assert "Leave-donors-out classification" in page and "Confusion matrix" not in page
-    assert "per donor" in page and "Synthetic versus real" in page
+    assert "Per unit" in page and "Confusion matrix" in page and "untouched" not in page
+    assert "Per donor" in page and "Synthetic versus real" in page
     assert "Held-out donors are called right" in (rep / "index.html").read_text()
     pages = [rep / f"{nb.stem}.html" for nb in runner.notebooks(root)] + [rep / "index.html"]
     problems = check_pages(pages, chromium=require_chromium())
     assert {p.name: found for p, found in problems.items() if found} == {}
+
+
+def _profile(tmp_path, name: str, **overrides) -> str:
+    """A small case-control profile: params/case_control_smoke.yaml with some keys changed."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params/case_control_smoke.yaml").read_text())
+    for key, value in overrides.items():
+        section, field = key.split("__")
+        params.setdefault(section, {})[field] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return str(path)
+
+
+SMALL = {
+    "data__simulate_n_cells": 480,
+    "data__simulate_n_genes": 400,
+    "ldvae__max_epochs": 4,
+    "ldvae__snapshot_every": None,
+    "case_control__transfer": False,
+    "cell_types__subsample_size": 8,
+    "cell_types__n_subsamples": 3,
+}
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize(
+    ("n_disease", "n_folds"),
+    [(4, 2), (3, 3)],
+    ids=["4_cases_2_controls_2_folds", "3_against_3_3_folds"],
+)
+def test_small_case_control_studies_run_05_and_06_with_their_null(tmp_path, n_disease, n_folds):
+    """Six donors and few folds: every relabelling of the null is scored on folds dealt for it,
+    so no training side is left with one condition (05 stopped here before)."""
+    profile = _profile(
+        tmp_path,
+        f"six_donors_{n_disease}",
+        data__simulate_n_donors=6,
+        data__simulate_disease_donors=n_disease,
+        case_control__n_folds=n_folds,
+        classifier__n_permutations=6,
+        **SMALL,
+    )
+    run = tmp_path / "run"
+    result = run_cli(profile, "--run-dir", str(run), "--report-dir", str(tmp_path / "rep"))
+    assert result.returncode == 0, result.stderr[-4000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    clf = metrics["classifier"]
+    assert clf["paired"] is False and clf["n_units"] == 6 and clf["split"]["n_folds"] == n_folds
+    assert clf["n_permutations"] == 6 and clf["permutation_invalid"] == 0
+    # C(6, 2) = 15 or C(6, 3) = 20 relabellings of the donors; 6 of them sampled
+    assert clf["n_relabellings"] == (15 if n_disease == 4 else 20)
+    assert clf["permutation_min_p_value"] == pytest.approx(1 / 7)
+    assert 0 <= clf["permutation_unit_accuracy"] <= 1
+    assert "Huntington disease" in metrics["loadings"]
+
+
+@pytest.mark.pipeline
+def test_a_paired_design_runs_end_to_end(tmp_path):
+    run, rep = tmp_path / "run", tmp_path / "rep"
+    result = run_cli(
+        "params/case_control_paired_smoke.yaml", "--run-dir", str(run), "--report-dir", str(rep)
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["perturb"]["paired"] is True
+    assert metrics["data"]["case_control"]["donors"] == {"Huntington disease": 4, "normal": 4}
+    clf = metrics["classifier"]
+    assert clf["paired"] is True and clf["unit"] == "donor" and clf["n_units"] == 4
+    assert clf["units_across"] == 0 and clf["n_relabellings"] == 2**4
+    for key in ("accuracy", "unit_accuracy", "permutation_accuracy", "permutation_unit_accuracy"):
+        assert 0 <= clf[key] <= 1, key
+    assert "Huntington disease" in metrics["loadings"]
+    page = (rep / "05_classifier.html").read_text()
+    assert "how well each held-out donor" in page and "labels permuted within each donor" in page
+
+
+@pytest.mark.pipeline
+def test_the_paired_real_cells_run_end_to_end(tmp_path):
+    """Kang et al. 2018 (2 donors, before and after interferon-β), subsampled for speed: per
+    nucleus and per donor beside the within-donor null, whose 2^2 relabellings floor p at 1/2."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params/kang2018_paired.yaml").read_text())
+    params["data"]["n_cells"] = 600
+    params["ldvae"].update(max_epochs=20, snapshot_every=None)
+    params["classifier"] = {"max_epochs": 60, "n_bootstrap": 50}
+    profile = tmp_path / "kang2018_paired_small.yaml"
+    profile.write_text(yaml.safe_dump(params))
+    run, rep = tmp_path / "run", tmp_path / "rep"
+    result = run_cli(str(profile), "--run-dir", str(run), "--report-dir", str(rep))
+    assert result.returncode == 0, result.stderr[-4000:]
+    clf = json.loads((run / "metrics.json").read_text())["classifier"]
+    assert clf["paired"] is True and clf["n_units"] == 2 and clf["units_across"] == 0
+    assert clf["permutation_exact"] is True and clf["n_relabellings"] == 4
+    assert clf["permutation_min_p_value"] == 0.5 and clf["permutation_p_value"] >= 0.5
+    assert clf["accuracy_low"] > 0.8 and clf["unit_accuracy"] > 0.8  # the known answer
+    page = (rep / "05_classifier.html").read_text()
+    assert "With 2 donors the design has 4 distinct relabellings" in page
+    assert "Simulated data" not in page

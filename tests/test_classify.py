@@ -11,7 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from latentshift import classify, errors, evaluation, network, perturb
+from latentshift import (
+    classify,
+    errors,
+    evaluation,
+    features,
+    folds,
+    network,
+    perturb,
+    readings_findings,
+    units,
+)
 
 CLASSIFIER = {
     "hidden_layers": [16],
@@ -124,14 +134,16 @@ def test_strong_shift_beats_chance(strong):
     assert abs(table.loc["majority", "accuracy"] - chance) < 0.05
 
 
-def test_label_permutation_sits_at_chance(strong):
+def test_label_null_sits_at_chance(strong):
     perm = strong.permutation
-    assert perm["n_permutations"] == len(perm["accuracies"]) == 3
+    assert perm["n_permutations"] == len(perm["accuracies"]) == 3 and perm["within_units"]
+    assert not perm["exact"] and perm["invalid"] == 0
     assert abs(perm["accuracy"] - strong.chance["chance_uniform"]) < 0.08
     assert perm["accuracy_low"] <= perm["accuracy"] <= perm["accuracy_high"]
-    # every shuffled-label network falls short of the real one: the smallest possible p-value
+    # every relabelled network falls short of the real one: the smallest possible p-value
     assert max(perm["accuracies"]) < strong.main["accuracy"] - 0.2
-    assert perm["p_value"] == pytest.approx(1 / 4)
+    assert perm["p_value"] == perm["min_p_value"] == pytest.approx(1 / 4)
+    assert abs(perm["unit_accuracy"] - 1 / 3) < 0.08
 
 
 def test_no_shift_sits_at_chance(null):
@@ -155,7 +167,8 @@ def test_metrics_dict_has_documented_keys(strong):
         assert f"``{key}``" in classify.__doc__, f"{key} is not documented in the module docstring"
     assert m["labels"] == ["normal", "ALS", "HD"]
     assert set(m["baseline_accuracy"]) == set(classify.BASELINE_MODELS)
-    assert m["split_grouped"] is True and m["n_leaked_source_cells"] == 0
+    assert m["split_grouped"] is True and m["units_across"] == 0
+    assert m["unit"] == "source cell" and m["paired"] is True and m["n_units"] == 300
     assert m["hidden_layers"] == [16]
     assert np.asarray(m["confusion_counts"]).sum() == m["n_test"]
     assert np.allclose(np.asarray(m["confusion_normalized"]).sum(axis=1), 1.0)
@@ -165,9 +178,12 @@ def test_metrics_dict_has_documented_keys(strong):
 
 def test_split_report_counts_leaks():
     leaky = make_latent(n_source=100, grouped=False)
-    report = classify.split_report(leaky.obs, declared_grouped=False)
-    assert report["split_grouped"] is False and report["n_leaked_source_cells"] > 0
-    assert classify.split_report(make_latent(n_source=100).obs)["n_leaked_source_cells"] == 0
+    u, f = units.from_adata(leaky), folds.folds_of(leaky.obs)
+    report = classify.split_report(u, f, declared_grouped=False)
+    assert report["grouped"] is False and report["units_across"] > 0
+    whole = make_latent(n_source=100)
+    report = classify.split_report(units.from_adata(whole), folds.folds_of(whole.obs))
+    assert report["grouped"] is True and report["units_across"] == 0
 
 
 @settings(max_examples=30, deadline=None)
@@ -248,12 +264,12 @@ def test_disease_gene_features_use_full_library_size():
     data = make_latent(n_source=50)
     genes = perturb.perturbed_genes(data)
     assert genes[:2] == ["g0", "g1"] and len(genes) == 16
-    X = classify.disease_gene_features(data, genes)
+    X = features.disease_gene_features(data, genes)
     counts = data.layers["counts"].toarray()
     expected = np.log1p(counts[:, :16] / counts.sum(axis=1, keepdims=True) * 1e4)
     np.testing.assert_allclose(X, expected)
     with pytest.raises(errors.ClassifierError, match="not in var_names"):
-        classify.disease_gene_features(data, ["nope"])
+        features.disease_gene_features(data, ["nope"])
 
 
 def test_missing_latent_names_the_step():
@@ -266,8 +282,26 @@ def test_missing_latent_names_the_step():
 def test_pca_fallback_fits_on_training_cells():
     data = make_latent(n_source=100, shift=2.0)
     train = (data.obs["split"] == "train").to_numpy()
-    X = classify.pca_features(data, 5, train, seed=0)
+    X = features.pca_features(data, 5, train, seed=0)
     assert X.shape == (data.n_obs, 5) and np.isfinite(X).all()
     # centred on the training cells: their scores average to zero, the test cells' need not
     np.testing.assert_allclose(X[train].mean(axis=0), 0, atol=1e-4)
     assert sp.issparse(data.layers["counts"])  # the input was not densified in place
+
+
+def test_a_fold_that_cannot_be_trained_is_left_out_and_said():
+    # fold 2 holds every ALS copy: its training side has no ALS cell left
+    adata = make_latent(n_source=120, seed=3)
+    u = units.from_adata(adata)
+    fold = np.where(adata.obs["split"].astype(str) == "test", 0, 1)
+    fold[u.condition == "ALS"] = 2
+    folds_ = folds.Folds(fold, (0, 1, 2), "units", 3)
+    result = classify.classify_conditions(
+        adata, {**CLASSIFIER, "n_permutations": 1}, units=u, folds=folds_, baselines=False
+    )
+    assert set(result.split["folds_not_scored"]) == {2}
+    assert set(result.predictions["fold"]) == {0, 1}
+    box = readings_findings.classifier_findings(result, 6, True)
+    assert any(
+        "Not scored: the training side of fold 2 holds no 'ALS' cell" in n for n in box.notes
+    )

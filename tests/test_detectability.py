@@ -9,19 +9,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
+from latentshift.celltype_shift import compare_representations, detectability_headline
 from latentshift.detectability import (
     AUC_COLUMNS,
     auc_score,
     celltype_auc,
     celltype_auc_by_representation,
-    compare_representations,
     cv_auc,
-    detectability_headline,
     draw_subsamples,
-    grouped_folds,
+    within_unit_pairs,
 )
 from latentshift.errors import CellTypeShiftError, LatentshiftError
-from latentshift.shift_units import source_pairs
+from latentshift.nulls import relabel
+from latentshift.units import Units
 
 FAST = {"subsample_size": 10, "n_subsamples": 4, "n_folds": 3, "n_permutations": 4}
 
@@ -93,67 +93,61 @@ def test_auc_needs_both_classes():
 # --- folds and subsamples -----------------------------------------------------------------------
 
 
-def test_grouped_folds_never_split_a_group():
-    groups = np.repeat(np.arange(30), 2)
-    labels = np.tile([0, 1], 30)
-    folds = grouped_folds(labels, groups, n_folds=3, seed=1)
-    assert len(folds) == 3
-    seen = np.concatenate([test for _, test in folds])
-    assert np.array_equal(np.sort(seen), np.arange(60))  # every cell tested exactly once
-    for train, test in folds:
-        assert not set(groups[train]) & set(groups[test])
-        assert set(labels[test]) == {0, 1}
-    again = grouped_folds(labels, groups, n_folds=3, seed=1)
-    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again, strict=True))
-
-
-def test_grouped_folds_rejects_too_few_groups():
-    with pytest.raises(CellTypeShiftError):
-        grouped_folds([0, 1, 0, 1], [0, 0, 1, 1], n_folds=3)
+def _pairs(n: int = 50) -> tuple[np.ndarray, pd.DataFrame]:
+    """Rows 0..n-1 normal cells, 100..100+n-1 their copies; unit u<i> for each pair."""
+    unit = np.array([f"u{i % 100:03d}" for i in range(100 + n)])
+    pairs = within_unit_pairs(np.arange(n), np.arange(100, 100 + n), unit, np.random.default_rng(0))
+    return unit, pairs
 
 
 @pytest.mark.parametrize("permute", [False, True])
 def test_draws_keep_pairs_together_and_balanced(permute):
-    normal, copy = np.arange(0, 50), np.arange(100, 150)
-    partner = dict(zip(normal, copy, strict=True)) | dict(zip(copy, normal, strict=True))
+    unit, pairs = _pairs()
+    partner = dict(zip(pairs["normal"], pairs["copy"], strict=True))
+    partner |= {v: k for k, v in partner.items()}
+    is_cond = np.arange(len(unit)) >= 100
+    if permute:  # one relabelling of the pairs' units: labels swapped within some pairs
+        cells = np.concatenate([pairs["normal"], pairs["copy"]])
+        units = Units(
+            unit[cells], np.where(is_cond[cells], "ALS", "normal"), ("normal", "ALS"), True
+        )
+        is_cond = is_cond.copy()
+        is_cond[cells] = relabel(units, 1, 3).conditions(0) == "ALS"
     draws = draw_subsamples(
-        normal, copy, subsample_size=12, n_draws=5, n_folds=3, permute=permute, rng=3
+        unit, is_cond, pairs=pairs, pool=None, subsample_size=12, n_draws=5, n_folds=3, rng=3
     )
     for d in draws:
         assert d.cells.size == 24 and d.labels.sum() == 12  # equal-sized: 12 per condition
-        assert set(d.cells[:12]) <= set(normal) and set(d.cells[12:]) <= set(copy)
-        for pair in range(12):  # one cell of each label per source-cell pair
-            members = np.flatnonzero(d.groups == pair)
-            assert partner[d.cells[members[0]]] == d.cells[members[1]]
-            assert d.labels[members].sum() == 1
+        assert (is_cond[d.cells] == d.labels).all()
+        for i in range(12):  # pair i: its two cells, one of each label, in the same unit
+            assert partner[d.cells[i]] == d.cells[12 + i] and d.groups[i] == d.groups[12 + i]
         for train, test in d.folds:  # a copy and its source are never on opposite sides
             assert not set(d.cells[train]) & {partner[c] for c in d.cells[test]}
             assert not set(d.groups[train]) & set(d.groups[test])
         if not permute:
-            assert not d.labels[:12].any() and d.labels[12:].all()
+            assert set(d.cells[:12]) < set(range(50)) and set(d.cells[12:]) < set(range(100, 150))
 
 
 def test_permuted_draws_do_permute():
-    normal, copy = np.arange(40), np.arange(40, 80)
-    draws = draw_subsamples(
-        normal, copy, subsample_size=20, n_draws=3, n_folds=2, permute=True, rng=0
+    unit, pairs = _pairs(40)
+    cells = np.concatenate([pairs["normal"], pairs["copy"]])
+    units = Units(unit[cells], np.where(cells >= 100, "ALS", "normal"), ("normal", "ALS"), True)
+    is_cond = np.zeros(len(unit), bool)
+    is_cond[cells] = relabel(units, 1, 0).conditions(0) == "ALS"
+    (draw,) = draw_subsamples(
+        unit, is_cond, pairs=pairs, pool=None, subsample_size=20, n_draws=1, n_folds=2, rng=0
     )
-    assert any(d.labels[:20].any() for d in draws)
+    assert (draw.cells[:20] >= 100).any()  # some copies now carry the reference label
 
 
-def test_source_pairs():
-    obs = pd.DataFrame(
-        {
-            "condition": ["normal", "normal", "ALS", "ALS", "HD"],
-            "cell_type": ["a", "b", "a", "b", "a"],
-            "source_cell": ["s1", "s2", "s1", "s3", "s1"],
-            "perturbed": [False, False, True, False, True],
-        }
-    )
-    pairs = source_pairs(obs, "ALS")
-    assert list(pairs["source_cell"]) == ["s1"]  # s2 has no copy, s3 no normal cell
-    assert (pairs["normal"].iloc[0], pairs["copy"].iloc[0]) == (0, 2)
-    assert bool(pairs["perturbed"].iloc[0])
+def test_within_unit_pairs_pair_each_units_cells():
+    unit = np.array(["s1", "s2", "s1", "s3", "d1", "d1", "d1", "d1", "d1"])
+    # a source cell: one cell each side; s2 has no copy, s3 no normal cell
+    pairs = within_unit_pairs(np.array([0, 1]), np.array([2, 3]), unit, np.random.default_rng(0))
+    assert pairs.to_dict("list") == {"unit": ["s1"], "normal": [0], "copy": [2]}
+    # a donor with 2 reference and 3 condition nuclei: 2 pairs of its own nuclei, matched at random
+    pairs = within_unit_pairs(np.array([4, 5]), np.array([6, 7, 8]), unit, np.random.default_rng(0))
+    assert len(pairs) == 2 and set(pairs["normal"]) == {4, 5} and set(pairs["copy"]) < {6, 7, 8}
 
 
 # --- known answers on whole tables --------------------------------------------------------------
@@ -188,11 +182,8 @@ def test_small_cell_types_are_listed_not_dropped():
     table = celltype_auc(Z, obs, **FAST).set_index("cell_type")
     assert list(table.columns) == [c for c in AUC_COLUMNS if c != "cell_type"]
     tiny = table.loc["tiny"]
-    assert (
-        not tiny["testable"]
-        and "fewer than 10 source cells" in tiny["reason"]
-        and "(6)" in tiny["reason"]
-    )
+    assert not tiny["testable"] and "fewer than 10 pairs" in tiny["reason"]
+    assert "(6)" in tiny["reason"]
     assert np.isnan(tiny["auc_mean"]) and pd.isna(tiny["rank"])
     assert table.loc["big", "testable"] and table.loc["big", "reason"] == ""
 
@@ -230,8 +221,13 @@ def test_representations_side_by_side_share_draws():
 
 def test_cv_auc_of_a_draw():
     Z, obs = paired_data({"a": 20}, shifted=(("ALS", "a"),), conditions=("ALS",))
-    pairs = source_pairs(obs, "ALS")
-    (draw,) = draw_subsamples(pairs["normal"], pairs["copy"], subsample_size=12, n_draws=1, rng=0)
+    unit = obs["source_cell"].to_numpy()
+    cond = obs["condition"].astype(str).to_numpy()
+    normal, copy = np.flatnonzero(cond == "normal"), np.flatnonzero(cond == "ALS")
+    pairs = within_unit_pairs(normal, copy, unit, np.random.default_rng(0))
+    (draw,) = draw_subsamples(
+        unit, cond == "ALS", pairs=pairs, pool=None, subsample_size=12, n_draws=1, rng=0
+    )
     assert cv_auc(Z, draw) == 1.0
     assert cv_auc(Z, draw, classifier="random_forest") == 1.0
 
@@ -245,10 +241,10 @@ def test_errors_are_user_fixable():
         celltype_auc(Z[:-1], obs)
     with pytest.raises(CellTypeShiftError, match="no column"):
         celltype_auc(Z, obs.drop(columns="source_cell"))
-    with pytest.raises(CellTypeShiftError, match="not in obs"):
+    with pytest.raises(CellTypeShiftError, match="not conditions to test"):
         celltype_auc(Z, obs, conditions=["PD"])
     with pytest.raises(CellTypeShiftError, match="reference"):
-        celltype_auc(Z, obs, reference="control")
+        celltype_auc(Z, obs, conditions=["normal"])
     with pytest.raises(CellTypeShiftError, match="min_cells"):
         celltype_auc(Z, obs, min_cells=5, subsample_size=10)
     with pytest.raises(CellTypeShiftError, match="unknown classifier"):

@@ -15,7 +15,6 @@ from scipy.stats import kstest
 
 from latentshift.edistance import (
     EDISTANCE_COLUMNS,
-    block_permutations,
     edistance,
     edistance_table,
     edistance_test,
@@ -89,16 +88,37 @@ def test_edistance_properties(X, Y, shift, metric):
 # --- the permutation test -----------------------------------------------------------------------
 
 
-def test_block_permutations_stay_within_blocks():
-    is_x = np.array([1, 0, 1, 0, 1, 0, 0], bool)
-    blocks = np.array(["a", "a", "b", "b", "c", "c", "d"])
-    perms = block_permutations(is_x, blocks, 200, rng=0)
-    for b in np.unique(blocks):
-        assert (perms[:, blocks == b].sum(axis=1) == is_x[blocks == b].sum()).all()
-    assert not perms[:, 6].any()  # a singleton block never changes label
-    assert len({row.tobytes() for row in perms}) > 4  # and the blocks do get shuffled
-    unrestricted = block_permutations(is_x, np.zeros(7), 100, rng=0)
-    assert (unrestricted.sum(axis=1) == 3).all() and unrestricted[:, 6].any()
+def test_donor_e_test_is_exact_on_a_hand_computable_case():
+    # 4 donors, 2 against 2, donor effects but no condition effect: C(4, 2) = 6 relabellings,
+    # the observed one and its mirror give the same E, so p >= 2/6
+    Z = np.repeat([[0.0], [10.0], [0.5], [9.5]], 5, axis=0)
+    donors = np.repeat(["a", "b", "c", "d"], 5)
+    X, Y = Z[:10], Z[10:]  # a, b against c, d: E is near 0, any other split is far apart
+    res = edistance_test(
+        X, Y, n_permutations=100, seed=0, pairs=(donors[:10], donors[10:]), paired=False
+    )
+    assert res.exact and res.n_permutations == 6 and res.min_pvalue == pytest.approx(2 / 6)
+    assert res.pvalue == 1.0
+    X, Y = Z[[*range(5), *range(10, 15)]], Z[[*range(5, 10), *range(15, 20)]]  # a, c vs b, d
+    res = edistance_test(
+        X,
+        Y,
+        n_permutations=100,
+        seed=0,
+        pairs=(donors[[*range(5), *range(10, 15)]], donors[[*range(5, 10), *range(15, 20)]]),
+        paired=False,
+    )
+    assert res.pvalue == pytest.approx(2 / 6)  # the largest E: only it and its mirror
+
+
+def test_paired_donor_e_test_has_two_to_the_donors_relabellings():
+    rng = np.random.default_rng(0)
+    donors = np.repeat(["a", "b", "c"], 10)
+    Y = rng.normal(size=(30, 2)) + np.repeat([[0.0, 0], [5, 0], [0, 5]], 10, axis=0)
+    X = Y + np.array([3.0, 0])  # every donor shifted the same way
+    res = edistance_test(X, Y, n_permutations=100, seed=0, pairs=(donors, donors), paired=True)
+    assert res.exact and res.n_permutations == 2**3
+    assert res.pvalue == res.min_pvalue == pytest.approx(2 / 8)
 
 
 def test_identical_groups_give_zero_and_large_p():

@@ -183,3 +183,24 @@ def test_match_summary_is_plain():
     assert isinstance(summary["S"]["n_found"], int) and not isinstance(
         summary["S"]["n_found"], np.integer
     )
+
+
+def test_the_interferon_sets_and_their_found_counts_in_the_real_file(root):
+    import anndata as ad
+
+    from latentshift import genesets as gs
+
+    sets = gs.read_gmt(root / "params/genesets/interferon_genesets.gmt")
+    alpha = sets["HALLMARK_INTERFERON_ALPHA_RESPONSE"].genes
+    gamma = sets["HALLMARK_INTERFERON_GAMMA_RESPONSE"].genes
+    assert (len(alpha), len(gamma)) == (97, 200) and len(set(alpha)) == 97
+    assert alpha[:4] == ("MX1", "ISG15", "OAS1", "IFIT3") and "WARS1" in alpha
+    cells = ad.read_h5ad(
+        root / "lib/latentshift/resources/kang2018/kang2018_ifnb_2donors.h5ad", backed="r"
+    )
+    _, genes = gs.match_genesets(cells, sets, list(sets))
+    # the counts the README quotes
+    assert {k: len(v) for k, v in genes.items()} == {
+        "HALLMARK_INTERFERON_ALPHA_RESPONSE": 61,
+        "HALLMARK_INTERFERON_GAMMA_RESPONSE": 106,
+    }

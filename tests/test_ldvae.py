@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentshift import artifacts, errors, gene_choice, ldvae, perturb, training_monitor
+from latentshift import artifacts, errors, features, gene_choice, ldvae, perturb, training_monitor
 
 FAST = {
     "n_latent": 3,
@@ -531,7 +531,6 @@ def test_observed_library_size_reaches_the_module(adata, fit):
 
 
 def test_disease_gene_baseline_is_the_same_whatever_genes_the_ldvae_reads(adata):
-    from latentshift import classify
 
     blind = {"n_top_genes": 20, "keep_perturbed_genes": False, "hvg_cells": "all"}
     few, choice_few = gene_choice.cells_for_model(adata, blind)
@@ -541,12 +540,12 @@ def test_disease_gene_baseline_is_the_same_whatever_genes_the_ldvae_reads(adata)
     assert choice_few["set_genes"]["ALS"]["in_model"] + choice_few["set_genes"]["HD"][
         "in_model"
     ] < len(perturb.perturbed_genes(adata))
-    x_few = classify.disease_gene_baseline_features(few)
-    x_all = classify.disease_gene_baseline_features(every)
+    x_few = features.disease_gene_baseline_features(few)
+    x_all = features.disease_gene_baseline_features(every)
     assert x_few.shape == (adata.n_obs, 16)
     np.testing.assert_array_equal(x_few, x_all)
     # ... and they are the features over every gene (each cell's total over all its genes)
-    full = classify.disease_gene_features(adata, perturb.perturbed_genes(adata))
+    full = features.disease_gene_features(adata, perturb.perturbed_genes(adata))
     np.testing.assert_allclose(x_all, full, rtol=1e-6)
     # the gene choice is recorded, the oracle named
     assert choice_few["oracle"] is False and choice_all["n_genes_used"] == adata.n_vars

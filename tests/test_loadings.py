@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentshift import embedding as E
-from latentshift import findings
+from latentshift import factor_shifts as FS
 from latentshift import loadings as L
+from latentshift import readings_findings
 
 # --- helpers ---------------------------------------------------------------------------
 
@@ -60,55 +61,9 @@ def _synthetic(
     )
 
 
-# --- paired shifts ---------------------------------------------------------------------
-
-
-def test_paired_differences_pairs_by_source_cell():
-    obs = pd.DataFrame(
-        {
-            "condition": ["D", "normal", "normal", "D", "D"],
-            "source_cell": ["b", "a", "b", "a", "c"],
-            "split": ["test"] * 5,
-            "perturbed": [True, False, False, True, True],
-        }
-    )
-    latent = np.array([[10.0], [1.0], [2.0], [30.0], [99.0]])
-    d = L.paired_differences(latent, obs, "D", cells="all")
-    # c has no normal cell and is dropped; b: 10-2, a: 30-1
-    assert sorted(d.ravel().tolist()) == [8.0, 29.0]
-
-
-def test_paired_differences_test_cells_only_and_unperturbed_dropped():
-    obs = pd.DataFrame(
-        {
-            "condition": ["normal", "D", "normal", "D", "normal", "D"],
-            "source_cell": ["a", "a", "b", "b", "c", "c"],
-            "split": ["test", "test", "train", "train", "test", "test"],
-            "perturbed": [False, True, False, True, False, False],
-        }
-    )
-    latent = np.array([[0.0], [1.0], [0.0], [5.0], [0.0], [7.0]])
-    assert L.paired_differences(latent, obs, "D", cells="test").ravel().tolist() == [1.0]
-    assert sorted(L.paired_differences(latent, obs, "D", cells="all").ravel().tolist()) == [
-        1.0,
-        5.0,
-    ]
-    assert sorted(
-        L.paired_differences(latent, obs, "D", cells="test", perturbed_only=False).ravel().tolist()
-    ) == [1.0, 7.0]
-
-
-def test_paired_differences_bad_input_names_fix():
-    obs = pd.DataFrame({"condition": ["normal"], "source_cell": ["a"]})
-    with pytest.raises(L.LoadingsError, match="not in obs"):
-        L.paired_differences(np.zeros((1, 2)), obs, "ALS", cells="all")
-    with pytest.raises(L.LoadingsError, match="'test' or 'all'"):
-        L.paired_differences(np.zeros((1, 2)), obs, "normal", cells="some")
-
-
 def test_factor_shifts_ranks_the_shifted_factor_first():
     loadings, latent, obs, _ = _synthetic(0)
-    shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+    shifts = FS.factor_shifts(latent, obs, ["D"], list(loadings.columns))
     top = shifts.sort_values("rank").iloc[0]
     assert top["factor"] == "Z_3"
     assert top["effect_size"] > 2
@@ -122,7 +77,7 @@ def test_zero_shift_gives_zero_effect_and_chance_recovery():
     ref = pos[pos.index.notna()]
     latent = latent.copy()
     latent[~normal.to_numpy()] = latent[ref.loc[obs.loc[~normal, "source_cell"]].to_numpy()]
-    shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+    shifts = FS.factor_shifts(latent, obs, ["D"], list(loadings.columns))
     assert (shifts["effect_size"] == 0).all()
     table = L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"})
     assert table.loc["D", "auroc_ldvae_projected"] == pytest.approx(0.5)
@@ -142,7 +97,7 @@ def test_recovery_is_high_when_one_factor_carries_the_set(direction, shift, sign
     loadings, latent, obs, genes = _synthetic(1, shift=shift)
     loadings = loadings.copy()
     loadings["Z_3"] *= sign
-    shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+    shifts = FS.factor_shifts(latent, obs, ["D"], list(loadings.columns))
     table = L.recovery_table(loadings, shifts, {"D": genes}, {"D": direction}, loadings, shifts)
     row = table.loc["D"]
     assert row["best_factor"] == "Z_3"
@@ -153,7 +108,7 @@ def test_recovery_is_high_when_one_factor_carries_the_set(direction, shift, sign
 
 def test_recovery_in_the_wrong_direction_is_low():
     loadings, latent, obs, genes = _synthetic(2)
-    shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+    shifts = FS.factor_shifts(latent, obs, ["D"], list(loadings.columns))
     table = L.recovery_table(loadings, shifts, {"D": genes}, {"D": "down"})
     assert table.loc["D", "auroc_ldvae_projected"] < 0.1
     assert table.loc["D", "enrichment_p"] > 0.99
@@ -163,7 +118,7 @@ def test_recovery_under_a_null_shift_sits_near_half():
     aurocs = []
     for seed in range(5):
         loadings, latent, obs, genes = _synthetic(seed, n_genes=4000, n_set=200, structured=False)
-        shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+        shifts = FS.factor_shifts(latent, obs, ["D"], list(loadings.columns))
         table = L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"})
         aurocs += [table.loc["D", "auroc_ldvae_projected"], table.loc["D", "auroc_ldvae_factor"]]
     assert abs(np.mean(aurocs) - 0.5) < 0.1
@@ -309,7 +264,7 @@ def test_matched_control_sees_through_a_score_that_only_tracks_expression():
     loadings["Z_0"] = means.to_numpy()  # Z_0 loads by expression level alone
     shifted = latent.copy()
     shifted[(obs["condition"] == "D").to_numpy(), 0] += 5.0  # and the copies move along Z_0
-    shifts = L.factor_shifts(shifted, obs, ["D"], list(loadings.columns))
+    shifts = FS.factor_shifts(shifted, obs, ["D"], list(loadings.columns))
     row = L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"}, mean_expression=means).loc[
         "D"
     ]
@@ -322,7 +277,7 @@ def test_matched_control_sees_through_a_score_that_only_tracks_expression():
 def test_matched_control_keeps_a_real_recovery_high_and_a_null_at_chance():
     loadings, latent, obs, genes = _synthetic(4, n_genes=3000, n_set=150)
     means = _expression(loadings, genes, 4)
-    shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+    shifts = FS.factor_shifts(latent, obs, ["D"], list(loadings.columns))
     row = L.recovery_table(
         loadings, shifts, {"D": genes}, {"D": "up"}, loadings, shifts, mean_expression=means
     ).loc["D"]
@@ -336,7 +291,7 @@ def test_matched_control_keeps_a_real_recovery_high_and_a_null_at_chance():
     normal = (obs["condition"] == "normal").to_numpy()
     ref = pd.Series(np.flatnonzero(normal), index=obs.loc[normal, "source_cell"])
     null[~normal] = latent[ref.loc[obs.loc[~normal, "source_cell"]].to_numpy()]
-    shifts0 = L.factor_shifts(null, obs, ["D"], list(loadings.columns))
+    shifts0 = FS.factor_shifts(null, obs, ["D"], list(loadings.columns))
     row0 = L.recovery_table(
         loadings, shifts0, {"D": genes}, {"D": "up"}, mean_expression=means
     ).loc["D"]
@@ -347,13 +302,13 @@ def test_too_few_matched_genes_give_no_matched_auroc():
     loadings, latent, obs, genes = _synthetic(5, n_genes=200, n_set=20)
     means = pd.Series(np.arange(200, dtype=float), index=loadings.index)
     means[genes] = 1000.0 + np.arange(20)  # no other gene is expressed like the set
-    shifts = L.factor_shifts(latent, obs, ["D"], list(loadings.columns))
+    shifts = FS.factor_shifts(latent, obs, ["D"], list(loadings.columns))
     table = L.recovery_table(loadings, shifts, {"D": genes}, {"D": "up"}, mean_expression=means)
     assert table.loc["D", "n_matched_background"] == 0
     assert np.isnan(table.loc["D", "auroc_ldvae_matched"])
     assert table.loc["D", "auroc_expression"] == pytest.approx(1.0)
     assert L.metrics_from_table(table)["D"]["auroc_ldvae_matched"] is None
-    assert findings.format_auroc(table.loc["D", "auroc_ldvae_matched"]).startswith("n/a")
+    assert readings_findings.format_auroc(table.loc["D", "auroc_ldvae_matched"]).startswith("n/a")
     with pytest.raises(L.LoadingsError, match="lacks 1"):
         L.recovery_table(
             loadings, shifts, {"D": genes}, {"D": "up"}, mean_expression=means.iloc[1:]

@@ -197,7 +197,9 @@ def test_headline_rows_put_each_number_beside_its_control():
     }
     rows = dict(report.headline_rows(metrics))
     assert rows["classifier accuracy on the LDVAE latent [95% CI]"] == "50.0% [45.0%, 55.0%]"
-    assert rows["chance (uniform) / label-permutation control"] == "33.3% / 34.0%"
+    assert rows["chance (uniform) / label null (labels permuted within each source cell)"] == (
+        "33.3% / 34.0%"
+    )
     assert (
         rows["ALS: gene-set recovery AUROC (LDVAE projected / best factor / PCA)"]
         == "0.900 / 0.700 (Z_1) / 0.600"

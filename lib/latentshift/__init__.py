@@ -21,13 +21,22 @@ The steps
     :mod:`~latentshift.gene_choice` (which genes it reads), :mod:`~latentshift.nb_likelihood` (its zero-aware NB term) and
     :mod:`~latentshift.training_monitor` (progress, convergence stopping, the curves);
     04 :mod:`~latentshift.embedding` (neighbours, UMAP, Leiden, separation);
-    05 :mod:`~latentshift.classify` (features, baselines, the comparison), with
-    :mod:`~latentshift.network` (the classifiers) and :mod:`~latentshift.evaluation` (bootstrap
-    intervals, permutation control); which cell types carry the shift:
-    :mod:`~latentshift.celltype_shift`, running :mod:`~latentshift.detectability`
-    (Augur-style AUC) and :mod:`~latentshift.edistance` (E-test), which share
-    :mod:`~latentshift.shift_units`;
-    06 :mod:`~latentshift.loadings` (factor loadings, recovery of the gene sets).
+    05 :mod:`~latentshift.classify` (baselines, the comparison, its label null), with
+    :mod:`~latentshift.features` (what the baselines read), :mod:`~latentshift.network` (the
+    classifiers) and :mod:`~latentshift.evaluation` (bootstrap intervals); which cell types
+    carry the shift: :mod:`~latentshift.celltype_shift`, running
+    :mod:`~latentshift.detectability` (Augur-style AUC) and :mod:`~latentshift.edistance`
+    (E-test), which share :mod:`~latentshift.shift_units` (their checked inputs); the texts of
+    both in :mod:`~latentshift.readings_findings`;
+    06 :mod:`~latentshift.loadings` (factor loadings, recovery of the gene sets), with
+    :mod:`~latentshift.factor_shifts` (each condition's shift per factor).
+The designs: one engine over units
+    :mod:`~latentshift.units` (the unit that never crosses a split, and whether the conditions
+    sit within it), :mod:`~latentshift.folds` (every fold, grouped by unit) and
+    :mod:`~latentshift.nulls` (every label null: within units or of whole units, exact when
+    small) — every reading above takes them, whatever the design;
+    :mod:`~latentshift.case_control` (conditions from obs, the simulated disease donors) and
+    :mod:`~latentshift.transfer` (synthetic versus real).
 Shared pieces
     :mod:`~latentshift.counts` (where counts live, sums, log-normalisation, subsets),
     :mod:`~latentshift.sampling` (seeded proportional draws), :mod:`~latentshift.reference`

@@ -1,23 +1,26 @@
-"""The case–control design: conditions from an obs column, folds that never split a donor.
+"""The case–control design: conditions from an obs column, the donor as the unit.
 
 In the synthetic design (:mod:`latentshift.perturb`) every condition is a copy of the same
 normal cells, and the unit that must not cross a split is the source cell. In a case–control
-data set (e.g. a CELLxGENE file of ALS and control motor cortex) each nucleus belongs to one
-donor, and nuclei of one donor share genotype, age, post-mortem interval and batch: a split
-that puts a donor's nuclei on both sides lets a classifier recognise the donor instead of the
-disease. So here the unit is the **donor**:
+data set (e.g. a CELLxGENE file of ALS and control motor cortex, or PBMCs before and after a
+stimulation) each nucleus belongs to one donor, and nuclei of one donor share genotype, age,
+post-mortem interval and batch: a split that puts a donor's nuclei on both sides lets a
+classifier recognise the donor instead of the disease. So here the unit is the **donor**, and
+the conditions sit between donors (*unpaired*: a donor is a case or a control) or within them
+(*paired*: every donor sampled in every condition) — ``case_control.paired``, resolved and
+checked by :func:`latentshift.units.resolve_paired`:
 
 - :func:`conditions_from_obs` reads the conditions from an obs column (CELLxGENE's
-  ``disease``, the control value first) and refuses a data set that cannot be split by donor
-  (a missing column, a missing control, fewer than 2 donors in a condition, a donor in two
-  conditions);
-- :func:`donor_folds` deals whole donors into leave-donors-out folds, stratified by
-  condition (scikit-learn's :class:`~sklearn.model_selection.StratifiedGroupKFold`), so every
-  nucleus is scored once, by a model that never saw its donor; :func:`cell_folds` is the
-  cell-level split, kept only to measure the leak;
+  ``disease``, the control value first) and refuses a data set that cannot be analysed by
+  donor (a missing column or value, a missing control, too few donors, a mixed design);
+- :func:`label_case_control` deals whole donors into leave-donors-out folds
+  (:func:`latentshift.folds.unit_folds`: stratified by condition when unpaired), so every
+  nucleus is scored once, by a model that never saw its donor; cell-level folds
+  (:func:`latentshift.folds.cell_folds`) are kept only to measure the leak;
 - :func:`add_disease_donors` gives a simulated data set its case–control donors: the disease
-  donors' nuclei carry the perturbation entries' shifts (in the entries' target cell types),
-  each donor's fold change spread around the entry's, so that the design has a known answer.
+  donors' nuclei (or, paired, every donor's second sample) carry the perturbation entries'
+  shifts in the entries' target cell types, each donor's fold change spread around the
+  entry's, so that the design has a known answer.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import numpy as np
 import pandas as pd
 
 from latentshift.errors import DataError
+from latentshift.folds import cell_folds, unit_folds, units_across
+from latentshift.units import units_of
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,7 @@ def conditions_from_obs(
     condition_column: str = "disease",
     control: str = "normal",
     donor_column: str = "donor_id",
+    paired: bool | str = "auto",
 ) -> pd.Categorical:
     """Each nucleus's condition, read from an obs column, the control first.
 
@@ -86,6 +92,9 @@ def conditions_from_obs(
         Its value for control donors (CELLxGENE: ``normal``).
     donor_column
         The column with the donor (CELLxGENE: ``donor_id``).
+    paired
+        ``case_control.paired``: ``"auto"`` (paired when every donor holds every condition,
+        unpaired when every donor holds one), ``True`` or ``False``.
 
     Returns
     -------
@@ -95,8 +104,10 @@ def conditions_from_obs(
     Raises
     ------
     CaseControlError
-        A missing column or value, no control nuclei, fewer than two conditions, fewer than 2
-        donors in a condition, or a donor in two conditions (each with the fix).
+        A missing column or value, no control nuclei, fewer than two conditions.
+    latentshift.errors.DesignError
+        A mixed design, a design that does not fit ``paired``, or too few donors (fewer than 2
+        in a condition when unpaired, fewer than 2 in all when paired); each with the fix.
     """
     cond = _column(obs, condition_column, "condition", "case_control.condition_column")
     donors = _column(obs, donor_column, "donor", "data.donor_column")
@@ -113,123 +124,15 @@ def conditions_from_obs(
             f"obs['{condition_column}'] holds one condition only ('{control}'): a case-control "
             "analysis needs disease nuclei beside the controls."
         )
-    per_donor = pd.crosstab(donors, cond) > 0
-    mixed = per_donor.index[per_donor.sum(axis=1) > 1]
-    if len(mixed):
-        shown = ", ".join(
-            f"{d} ({', '.join(per_donor.columns[per_donor.loc[d]])})" for d in mixed[:5]
-        )
-        raise CaseControlError(
-            f"{len(mixed)} donor(s) have nuclei in two conditions of obs['{condition_column}']: "
-            f"{shown}. A donor is either a case or a control; check obs['{donor_column}'] (two "
-            f"donors under one id?) and obs['{condition_column}']."
-        )
-    n_donors = per_donor.sum(axis=0)
-    few = n_donors[n_donors < 2]
-    if len(few):
-        shown = ", ".join(f"'{c}' ({int(n)} donor)" for c, n in few.items())
-        raise CaseControlError(
-            f"every condition needs at least 2 donors, so that one can be held out while "
-            f"another trains; {shown}. Add donors, or leave that condition out of the file."
-        )
+    order = [control, *[v for v in values if v != control]]
+    units_of(
+        pd.DataFrame({"donor_id": donors.to_numpy(), "condition": cond.to_numpy()}),
+        "donor_id",
+        paired=paired,
+        labels=order,
+    )
     order = [control, *[v for v in values if v != control]]
     return pd.Categorical(cond.to_numpy(), categories=order)
-
-
-def donor_folds(
-    conditions: Sequence[Any] | np.ndarray,
-    donors: Sequence[Any] | np.ndarray,
-    n_folds: int = 4,
-    seed: int = 0,
-) -> np.ndarray:
-    """Leave-donors-out folds: whole donors dealt into ``n_folds`` folds, stratified by condition.
-
-    Parameters
-    ----------
-    conditions
-        Condition per nucleus (each donor has one).
-    donors
-        Donor per nucleus.
-    n_folds
-        Number of folds; lowered (with a log line) to the number of donors in the smallest
-        condition, so that every fold holds out donors of every condition.
-    seed
-        Seed of scikit-learn's :class:`~sklearn.model_selection.StratifiedGroupKFold`
-        (``shuffle=True``).
-
-    Returns
-    -------
-    numpy.ndarray
-        The fold (0 … k-1) in which each nucleus is held out; all nuclei of a donor share it.
-    """
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    conditions = np.asarray(conditions).astype(str)
-    donors = np.asarray(donors).astype(str)
-    if conditions.shape != donors.shape or conditions.ndim != 1:
-        raise CaseControlError("conditions and donors must be 1-d and equally long.")
-    donor_table = pd.DataFrame({"d": donors, "c": conditions}).drop_duplicates()
-    if donor_table["d"].duplicated().any():
-        raise CaseControlError("a donor has nuclei in two conditions; see conditions_from_obs.")
-    smallest = int(donor_table["c"].value_counts().min())
-    if smallest < 2:
-        raise CaseControlError(
-            "every condition needs at least 2 donors for leave-donors-out folds; "
-            f"one has {smallest}."
-        )
-    k = min(int(n_folds), smallest)
-    if k < n_folds:
-        log.info(
-            "donor folds: %d folds asked, but the smallest condition has %d donors: %d folds",
-            n_folds,
-            smallest,
-            k,
-        )
-    # one row per donor: the folds are drawn over donors, then spread to their nuclei
-    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(seed))
-    fold_of_donor = np.empty(len(donor_table), dtype=np.int64)
-    for fold, (_, test) in enumerate(
-        cv.split(np.zeros(len(donor_table)), donor_table["c"], donor_table["d"])
-    ):
-        fold_of_donor[test] = fold
-    per_fold = pd.crosstab(fold_of_donor, donor_table["c"].to_numpy())
-    if (per_fold.nunique(axis=0) > 1).any():
-        log.warning(
-            "donor folds: the folds hold unequal numbers of a condition's donors (%s). A fold that "
-            "holds out more donors of one condition leaves fewer of them to train on, which pulls "
-            "held-out accuracy below chance when donors differ strongly. When the donors divide "
-            "evenly, choose case_control.n_folds so that every fold holds the same number of "
-            "each condition's donors (e.g. 6 folds of 1 + 1 for 6 against 6).",
-            "; ".join(f"{c}: {', '.join(map(str, v))}" for c, v in per_fold.items()),
-        )
-    lookup = pd.Series(fold_of_donor, index=donor_table["d"].to_numpy())
-    return lookup.loc[donors].to_numpy()
-
-
-def cell_folds(
-    conditions: Sequence[Any] | np.ndarray, n_folds: int = 4, seed: int = 0
-) -> np.ndarray:
-    """Cell-level folds stratified by condition (donors cross the split: the leak, measured).
-
-    Returns
-    -------
-    numpy.ndarray
-        The fold in which each nucleus is held out.
-    """
-    from sklearn.model_selection import StratifiedKFold
-
-    conditions = np.asarray(conditions).astype(str)
-    cv = StratifiedKFold(n_splits=int(n_folds), shuffle=True, random_state=int(seed))
-    folds = np.empty(conditions.size, dtype=np.int64)
-    for fold, (_, test) in enumerate(cv.split(np.zeros(conditions.size), conditions)):
-        folds[test] = fold
-    return folds
-
-
-def donors_across(folds: np.ndarray, donors: Sequence[Any] | np.ndarray) -> int:
-    """How many donors have nuclei both held out and trained on in some fold (0 for a donor split)."""
-    table = pd.crosstab(np.asarray(donors).astype(str), np.asarray(folds))
-    return int(((table > 0).sum(axis=1) > 1).sum())
 
 
 def fold_table(conditions: Sequence[Any], donors: Sequence[Any], folds: np.ndarray) -> pd.DataFrame:
@@ -270,14 +173,17 @@ def add_disease_donors(
     seed: int = 0,
     donor_column: str = "donor_id",
     cell_type_column: str = "cell_type",
+    paired: bool = False,
 ) -> ad.AnnData:
     """Make some donors of a simulated data set disease donors carrying a known shift.
 
-    The donors are dealt to the entries round-robin after a seeded shuffle (entry 1 gets the
-    first disease donor, entry 2 the second, …). A disease donor's nuclei in the entry's target
-    cell types (all when none are named; ``penetrance`` below 1 shifts a seeded share of them)
-    have the entry's gene set shifted by the entry's method, with the donor's own fold change
-    ``exp(log(fold_change) + N(0, donor_lfc_sd))`` (kept on the entry's side of 1).
+    Unpaired: the donors are dealt to the entries round-robin after a seeded shuffle (entry 1
+    gets the first disease donor, entry 2 the second, …). Paired (``paired=True``, a
+    stimulation): every donor is sampled in every condition — its nuclei are dealt at random
+    into a control sample and one sample per entry. A disease sample's nuclei in the entry's
+    target cell types (all when none are named; ``penetrance`` below 1 shifts a seeded share of
+    them) have the entry's gene set shifted by the entry's method, with the sample's own fold
+    change ``exp(log(fold_change) + N(0, donor_lfc_sd))`` (kept on the entry's side of 1).
 
     Parameters
     ----------
@@ -290,20 +196,24 @@ def add_disease_donors(
     genes_by_set
         The ``var_names`` of each set's genes (:func:`latentshift.genesets.match_genesets`).
     n_disease_donors
-        How many donors carry a disease (at least 2 per entry; at least 2 donors stay controls).
+        How many donors carry a disease (at least 2 per entry; at least 2 donors stay controls);
+        ignored when paired.
     donor_lfc_sd
         Donor-to-donor spread of the log fold change.
     seed
         Seed of the donor choice, the fold changes and the count draws.
     donor_column, cell_type_column
         The ``obs`` columns used.
+    paired
+        Sample every donor in every condition.
 
     Returns
     -------
     anndata.AnnData
         A copy with the shifted counts (``X`` and ``layers["counts"]``), ``obs["disease"]`` and
         ``obs["disease_ontology_term_id"]`` (CELLxGENE's columns; controls ``normal``), and
-        ``uns["case_control"]``: per donor its disease, fold change and number of shifted nuclei.
+        ``uns["case_control"]``: per disease donor (or donor sample) its disease, fold change
+        and number of shifted nuclei.
     """
     from latentshift import config
     from latentshift.perturb import _counts_of, cell_mask_for, perturb_counts
@@ -311,47 +221,62 @@ def add_disease_donors(
     entries = config.validate_perturbations(list(entries))
     donors = _column(adata.obs, donor_column, "donor", "data.donor_column").to_numpy()
     names = sorted(pd.unique(donors))
-    if n_disease_donors < 2 * len(entries) or len(names) - n_disease_donors < 2:
-        raise CaseControlError(
-            f"{len(names)} donors cannot hold {n_disease_donors} disease donors: each of the "
-            f"{len(entries)} disease(s) needs 2 donors and 2 donors must stay controls."
-        )
     rng = np.random.default_rng([seed, 7])
-    chosen = list(rng.permutation(names)[:n_disease_donors])
+    if paired:
+        if len(names) < 2:
+            raise CaseControlError(f"a paired design needs 2 donors; the data have {len(names)}.")
+        samples = []
+        for donor in names:
+            nuclei = np.array_split(
+                rng.permutation(np.flatnonzero(donors == donor)), len(entries) + 1
+            )
+            samples += [(f"{donor} ({e['name']})", nuclei[j + 1], e) for j, e in enumerate(entries)]
+    else:
+        if n_disease_donors < 2 * len(entries) or len(names) - n_disease_donors < 2:
+            raise CaseControlError(
+                f"{len(names)} donors cannot hold {n_disease_donors} disease donors: each of the "
+                f"{len(entries)} disease(s) needs 2 donors and 2 donors must stay controls."
+            )
+        chosen = list(rng.permutation(names)[:n_disease_donors])
+        samples = [
+            (str(d), np.flatnonzero(donors == d), entries[i % len(entries)])
+            for i, d in enumerate(chosen)
+        ]
     counts = _counts_of(adata)
     var_pos = pd.Index(adata.var_names)
     disease = np.full(adata.n_obs, CONTROL[0], dtype=object)
     term = np.full(adata.n_obs, CONTROL[1], dtype=object)
     record: dict[str, dict[str, Any]] = {}
-    for i, donor in enumerate(chosen):
-        entry = entries[i % len(entries)]
+    for name, nuclei, entry in samples:
         label, ontology = DISEASE_TERMS.get(entry["name"], (entry["name"], "unknown"))
         idx = var_pos.get_indexer(list(genes_by_set[entry["geneset"]]))
         log_fc = np.log(entry["fold_change"]) + rng.normal(0, donor_lfc_sd)
         # the donor's fold change stays on the entry's side of 1 (thinning cannot raise counts)
         fc = float(np.exp(min(log_fc, 0.0) if entry["direction"] == "down" else max(log_fc, 0.0)))
-        of_donor = donors == donor
+        of_sample = np.zeros(adata.n_obs, dtype=bool)
+        of_sample[nuclei] = True
         in_type = cell_mask_for(
             adata, entry["target_cell_types"], entry["penetrance"], rng, cell_type_column
         )
-        mask = of_donor & in_type
+        mask = of_sample & in_type
         counts = perturb_counts(counts, idx, fc, entry["method"], rng, cell_mask=mask)
-        disease[of_donor] = label
-        term[of_donor] = ontology
-        record[str(donor)] = {
+        disease[of_sample] = label
+        term[of_sample] = ontology
+        record[name] = {
             "disease": label,
             "entry": entry["name"],
             "fold_change": fc,
             "shifted_nuclei": int(mask.sum()),
         }
         log.info(
-            "case-control donor %s: %s, %s × %.3f on %d of its %d nuclei",
-            donor,
+            "case-control %s %s: %s, %s × %.3f on %d of its %d nuclei",
+            "sample" if paired else "donor",
+            name,
             label,
             entry["geneset"],
             fc,
             int(mask.sum()),
-            int(of_donor.sum()),
+            int(of_sample.sum()),
         )
     out = _with_counts(adata, counts)
     order = [CONTROL[0], *sorted(set(disease) - {CONTROL[0]})]
@@ -359,6 +284,7 @@ def add_disease_donors(
     out.obs["disease_ontology_term_id"] = pd.Categorical(term)
     out.uns["case_control"] = {
         "disease_donors": record,
+        "paired": bool(paired),
         "donor_lfc_sd": float(donor_lfc_sd),
         "entries": {e["name"]: {k: v for k, v in e.items() if v is not None} for e in entries},
     }
@@ -366,12 +292,11 @@ def add_disease_donors(
 
 
 def donor_table(obs: pd.DataFrame, condition_column: str, donor_column: str) -> pd.DataFrame:
-    """One row per donor: its condition and number of nuclei (the design at a glance)."""
-    frame = obs[[donor_column, condition_column]].astype(str)
-    table = frame.groupby(donor_column, observed=True).agg(
-        condition=(condition_column, "first"), nuclei=(condition_column, "size")
-    )
-    return table.sort_values(["condition", "nuclei"], ascending=[True, False])
+    """Nuclei per donor (rows) and condition (columns): the design at a glance."""
+    table = pd.crosstab(obs[donor_column].astype(str), obs[condition_column].astype(str))
+    table["nuclei"] = table.sum(axis=1)
+    table.columns.name = None
+    return table.sort_values("nuclei", ascending=False)
 
 
 def design_metrics(obs: pd.DataFrame, condition_column: str, control: str) -> dict[str, Any]:
@@ -392,6 +317,7 @@ def label_case_control(
     split: str = "donor",
     n_folds: int = 4,
     seed: int = 0,
+    paired: bool | str = "auto",
 ) -> ad.AnnData:
     """The case–control counterpart of :func:`latentshift.perturb.make_perturbed`: no copies.
 
@@ -399,11 +325,12 @@ def label_case_control(
     ----------
     adata
         The nuclei (``cells.h5ad``) with ``obs[condition_column]`` and ``obs["donor_id"]``.
-    condition_column, control
+    condition_column, control, paired
         See :func:`conditions_from_obs`.
     split
-        ``"donor"``: leave-donors-out folds (:func:`donor_folds`); ``"cell"``: cell-level
-        folds (:func:`cell_folds`, the leak, for its measurement only).
+        ``"donor"``: leave-donors-out folds (:func:`latentshift.folds.unit_folds`);
+        ``"cell"``: cell-level folds (:func:`latentshift.folds.cell_folds`, the leak, for its
+        measurement only).
     n_folds
         Number of folds.
     seed
@@ -415,16 +342,22 @@ def label_case_control(
         The same nuclei (counts shared, not copied) with ``obs["condition"]`` (the control
         first), ``obs["perturbed"]`` (not a control), ``obs["source_cell"]`` (the nucleus
         itself: no copies), ``obs["fold"]`` and ``obs["split"]`` (``test`` for the nuclei of
-        fold 0, ``train`` for the rest), and ``uns["case_control"]`` with the design.
+        fold 0, ``train`` for the rest), ``uns["design"]`` (the unit, the pairing and the
+        split, read by :func:`latentshift.units.from_adata` and
+        :func:`latentshift.folds.folds_of`) and ``uns["case_control"]``.
     """
-    conditions = conditions_from_obs(adata.obs, condition_column, control)
-    donors = adata.obs["donor_id"].astype(str).to_numpy()
-    if split == "donor":
-        folds = donor_folds(conditions, donors, n_folds, seed)
-    elif split == "cell":
-        folds = cell_folds(conditions, n_folds, seed)
-    else:
+    if split not in ("donor", "cell"):
         raise CaseControlError(f"case_control.split must be 'donor' or 'cell' (got {split!r}).")
+    conditions = conditions_from_obs(adata.obs, condition_column, control, paired=paired)
+    donors = adata.obs["donor_id"].astype(str).to_numpy()
+    units = units_of(
+        pd.DataFrame({"donor_id": donors, "condition": conditions}), "donor_id", paired=paired
+    )
+    folds = (
+        unit_folds(units, n_folds, seed)
+        if split == "donor"
+        else cell_folds(conditions, n_folds, seed)
+    )
     out = _with_counts(adata, adata.layers["counts"] if "counts" in adata.layers else adata.X)
     out.obs["condition"] = conditions
     out.obs["perturbed"] = np.asarray(conditions) != control
@@ -433,22 +366,34 @@ def label_case_control(
     out.obs["split"] = pd.Categorical(
         np.where(folds == 0, "test", "train"), categories=["train", "test"]
     )
+    across = units_across(folds, donors)
+    out.uns["design"] = {
+        "kind": "case_control",
+        "unit_key": "donor_id",
+        "paired": units.paired,
+        "split": "units" if split == "donor" else "cells",
+        "n_folds": int(folds.max()) + 1,
+        "n_folds_asked": int(n_folds),
+        "seed": int(seed),
+    }
     out.uns["case_control"] = {
         **dict(adata.uns.get("case_control", {})),
         "condition_column": condition_column,
         "control": control,
+        "paired": units.paired,
         "split": split,
         "n_folds": int(folds.max()) + 1,
-        "donors_across_folds": donors_across(folds, donors),
+        "donors_across_folds": across,
     }
     log.info(
-        "case-control: %d nuclei of %d donors, conditions %s, %d %s folds (%d donors on both sides)",
+        "case-control (%s): %d nuclei of %d donors, conditions %s, %d %s folds (%d donors on both sides)",
+        "paired" if units.paired else "unpaired",
         out.n_obs,
         len(set(donors)),
         ", ".join(map(str, conditions.categories)),
         int(folds.max()) + 1,
         split,
-        out.uns["case_control"]["donors_across_folds"],
+        across,
     )
     return out
 
@@ -491,9 +436,10 @@ def perturb_metrics(
     obs = adata.obs
     design = dict(adata.uns.get("case_control", {}))
     folds = pd.crosstab(obs["fold"], obs["condition"])
-    donors = obs.drop_duplicates("donor_id")
+    donors = obs.groupby("condition", observed=True)["donor_id"].nunique()
     return {
         "design": "case_control",
+        "paired": bool(design.get("paired", False)),
         "condition_column": design.get("condition_column"),
         "control": design.get("control"),
         "split": design.get("split"),
@@ -502,9 +448,7 @@ def perturb_metrics(
         "n_cells_per_condition": {
             str(k): int(v) for k, v in obs["condition"].value_counts().items()
         },
-        "n_donors_per_condition": {
-            str(k): int(v) for k, v in donors["condition"].value_counts().items()
-        },
+        "n_donors_per_condition": {str(k): int(v) for k, v in donors.items()},
         "nuclei_per_fold": {
             str(f): {str(c): int(n) for c, n in row.items()} for f, row in folds.iterrows()
         },

@@ -3,7 +3,9 @@
 :func:`analyse_cell_types` runs, on the LDVAE latent and on the PCA baseline side by side, the
 Augur-style per-cell-type AUC (:mod:`latentshift.detectability`) and the E-test of each
 shift, pooled and per cell type (:mod:`latentshift.edistance`), with the settings of the
-``cell_types`` params section. :func:`cell_type_metrics` is its ``cell_types`` section of
+``cell_types`` params section and the design's units (:mod:`latentshift.units`: folds grouped
+by source cell or donor, the null within units or of whole units) — one code path for every
+design. :func:`cell_type_metrics` is its ``cell_types`` section of
 ``metrics.json``; :func:`where_the_shift_was_put` sets the ranking beside the cell types each
 perturbation entry targeted, so a reader can check the method against the known answer.
 """
@@ -17,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from latentshift.detectability import celltype_auc_by_representation, detectability_headline
+from latentshift.detectability import celltype_auc_by_representation
 from latentshift.edistance import ALL_CELL_TYPES, edistance_table
+from latentshift.errors import CellTypeShiftError
+from latentshift.units import Units, from_adata
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -48,24 +52,28 @@ class CellTypeShiftResult:
 
 
 def analyse_cell_types(
-    adata: AnnData, params: Mapping[str, Any], seed: int = 0
+    adata: AnnData, params: Mapping[str, Any], seed: int = 0, units: Units | None = None
 ) -> CellTypeShiftResult:
-    """Per-cell-type AUC and E-test of every condition against normal, LDVAE and PCA.
+    """Per-cell-type AUC and E-test of every condition against the reference, LDVAE and PCA.
 
     Parameters
     ----------
     adata
         ``latent.h5ad``: ``obsm["X_ldvae"]``, ``obsm["X_pca_baseline"]``; obs ``condition``,
-        ``cell_type``, ``source_cell``, ``perturbed``.
+        ``cell_type``, the unit column, ``perturbed``.
     params
         The resolved ``cell_types`` params section.
     seed
-        Seed of every subsample, fold, permutation and bootstrap.
+        Seed of every subsample, fold, relabelling and bootstrap.
+    units
+        The design (default: what 02 recorded, :func:`latentshift.units.from_adata`).
     """
+    units = units if units is not None else from_adata(adata)
     reps = {name: adata.obsm[key] for name, key in REPRESENTATIONS.items() if key in adata.obsm}
     auc = celltype_auc_by_representation(
         reps,
         adata.obs,
+        units=units,
         subsample_size=params["subsample_size"],
         n_subsamples=params["n_subsamples"],
         n_folds=params["n_folds"],
@@ -75,6 +83,7 @@ def analyse_cell_types(
     etest = edistance_table(
         reps,
         adata.obs,
+        units=units,
         design=params["e_design"],
         n_permutations=params["e_permutations"],
         max_cells=params["e_max_cells"],
@@ -82,6 +91,80 @@ def analyse_cell_types(
         seed=seed,
     )
     return CellTypeShiftResult(auc=auc, etest=etest, headline=headline_table(auc, etest))
+
+
+#: The columns of the most detectable cell type that the headline carries.
+_TOP_COLUMNS = ("auc_mean", "auc_sd", "auc_low", "auc_high", "null_mean", "null_low", "null_high")
+
+
+def detectability_headline(table: pd.DataFrame) -> pd.DataFrame:
+    """The headline numbers: per (representation,) condition, the most detectable cell type.
+
+    Parameters
+    ----------
+    table
+        From :func:`celltype_auc` or :func:`celltype_auc_by_representation`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (representation,) condition: ``top_cell_type``, its ``auc_mean``,
+        ``auc_sd``, ``auc_low``, ``auc_high`` beside its ``null_mean``, ``null_low``,
+        ``null_high``; ``top_above_null`` (its 2.5 % AUC above its 97.5 % null: on a null
+        data set the top cell type is only the luckiest); ``n_tested``, ``n_untested`` and
+        ``n_above_null`` (cell types whose 2.5 % AUC exceeds their 97.5 % null), and
+        ``untested`` (the untested cell types).
+    """
+    by = ["representation", "condition"] if "representation" in table.columns else ["condition"]
+    rows = []
+    for key, part in table.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        tested = part[part["testable"]]
+        row: dict[str, Any] = dict(zip(by, key, strict=True))
+        if tested.empty:
+            top = dict.fromkeys(_TOP_COLUMNS, np.nan)
+            row["top_cell_type"] = None
+        else:
+            best = tested.loc[tested["auc_mean"].idxmax()]
+            row["top_cell_type"] = best["cell_type"]
+            top = {c: float(best[c]) for c in _TOP_COLUMNS}
+        row.update(top)
+        row["top_above_null"] = bool(
+            np.isfinite(row["auc_low"]) and row["auc_low"] > row["null_high"]
+        )
+        row["n_tested"] = len(tested)
+        row["n_untested"] = int((~part["testable"]).sum())
+        row["n_above_null"] = int(tested["above_null"].sum())
+        row["untested"] = ", ".join(part.loc[~part["testable"], "cell_type"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_representations(table: pd.DataFrame, value: str = "auc_mean") -> pd.DataFrame:
+    """One column per representation side by side, per (condition, cell type).
+
+    Parameters
+    ----------
+    table
+        From :func:`celltype_auc_by_representation` (or the E-distance table of
+        :func:`latentshift.edistance.edistance_table`).
+    value
+        The column to lay side by side.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (condition, cell_type); one column per representation, in the table's order.
+    """
+    if "representation" not in table.columns:
+        raise CellTypeShiftError(
+            "the table has no 'representation' column; use celltype_auc_by_representation."
+        )
+    reps = list(pd.unique(table["representation"]))
+    wide = table.pivot_table(
+        index=["condition", "cell_type"], columns="representation", values=value, sort=False
+    )
+    return wide.reindex(columns=reps)
 
 
 def headline_table(auc: pd.DataFrame, etest: pd.DataFrame) -> pd.DataFrame:

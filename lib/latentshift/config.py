@@ -63,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
         # perturbations' shifts (one disease per entry, donors dealt round-robin), each donor's
         # fold change spread by exp(N(0, simulate_donor_lfc_sd)) around the entry's
         "simulate_disease_donors": 0,
+        # paired: every simulated donor is sampled in every condition (a stimulation, before and
+        # after); its nuclei are dealt into a control sample and one sample per entry
+        "simulate_paired": False,
         "simulate_donor_lfc_sd": 0.0,
         # sd of each simulated donor's log effect on each gene (0.1: the calibrated M1's
         # donors, close to each other); larger gives donors an identity a classifier can learn
@@ -91,6 +94,9 @@ DEFAULTS: dict[str, Any] = {
     "case_control": {
         "condition_column": "disease",  # obs column with each nucleus's condition (CELLxGENE's)
         "control": "normal",  # its value for control donors (CELLxGENE: "normal")
+        # auto: paired when every donor holds every condition (before/after a stimulation),
+        # unpaired when every donor holds one (a case or a control); a mixed design is refused
+        "paired": "auto",
         "split": "donor",  # "donor": no donor on both sides; "cell": a cell-level split (the leak)
         "n_folds": 4,  # leave-donors-out folds: every nucleus scored once when held out
         # synthetic versus real (05): the synthetic pipeline trained on half the control donors,
@@ -144,7 +150,9 @@ DEFAULTS: dict[str, Any] = {
         "validation_fraction": 0.15,
         "patience": 20,
         "n_bootstrap": 500,
-        "n_permutations": 10,  # label-permutation control: shuffled-label refits (mean and spread reported)
+        # the label null: relabellings within units (paired) or of whole units (unpaired); every
+        # distinct one when the design has at most this many (mean and spread reported)
+        "n_permutations": 10,
     },
     "cell_types": {
         "subsample_size": 20,  # source cells per condition in each subsample (Augur's default)
@@ -152,7 +160,9 @@ DEFAULTS: dict[str, Any] = {
         "n_folds": 3,  # cross-validation folds, grouped by source cell
         "n_permutations": 20,  # label-permuted subsamples per cell type (the null)
         "e_permutations": 1000,  # permutations of the E-test (smallest p: 1 / 1001)
-        "e_design": "paired",  # labels swapped within source-cell pairs ("unpaired": all cells)
+        # paired: the design's null (labels swapped within units when the conditions sit within
+        # them, whole units relabelled when not); unpaired: synthetic halves, labels over all cells
+        "e_design": "paired",
         "e_max_cells": 2000,  # E-distance on at most this many pairs per test (memory)
     },
     "report": {
@@ -162,7 +172,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "loadings": {
         "n_top_genes": 15,
-        "cells": "test",  # paired shifts from "test" cells (held out from the LDVAE) or "all" cells
+        # shifts from "test" cells (held out from the LDVAE) or "all" cells; auto: test for a
+        # held-out fraction of source cells, all for leave-donors-out folds (every donor needed)
+        "cells": "auto",
     },
 }
 
@@ -227,6 +239,7 @@ RULES: dict[str, Rule] = {
     ),
     "data.simulate_n_donors": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "data.simulate_disease_donors": (INT, _nonneg, "a whole number >= 0"),
+    "data.simulate_paired": (BOOL, None, "true or false"),
     "data.simulate_donor_lfc_sd": (NUM, _nonneg, "a number >= 0"),
     "data.simulate_donor_gene_sd": (NUM, _nonneg, "a number >= 0"),
     "data.max_unlabelled_fraction": (NUM, _closed01, "a number from 0 to 1"),
@@ -253,6 +266,12 @@ RULES: dict[str, Rule] = {
         _one_of("donor", "cell"),
         "'donor' (no donor on both sides of a split) or 'cell' (a cell-level split, which lets a "
         "classifier recognise donors: shown only as the leak's measurement)",
+    ),
+    "case_control.paired": (
+        STR + BOOL,
+        lambda x: x in ("auto", True, False),
+        "auto (paired when every donor holds every condition, unpaired when each holds one), "
+        "true or false",
     ),
     "case_control.n_folds": (INT, lambda x: x >= 2, "a whole number >= 2"),
     "case_control.transfer": (BOOL, None, "true or false"),
@@ -385,7 +404,7 @@ RULES: dict[str, Rule] = {
         "which genes were shifted, e.g. 'demo_oracle'), or null",
     ),
     "loadings.n_top_genes": (INT, lambda x: x >= 1, "a whole number >= 1"),
-    "loadings.cells": (STR, _one_of("test", "all"), "'test' or 'all'"),
+    "loadings.cells": (STR, _one_of("auto", "test", "all"), "'auto', 'test' or 'all'"),
 }
 
 PERTURBATION_RULES: dict[str, Rule] = {
@@ -608,6 +627,12 @@ def _check_design(resolved: Mapping[str, Any]) -> None:
             f"{resolved['design']!r}: disease donors belong to the case-control design. Set "
             "design: case_control, or data.simulate_disease_donors to 0."
         )
+    if data["simulate_paired"] and resolved["design"] != "case_control":
+        raise ParamsError(
+            "params key 'data.simulate_paired' is true, but design is "
+            f"{resolved['design']!r}: a paired simulation samples donors in every condition of "
+            "the case-control design. Set design: case_control, or data.simulate_paired to false."
+        )
     if resolved["design"] != "case_control":
         return
     if resolved["ldvae"]["genes_before_copies"]:
@@ -627,6 +652,13 @@ def _check_design(resolved: Mapping[str, Any]) -> None:
     if data["source"] != "simulated":
         return
     n_entries = len(resolved["perturbations"])
+    if data["simulate_paired"]:
+        if n_donors < 2:
+            raise ParamsError(
+                "a simulated paired design (data.simulate_paired: true) needs at least 2 donors, "
+                f"each sampled in every condition; data.simulate_n_donors is {n_donors}."
+            )
+        return
     if n_disease < 2 * n_entries or n_donors - n_disease < 2:
         raise ParamsError(
             f"a simulated case-control data set needs at least 2 disease donors per disease "

@@ -14,25 +14,27 @@ Its design, kept here:
 
 What differs from Augur, and why
 --------------------------------
-* **Units are source cells, not cells.** Every disease copy is a copy of one normal cell
-  (``obs['source_cell']``) and is near-identical to it apart from the shifted genes. A
-  subsample draws ``subsample_size`` *source cells* that have both a normal cell and a copy
-  of the condition, and takes both members of each pair: ``subsample_size`` cells per
-  condition, exactly balanced. The folds are built by source cell
-  (:class:`sklearn.model_selection.StratifiedGroupKFold` with ``groups=source_cell``), so a
-  copy and its source never sit on opposite sides of a fold.
-* **The null permutes labels within source-cell pairs** (which member of each pair is
-  called ``normal`` is a coin flip), so the null keeps the grouping. Each null repeat is one
-  fresh subsample with permuted labels and its own folds (as Augur's permute mode does one
-  permutation per subsample); its spread is the spread of single-subsample AUCs.
+* **The unit never crosses a fold, and the null is the design's** (:mod:`latentshift.units`).
+  When the conditions sit within units (paired: a cell and its copies, a donor before and
+  after a stimulation), a subsample draws ``subsample_size`` *pairs* — a reference cell and a
+  condition cell of the same unit (a source cell's normal cell and its copy; two nuclei of one
+  donor, matched at random) — so both conditions come from the same units, exactly balanced.
+  When they sit between units (a donor is a case or a control), it draws ``subsample_size``
+  cells of each condition. Either way the folds are grouped by unit
+  (:func:`latentshift.folds.group_kfold`), so a held-out unit's cells are never trained on.
+* **The null relabels the design** (:func:`latentshift.nulls.relabel`): labels permuted
+  within units when paired, whole units relabelled when not; each null repeat is one
+  subsample drawn under one relabelling (as Augur's permute mode does one permutation per
+  subsample). With few units the relabellings are enumerated exactly, and the p-value's floor
+  is the design's.
 * **Logistic regression instead of a random forest** (Augur's default): the LDVAE decoder
   is linear, so a linear classifier suits the latent, and it is ~20 times faster (about
   1.4 ms against 30 ms per fit on 40 cells x 36 dimensions on the project's 2-core machine);
   features are standardised with the training fold's mean and standard deviation.
   ``classifier="random_forest"`` is available (50 trees), at that cost.
-* **All copies of the condition are compared**, not only those with ``perturbed == True``:
+* **All cells of the condition are compared**, not only copies with ``perturbed == True``:
   the question is whether the condition is detectable in the cell type as it would be
-  sampled. ``n_perturbed`` reports how many of the copies were actually shifted.
+  sampled. ``n_perturbed`` reports how many of them were actually shifted.
 
 Every number comes with its spread over repeats (standard deviation and the 2.5-97.5 %
 range), every cell type appears in the table (untestable ones with ``testable=False`` and
@@ -52,18 +54,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.model_selection import StratifiedGroupKFold
 from threadpoolctl import threadpool_limits
 
 from latentshift.errors import CellTypeShiftError
-from latentshift.shift_units import (
-    as_latent,
-    check_obs,
-    resolve_conditions,
-    source_pairs,
-    tested_cell_types,
-    unit_rng,
-)
+from latentshift.folds import group_kfold
+from latentshift.nulls import Relabellings, relabel, unit_rng
+from latentshift.shift_units import as_latent, check_obs, resolve_conditions, tested_cell_types
+from latentshift.units import Units
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +71,9 @@ __all__ = [
     "auc_score",
     "celltype_auc",
     "celltype_auc_by_representation",
-    "compare_representations",
     "cv_auc",
-    "detectability_headline",
     "draw_subsamples",
-    "grouped_folds",
+    "within_unit_pairs",
 ]
 
 #: classifiers :func:`celltype_auc` knows
@@ -93,6 +88,8 @@ AUC_COLUMNS: tuple[str, ...] = (
     "n_condition",
     "n_perturbed",
     "n_source_cells",
+    "n_units_condition",
+    "n_units_reference",
     "testable",
     "reason",
     "auc_mean",
@@ -104,6 +101,7 @@ AUC_COLUMNS: tuple[str, ...] = (
     "null_low",
     "null_high",
     "auc_pvalue",
+    "auc_min_pvalue",
     "above_null",
     "rank",
 )
@@ -146,60 +144,26 @@ def auc_score(y_true: Any, score: Any) -> float:
     return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def grouped_folds(
-    labels: Any, groups: Any, n_folds: int = 3, seed: int = 0
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified cross-validation folds that never split a group.
-
-    Parameters
-    ----------
-    labels
-        Class label per cell (stratification target).
-    groups
-        Group per cell (the source cell): all cells of a group land in the same fold.
-    n_folds
-        Number of folds (>= 2, at most the number of groups).
-    seed
-        Seed of the shuffling (:class:`sklearn.model_selection.StratifiedGroupKFold` with
-        ``shuffle=True``).
-
-    Returns
-    -------
-    list of (train_index, test_index)
-        Integer positions; every cell is in exactly one test fold.
-    """
-    labels = np.asarray(labels)
-    groups = np.asarray(groups)
-    if labels.shape != groups.shape or labels.ndim != 1:
-        raise CellTypeShiftError("labels and groups must be 1-d and equally long.")
-    n_groups = np.unique(groups).size
-    if n_folds < 2 or n_groups < n_folds:
-        raise CellTypeShiftError(
-            f"n_folds must be between 2 and the number of groups ({n_groups}), got {n_folds}."
-        )
-    cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=int(seed))
-    return [(tr, te) for tr, te in cv.split(np.zeros(labels.size), labels, groups)]
-
-
 @dataclass(frozen=True)
 class Draw:
-    """One equal-sized subsample of source-cell pairs, its labels and its folds.
+    """One equal-sized subsample, its labels and its folds.
 
     Attributes
     ----------
     cells
-        Row positions into the representation: the ``k`` normal cells, then their ``k`` copies.
+        Row positions into the representation: ``k`` reference-side cells, then ``k``
+        condition-side cells (for pairs, the i-th of each side form pair i).
     labels
-        True where a cell is labelled as the condition (for a permuted draw, which member of
-        each pair carries the label is a coin flip).
+        True where a cell is labelled as the condition (in a null draw, as relabelled).
     groups
-        The pair (0..k-1) of each cell, for grouped folds.
+        The unit of each cell (codes in order of first appearance), for grouped folds.
     folds
-        ``(train, test)`` positions into ``cells``, from :func:`grouped_folds`.
+        ``(train, test)`` positions into ``cells`` (:func:`latentshift.folds.group_kfold`);
+        empty when the draw holds fewer than 2 units of a condition.
     seed
         A seed derived from the draw, for a classifier that needs one.
     permuted
-        Whether the labels were permuted within pairs (a null draw).
+        Whether the labels are a relabelling (a null draw).
     """
 
     cells: np.ndarray
@@ -210,31 +174,80 @@ class Draw:
     permuted: bool
 
 
-def draw_subsamples(
-    normal: Any,
-    copy: Any,
-    *,
-    subsample_size: int,
-    n_draws: int,
-    n_folds: int = 3,
-    permute: bool = False,
-    rng: np.random.Generator | int = 0,
-) -> list[Draw]:
-    """Equal-sized subsamples of source-cell pairs with grouped folds (Augur's design, paired).
+def within_unit_pairs(
+    reference: np.ndarray, condition: np.ndarray, unit: np.ndarray, rng: np.random.Generator
+) -> pd.DataFrame:
+    """Pairs of a reference cell and a condition cell of the same unit.
+
+    A unit with one cell on each side (a source cell and its copy) gives that pair; a unit with
+    several (a donor's nuclei before and after a stimulation) gives ``min(n_reference,
+    n_condition)`` pairs of its cells matched at random.
 
     Parameters
     ----------
-    normal, copy
-        Row positions of the normal cell and of the condition copy of each source cell
-        (aligned, one entry per pair; see :func:`source_pairs`).
+    reference, condition
+        Row positions of the reference cells and of the condition cells.
+    unit
+        The unit of every row (indexed by those positions).
+    rng
+        Generator for the matching (used only where a unit has several cells on a side).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``unit``, ``normal``, ``copy`` (row positions), sorted by the reference cell's position.
+    """
+    ref = pd.DataFrame({"unit": unit[reference], "normal": reference})
+    cond = pd.DataFrame({"unit": unit[condition], "copy": condition})
+    if ref["unit"].duplicated().any() or cond["unit"].duplicated().any():
+        ref = ref.iloc[rng.permutation(len(ref))]
+        cond = cond.iloc[rng.permutation(len(cond))]
+    ref["k"] = ref.groupby("unit").cumcount()
+    cond["k"] = cond.groupby("unit").cumcount()
+    pairs = ref.merge(cond, on=["unit", "k"], how="inner").drop(columns="k")
+    return pairs.sort_values("normal", kind="stable").reset_index(drop=True)
+
+
+def _fold(draw_cells: np.ndarray, labels: np.ndarray, unit: np.ndarray, n_folds: int, seed: int):
+    groups = pd.factorize(unit[draw_cells])[0]
+    k = min(n_folds, *(np.unique(groups[labels == v]).size for v in (False, True)))
+    return groups, (group_kfold(labels, groups, k, seed) if k >= 2 else [])
+
+
+def draw_subsamples(
+    unit: np.ndarray,
+    is_condition: np.ndarray,
+    *,
+    pairs: pd.DataFrame | None,
+    pool: np.ndarray,
+    subsample_size: int,
+    n_draws: int,
+    n_folds: int = 3,
+    permuted: bool = False,
+    rng: np.random.Generator | int = 0,
+) -> list[Draw]:
+    """Equal-sized subsamples of a cell type's cells with folds grouped by unit (Augur's design).
+
+    Parameters
+    ----------
+    unit
+        The unit of every row.
+    is_condition
+        The (possibly relabelled) label of every row: True for the condition.
+    pairs
+        Paired designs: :func:`within_unit_pairs`; a draw takes ``subsample_size`` pairs and
+        puts each pair's cells on the sides their labels give. ``None``: unpaired — a draw
+        takes ``subsample_size`` cells of each side of ``pool``.
+    pool
+        Unpaired designs: the rows that may be drawn.
     subsample_size
-        Source cells per subsample, i.e. cells per condition.
+        Cells per condition in each subsample.
     n_draws
         Number of subsamples.
     n_folds
-        Cross-validation folds per subsample.
-    permute
-        Shuffle the labels within each pair (the permutation null).
+        Cross-validation folds per subsample (at most the units of a side in the draw).
+    permuted
+        Whether ``is_condition`` is a relabelling (recorded on the draws).
     rng
         Generator or seed.
 
@@ -242,34 +255,32 @@ def draw_subsamples(
     -------
     list of Draw
     """
-    normal = np.asarray(normal, dtype=np.int64)
-    copy = np.asarray(copy, dtype=np.int64)
-    if normal.shape != copy.shape:
-        raise CellTypeShiftError("normal and copy must be aligned (one entry per pair).")
-    if subsample_size > normal.size:
-        raise CellTypeShiftError(
-            f"subsample_size {subsample_size} exceeds the {normal.size} pairs available."
-        )
-    if subsample_size < n_folds:
-        raise CellTypeShiftError(
-            f"subsample_size ({subsample_size}) must be at least n_folds ({n_folds})."
-        )
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     k = int(subsample_size)
-    pair_ids = np.arange(k)
+    if k < n_folds:
+        raise CellTypeShiftError(f"subsample_size ({k}) must be at least n_folds ({n_folds}).")
     draws = []
     for _ in range(n_draws):
-        pick = np.sort(rng.choice(normal.size, size=k, replace=False))
-        cells = np.concatenate([normal[pick], copy[pick]])
-        if permute:
-            flip = rng.random(k) < 0.5
-            labels = np.concatenate([flip, ~flip])
+        if pairs is not None:
+            if k > len(pairs):
+                raise CellTypeShiftError(
+                    f"subsample_size {k} exceeds the {len(pairs)} pairs available."
+                )
+            pick = np.sort(rng.choice(len(pairs), size=k, replace=False))
+            a, b = pairs["normal"].to_numpy()[pick], pairs["copy"].to_numpy()[pick]
+            swap = is_condition[
+                a
+            ]  # a relabelling may put a pair's reference cell on the other side
+            cells = np.concatenate([np.where(swap, b, a), np.where(swap, a, b)])
         else:
-            labels = np.concatenate([np.zeros(k, bool), np.ones(k, bool)])
-        groups = np.concatenate([pair_ids, pair_ids])
+            x, y = pool[is_condition[pool]], pool[~is_condition[pool]]
+            cells = np.concatenate(
+                [np.sort(rng.choice(y, k, replace=False)), np.sort(rng.choice(x, k, replace=False))]
+            )
+        labels = np.concatenate([np.zeros(k, bool), np.ones(k, bool)])
         seed = int(rng.integers(2**31 - 1))
-        folds = grouped_folds(labels, groups, n_folds, seed)
-        draws.append(Draw(cells, labels, groups, folds, seed, permute))
+        groups, folds = _fold(cells, labels, unit, n_folds, seed)
+        draws.append(Draw(cells, labels, groups, folds, seed, permuted))
     return draws
 
 
@@ -331,15 +342,23 @@ def _spread(values: np.ndarray) -> tuple[float, float, float, float]:
     return float(values.mean()), sd, float(low), float(high)
 
 
-def auc_summary(aucs: np.ndarray, nulls: np.ndarray) -> dict[str, Any]:
+def auc_summary(
+    aucs: np.ndarray, nulls: np.ndarray, relabellings: Relabellings | None = None
+) -> dict[str, Any]:
     """A tested cell type's AUC columns: the spread of its subsamples' AUCs (``auc_*``) and of
-    its null draws' (``null_*``), ``auc_pvalue`` = (1 + #null >= auc_mean) / (1 + #null) and
-    ``above_null`` = ``auc_low > null_high``."""
+    its null draws' (``null_*``), ``auc_pvalue`` of ``auc_mean`` against the null draws (exact
+    when the relabellings were enumerated, else (1 + #null >= auc_mean) / (1 + #null)),
+    ``auc_min_pvalue`` (the smallest it can be) and ``above_null`` = ``auc_low > null_high``."""
     a_mean, a_sd, a_low, a_high = _spread(aucs)
     n_mean, n_sd, n_low, n_high = _spread(nulls)
     finite = np.asarray(nulls, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
-    pval = (1 + int((finite >= a_mean - 1e-12).sum())) / (1 + finite.size)
+    exact = relabellings is not None and relabellings.exact
+    if exact:
+        pval, floor = relabellings.pvalue(a_mean, nulls), relabellings.min_pvalue
+    else:
+        pval = (1 + int((finite >= a_mean - 1e-12).sum())) / (1 + finite.size)
+        floor = 1 / (1 + finite.size)
     return {
         "auc_mean": a_mean,
         "auc_sd": a_sd,
@@ -350,6 +369,7 @@ def auc_summary(aucs: np.ndarray, nulls: np.ndarray) -> dict[str, Any]:
         "null_low": n_low,
         "null_high": n_high,
         "auc_pvalue": pval if finite.size else np.nan,
+        "auc_min_pvalue": floor if finite.size else np.nan,
         "above_null": bool(finite.size and a_low > n_high),
     }
 
@@ -375,15 +395,15 @@ def celltype_auc_by_representation(
     obs: pd.DataFrame,
     conditions: Sequence[str] | None = None,
     *,
-    reference: str = "normal",
+    units: Units | None = None,
     min_cells: int | None = None,
+    min_units: int = 2,
     subsample_size: int = 20,
     n_subsamples: int = 20,
     n_folds: int = 3,
     n_permutations: int = 20,
     classifier: str = "logistic",
     seed: int = 0,
-    condition_key: str = "condition",
     cell_type_key: str = "cell_type",
     group_key: str = "source_cell",
     perturbed_key: str = "perturbed",
@@ -394,10 +414,9 @@ def celltype_auc_by_representation(
     per condition against the reference and per cell type, ``n_subsamples`` subsamples of
     ``subsample_size`` cells per condition, each cross-validated with ``n_folds`` folds, the
     AUC being the mean over folds; cell types ranked by the mean AUC; a permutation null.
-    Here subsamples are of source-cell pairs and folds are grouped by source cell, and the
-    null permutes the labels within pairs (see the module docstring). The draws of each
-    (condition, cell type) depend only on ``seed`` and the two names, so every
-    representation is scored on the same subsamples, folds and permutations.
+    Here the folds are grouped by unit and the null relabels the design (see the module
+    docstring). The draws of each (condition, cell type) depend only on ``seed`` and the two
+    names, so every representation is scored on the same subsamples, folds and relabellings.
 
     Parameters
     ----------
@@ -405,41 +424,42 @@ def celltype_auc_by_representation(
         ``{name: Z}``, each Z cells x dimensions, rows aligned with ``obs`` (e.g.
         ``{"LDVAE": adata.obsm["X_ldvae"], "PCA": adata.obsm["X_pca_baseline"]}``).
     obs
-        Per-cell annotations with the condition, cell type, source cell and perturbed columns.
+        Per-cell annotations with the cell type and perturbed columns.
     conditions
-        Conditions to test against ``reference`` (default: every other value, in order).
-    reference
-        The normal condition.
+        Conditions to test against the reference (default: every other, in order).
+    units
+        The design (:mod:`latentshift.units`); default: source cells of ``obs[group_key]``
+        with the conditions of ``obs["condition"]``, paired.
     min_cells
-        Minimum number of source cells with both a normal cell and a copy for a cell type to
-        be tested (default and minimum: ``subsample_size``; Augur drops cell types with fewer
+        A cell type is tested when it has this many pairs (paired) or cells on each side
+        (unpaired); default and minimum ``subsample_size`` (Augur drops cell types with fewer
         cells than the subsample size).
-    subsample_size
-        Source cells (= cells per condition) per subsample. Augur's default 20.
-    n_subsamples
-        Subsamples (repeats) of the observed labels.
-    n_folds
-        Cross-validation folds. Augur's default 3.
+    min_units
+        … and when each condition has cells of this many units in it (folds need two).
+    subsample_size, n_subsamples, n_folds
+        Cells per condition per subsample (Augur's default 20), subsamples, folds (Augur's 3).
     n_permutations
-        Null repeats: each one subsample with labels permuted within pairs.
+        Null repeats, each one subsample under one relabelling (every relabelling once when
+        the design has at most this many).
     classifier
         ``"logistic"`` (default) or ``"random_forest"`` (about 20x slower).
     seed
         Non-negative integer seed.
-    condition_key, cell_type_key, group_key, perturbed_key
+    cell_type_key, group_key, perturbed_key
         Column names in ``obs``.
 
     Returns
     -------
     pandas.DataFrame
         One row per (representation, condition, cell type): ``representation`` then the
-        columns of :data:`AUC_COLUMNS`. ``n_cells`` = normal cells + condition copies of the
-        cell type; ``n_source_cells`` = complete pairs; ``testable`` and ``reason`` (empty
-        when testable); ``auc_*`` over the subsamples and ``null_*`` over the null repeats:
-        mean, standard deviation, 2.5 % and 97.5 % percentiles; ``auc_pvalue`` = (1 + #null
-        >= auc_mean) / (1 + n_permutations); ``above_null`` = ``auc_low > null_high``;
-        ``rank`` = 1 for the most detectable testable cell type within (representation,
-        condition). ``attrs["params"]`` records the parameters.
+        columns of :data:`AUC_COLUMNS`. ``n_cells`` = reference + condition cells of the type;
+        ``n_source_cells`` = pairs (paired) or the smaller side's cells (unpaired);
+        ``n_units_condition``, ``n_units_reference``; ``testable`` and ``reason`` (empty when
+        testable); ``auc_*`` over the subsamples and ``null_*`` over the null repeats: mean,
+        standard deviation, 2.5 % and 97.5 % percentiles; ``auc_pvalue``, ``auc_min_pvalue``;
+        ``above_null`` = ``auc_low > null_high``; ``rank`` = 1 for the most detectable
+        testable cell type within (representation, condition). ``attrs["params"]`` records
+        the parameters.
 
     Raises
     ------
@@ -447,8 +467,17 @@ def celltype_auc_by_representation(
         On missing columns, misaligned or non-finite representations, unknown conditions or
         inconsistent sizes.
     """
-    keys = [condition_key, cell_type_key, group_key, perturbed_key]
-    check_obs(obs, keys)
+    check_obs(obs, [cell_type_key, perturbed_key])
+    if units is None:
+        check_obs(obs, ["condition", group_key])
+        labels = resolve_conditions(obs, None, "normal", "condition")
+        units = Units(
+            obs[group_key].astype(str).to_numpy(),
+            obs["condition"].astype(str).to_numpy(),
+            ("normal", *labels),
+            True,
+            "source cell",
+        )
     if not representations:
         raise CellTypeShiftError("no representation given; pass {name: Z}.")
     reps = {
@@ -471,90 +500,87 @@ def celltype_auc_by_representation(
     if min_cells < subsample_size:
         raise CellTypeShiftError(
             f"min_cells ({min_cells}) is below subsample_size ({subsample_size}); equal-sized subsamples "
-            "need at least subsample_size source cells per cell type. Lower subsample_size instead."
+            "need at least subsample_size cells per condition. Lower subsample_size instead."
         )
-    conds = resolve_conditions(obs, conditions, reference, condition_key)
+    reference = units.reference
+    conds = _conditions(units, conditions)
     cell_types = tested_cell_types(obs, cell_type_key)
-    cond_all = obs[condition_key].astype(str).to_numpy()
     ct_all = obs[cell_type_key].astype(str).to_numpy()
     pert_all = obs[perturbed_key].to_numpy(dtype=bool)
-
+    settings = dict(
+        subsample_size=subsample_size, n_folds=n_folds, min_cells=min_cells, min_units=min_units
+    )
     rows: list[dict[str, Any]] = []
     for cond in conds:
-        pairs = source_pairs(
-            obs,
-            cond,
-            reference=reference,
-            condition_key=condition_key,
-            cell_type_key=cell_type_key,
-            group_key=group_key,
-            perturbed_key=perturbed_key,
-        )
-        by_type = {ct: p for ct, p in pairs.groupby("cell_type", sort=False)}
         for ct in cell_types:
-            in_ct = ct_all == ct
-            n_normal = int((in_ct & (cond_all == reference)).sum())
-            in_cond = in_ct & (cond_all == cond)
+            x = np.flatnonzero((ct_all == ct) & (units.condition == cond))
+            y = np.flatnonzero((ct_all == ct) & (units.condition == reference))
+            dx, dy = np.unique(units.unit[x]).size, np.unique(units.unit[y]).size
             base = {
                 "condition": cond,
                 "cell_type": ct,
-                "n_cells": n_normal + int(in_cond.sum()),
-                "n_normal": n_normal,
-                "n_condition": int(in_cond.sum()),
-                "n_perturbed": int((in_cond & pert_all).sum()),
+                "n_cells": x.size + y.size,
+                "n_normal": y.size,
+                "n_condition": x.size,
+                "n_perturbed": int(pert_all[x].sum()),
+                "n_units_condition": dx,
+                "n_units_reference": dy,
             }
-            p = by_type.get(ct)
-            n_pairs = 0 if p is None else len(p)
-            base["n_source_cells"] = n_pairs
-            if n_pairs < min_cells:
-                reason = (
-                    f"fewer than {min_cells} source cells with both a {reference} cell and a {cond} copy "
-                    f"({n_pairs})"
+            plan = _cell_type_plan(units, x, y, cond, ct, seed, **settings)
+            base["n_source_cells"] = plan["n"]
+            if plan["reason"]:
+                rows.extend(
+                    {"representation": r, **base, "testable": False, "reason": plan["reason"]}
+                    for r in reps
                 )
-                for rep in reps:
-                    rows.append(
-                        {"representation": rep, **base, "testable": False, "reason": reason}
-                    )
                 continue
             rng = unit_rng(seed, cond, ct)
-            normal, copy = p["normal"].to_numpy(), p["copy"].to_numpy()
+            draw = dict(
+                pairs=plan["pairs"],
+                pool=plan["pool"],
+                subsample_size=subsample_size,
+                n_folds=n_folds,
+            )
             observed = draw_subsamples(
-                normal,
-                copy,
-                subsample_size=subsample_size,
-                n_draws=n_subsamples,
-                n_folds=n_folds,
-                rng=rng,
+                units.unit, units.condition == cond, n_draws=n_subsamples, rng=rng, **draw
             )
-            null = draw_subsamples(
-                normal,
-                copy,
-                subsample_size=subsample_size,
-                n_draws=n_permutations,
-                n_folds=n_folds,
-                permute=True,
-                rng=rng,
-            )
+            relabellings = relabel(plan["units"], n_permutations, rng)
+            null: list[Draw | None] = []  # one per relabelling (None: nothing to draw)
+            for i in range(len(relabellings)):
+                is_cond = np.zeros(len(units), bool)
+                is_cond[plan["cells"]] = relabellings.conditions(i) == cond
+                drawable = _drawable(plan, is_cond, units.unit, subsample_size, min_units)
+                null += (
+                    draw_subsamples(units.unit, is_cond, n_draws=1, permuted=True, rng=rng, **draw)
+                    if drawable
+                    else [None]
+                )
             for rep, Z in reps.items():
                 # tiny fits: one BLAS thread each is ~15x faster than many contending threads
                 with threadpool_limits(limits=1):
                     aucs = np.array([cv_auc(Z, d, classifier) for d in observed])
-                    nulls = np.array([cv_auc(Z, d, classifier) for d in null])
+                    nulls = np.array(
+                        [np.nan if d is None else cv_auc(Z, d, classifier) for d in null]
+                    )
                 rows.append(
                     {
                         "representation": rep,
                         **base,
                         "testable": True,
                         "reason": "",
-                        **auc_summary(aucs, nulls),
+                        **auc_summary(aucs, nulls, relabellings),
                     }
                 )
-            log.info("AUC %s / %s: %d pairs, %d subsamples", cond, ct, n_pairs, n_subsamples)
+            log.info(
+                "AUC %s / %s: %d cells, %d subsamples", cond, ct, base["n_cells"], n_subsamples
+            )
 
     table = rank_cell_types(pd.DataFrame(rows, columns=["representation", *AUC_COLUMNS[:-1]]))
     table = _order(table, list(reps), conds)
     table.attrs["params"] = {
         "reference": reference,
+        "unit": units.name,
+        "paired": units.paired,
         "min_cells": min_cells,
         "subsample_size": subsample_size,
         "n_subsamples": n_subsamples,
@@ -564,6 +590,81 @@ def celltype_auc_by_representation(
         "seed": seed,
     }
     return table
+
+
+def _conditions(units: Units, conditions: Sequence[str] | None) -> list[str]:
+    """The conditions to test against the reference (checked against the design's labels)."""
+    others = list(units.labels[1:])
+    if conditions is None:
+        return others
+    unknown = [c for c in conditions if c not in others]
+    if unknown:
+        raise CellTypeShiftError(
+            f"condition(s) {unknown} are not conditions to test (have: {others}; the reference "
+            f"'{units.reference}' is compared with each)."
+        )
+    return [str(c) for c in conditions]
+
+
+def _cell_type_plan(
+    units: Units,
+    x: np.ndarray,
+    y: np.ndarray,
+    cond: str,
+    ct: str,
+    seed: int,
+    *,
+    subsample_size: int,
+    n_folds: int,
+    min_cells: int,
+    min_units: int,
+) -> dict[str, Any]:
+    """What a cell type offers to draw from, or why it cannot be tested.
+
+    Paired: its within-unit pairs (:func:`within_unit_pairs`); unpaired: its cells. Returns
+    ``n`` (pairs, or the smaller side's cells), ``reason`` (empty when testable), and for
+    drawing ``pairs``, ``pool``, ``cells`` and their ``units`` (the relabelled design).
+    """
+    plan: dict[str, Any] = {"pairs": None, "pool": None, "reason": ""}
+    dx, dy = np.unique(units.unit[x]).size, np.unique(units.unit[y]).size
+    if not x.size or not y.size:
+        side = cond if not x.size else units.reference
+        plan.update(n=0, reason=f"no '{side}' cell of this type: the type sits in one condition")
+        return plan
+    if units.paired:
+        pairs = within_unit_pairs(y, x, units.unit, unit_rng(seed, "pairs", cond, ct))
+        n_units = pairs["unit"].nunique()
+        plan.update(n=len(pairs), pairs=pairs)
+        if len(pairs) < min_cells or n_units < min_units:
+            plan["reason"] = (
+                f"fewer than {min_cells} pairs of a {units.reference} and a {cond} cell within "
+                f"one {units.name} ({len(pairs)}), or of {min_units} {units.name}s ({n_units})"
+            )
+            return plan
+        cells = np.concatenate([pairs["normal"].to_numpy(), pairs["copy"].to_numpy()])
+    else:
+        plan.update(n=int(min(x.size, y.size)))
+        if min(x.size, y.size) < min_cells or min(dx, dy) < min_units:
+            plan["reason"] = (
+                f"fewer than {min_cells} cells or {min_units} {units.name}s on a side "
+                f"({x.size} cells from {dx} {units.name}(s) vs {y.size} from {dy})"
+            )
+            return plan
+        cells = np.sort(np.concatenate([x, y]))
+        plan["pool"] = cells
+    plan.update(cells=cells, units=units.take(cells, drop_absent=True))
+    return plan
+
+
+def _drawable(
+    plan: dict[str, Any], is_cond: np.ndarray, unit: np.ndarray, size: int, min_units: int
+) -> bool:
+    """Whether a relabelled design still offers a subsample (unpaired: cells and units on each side)."""
+    if plan["pairs"] is not None:
+        return True
+    pool = plan["pool"]
+    sides = (pool[is_cond[pool]], pool[~is_cond[pool]])
+    return all(s.size >= size and np.unique(unit[s]).size >= min_units for s in sides)
 
 
 def _order(table: pd.DataFrame, reps: list[str], conds: list[str]) -> pd.DataFrame:
@@ -612,98 +713,3 @@ def celltype_auc(
     table = table.drop(columns="representation")
     table.attrs["params"] = params
     return table
-
-
-# --- summaries ------------------------------------------------------------------------------
-
-
-def detectability_headline(table: pd.DataFrame) -> pd.DataFrame:
-    """The headline numbers: per (representation,) condition, the most detectable cell type.
-
-    Parameters
-    ----------
-    table
-        From :func:`celltype_auc` or :func:`celltype_auc_by_representation`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per (representation,) condition: ``top_cell_type``, its ``auc_mean``,
-        ``auc_sd``, ``auc_low``, ``auc_high`` beside its ``null_mean``, ``null_low``,
-        ``null_high``; ``top_above_null`` (its 2.5 % AUC above its 97.5 % null: on a null
-        data set the top cell type is only the luckiest); ``n_tested``, ``n_untested`` and
-        ``n_above_null`` (cell types whose 2.5 % AUC exceeds their 97.5 % null), and
-        ``untested`` (the untested cell types).
-    """
-    by = ["representation", "condition"] if "representation" in table.columns else ["condition"]
-    rows = []
-    for key, part in table.groupby(by, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        tested = part[part["testable"]]
-        row: dict[str, Any] = dict(zip(by, key, strict=True))
-        if tested.empty:
-            top = {
-                c: np.nan
-                for c in (
-                    "auc_mean",
-                    "auc_sd",
-                    "auc_low",
-                    "auc_high",
-                    "null_mean",
-                    "null_low",
-                    "null_high",
-                )
-            }
-            row["top_cell_type"] = None
-        else:
-            best = tested.loc[tested["auc_mean"].idxmax()]
-            row["top_cell_type"] = best["cell_type"]
-            top = {
-                c: float(best[c])
-                for c in (
-                    "auc_mean",
-                    "auc_sd",
-                    "auc_low",
-                    "auc_high",
-                    "null_mean",
-                    "null_low",
-                    "null_high",
-                )
-            }
-        row.update(top)
-        row["top_above_null"] = bool(
-            np.isfinite(row["auc_low"]) and row["auc_low"] > row["null_high"]
-        )
-        row["n_tested"] = len(tested)
-        row["n_untested"] = int((~part["testable"]).sum())
-        row["n_above_null"] = int(tested["above_null"].sum())
-        row["untested"] = ", ".join(part.loc[~part["testable"], "cell_type"])
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def compare_representations(table: pd.DataFrame, value: str = "auc_mean") -> pd.DataFrame:
-    """One column per representation side by side, per (condition, cell type).
-
-    Parameters
-    ----------
-    table
-        From :func:`celltype_auc_by_representation` (or the E-distance table of
-        :func:`latentshift.edistance.edistance_table`).
-    value
-        The column to lay side by side.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Index (condition, cell_type); one column per representation, in the table's order.
-    """
-    if "representation" not in table.columns:
-        raise CellTypeShiftError(
-            "the table has no 'representation' column; use celltype_auc_by_representation."
-        )
-    reps = list(pd.unique(table["representation"]))
-    wide = table.pivot_table(
-        index=["condition", "cell_type"], columns="representation", values=value, sort=False
-    )
-    return wide.reindex(columns=reps)

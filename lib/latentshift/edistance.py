@@ -38,28 +38,33 @@ p = (1 + #{permutations with E >= E_observed}) / (1 + n_permutations) (Phipson &
 #{E > E_obs} / runs, which can be 0.) Ties (within 1e-10 of the data's scale) count as
 ``>=``: conservative.
 
-**Paired design (default).** Every disease copy is a copy of one normal cell; under no
-shift a copy and its source are exchangeable, but different source cells are not
-(cells of different types are far apart). So the labels are permuted **within each source
-cell** (which member of a pair is called ``normal``: a coin flip; restricted permutations
-within exchangeability blocks, Winkler et al. 2014 *NeuroImage* 92:381-397). This is exact
-under the null and far more powerful than a global shuffle, which treats the pairs as
-independent cells: with near-identical pairs, E_observed is much *smaller* than a random
-split's, so the global test is very conservative (p near 1 under the null) and loses power. When copies are bit-identical to their sources
-(the ``null`` profile, ``fold_change: 1``), E_observed is exactly 0 and every within-pair
-relabelling gives the same two groups, so p = 1 exactly: valid, but not uniform — the
-permutation distribution is a single point.
+**The null is the design's** (:func:`latentshift.nulls.relabel`). When the conditions sit
+within units (paired: every disease copy is a copy of one normal cell; a donor's nuclei before
+and after a stimulation), a copy and its source — or a donor's two samples — are exchangeable
+under no shift, but different units are not (cells of different types are far apart). So the
+labels are permuted **within each unit** (restricted permutations within exchangeability
+blocks, Winkler et al. 2014 *NeuroImage* 92:381-397). This is exact under the null and far
+more powerful than a global shuffle, which treats the pairs as independent cells: with
+near-identical pairs, E_observed is much *smaller* than a random split's, so the global test is
+very conservative (p near 1 under the null) and loses power. When copies are bit-identical to
+their sources (the ``null`` profile, ``fold_change: 1``), E_observed is exactly 0 and every
+within-pair relabelling gives the same two groups, so p = 1 exactly: valid, but not uniform —
+the permutation distribution is a single point. When the conditions sit **between** units (a
+donor is a case or a control), whole units are relabelled: relabelling nuclei instead would
+make a donor effect look like a disease effect. With few units the relabellings are enumerated
+exactly (``C(12, 6)`` = 924 for 6 against 6 donors; 2² for 2 paired donors), and the smallest
+attainable p-value is set by the design, not by the number of permutations asked for.
 
-**Unpaired design** (``design="unpaired"``). The source cells are split at random into two
-halves; the condition copies of one half are compared with the normal cells of the other,
-and the labels are shuffled over all cells (pertpy's and scPerturb's scheme). The two
-groups are then independent samples, so under no shift p-values are uniform even when
-copies are bit-identical — at the price of half the cells per group and of the between-cell
-variation the pairing cancels.
+**Unpaired synthetic variant** (``design="unpaired"``). The source cells are split at random
+into two halves; the condition copies of one half are compared with the normal cells of the
+other, and the labels are shuffled over all cells (pertpy's and scPerturb's scheme: every cell
+its own unit). The two groups are then independent samples, so under no shift p-values are
+uniform even when copies are bit-identical — at the price of half the cells per group and of
+the between-cell variation the pairing cancels.
 
 Large groups are subsampled to ``max_cells`` source cells (seeded) so memory and time stay
 bounded at atlas scale (100k+ cells per condition); the E-distance's spread is a bootstrap
-over source cells (basic bootstrap interval, see :class:`ETestResult`). Multiple testing:
+over units (basic bootstrap interval, see :class:`ETestResult`). Multiple testing:
 Benjamini-Hochberg (:func:`scipy.stats.false_discovery_control`).
 """
 
@@ -75,15 +80,11 @@ import pandas as pd
 from scipy.spatial.distance import cdist
 from scipy.stats import false_discovery_control
 
+from latentshift.detectability import within_unit_pairs
 from latentshift.errors import CellTypeShiftError
-from latentshift.shift_units import (
-    as_latent,
-    check_obs,
-    resolve_conditions,
-    source_pairs,
-    tested_cell_types,
-    unit_rng,
-)
+from latentshift.nulls import relabel, unit_rng
+from latentshift.shift_units import as_latent, check_obs, tested_cell_types
+from latentshift.units import Units
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,6 @@ __all__ = [
     "EDISTANCE_COLUMNS",
     "METRICS",
     "ETestResult",
-    "block_permutations",
     "edistance",
     "edistance_table",
     "edistance_test",
@@ -115,6 +115,8 @@ EDISTANCE_COLUMNS: tuple[str, ...] = (
     "n_condition",
     "n_perturbed",
     "n_pairs",
+    "n_units_condition",
+    "n_units_reference",
     "n_x",
     "n_y",
     "testable",
@@ -130,6 +132,7 @@ EDISTANCE_COLUMNS: tuple[str, ...] = (
     "null_sd",
     "null_high",
     "n_permutations",
+    "exact",
     "pvalue",
     "min_pvalue",
     "at_min_pvalue",
@@ -214,42 +217,6 @@ def edistance(X: Any, Y: Any, *, metric: str = "sqeuclidean", unbiased: bool = F
     return 2 * sxy / (n * m) - sxx / n**2 - syy / m**2
 
 
-def block_permutations(
-    is_x: Any, blocks: Any, n_permutations: int, rng: np.random.Generator | int = 0
-) -> np.ndarray:
-    """Random relabellings that permute the labels only within blocks.
-
-    Parameters
-    ----------
-    is_x
-        Boolean label per cell (True: group X).
-    blocks
-        Block (e.g. source cell) per cell; labels move only among cells of one block. All
-        cells in one block gives an unrestricted permutation.
-    n_permutations
-        Number of relabellings.
-    rng
-        Generator or seed.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``n_permutations`` x cells boolean; each row has, in every block, as many True as
-        ``is_x`` has there.
-    """
-    is_x = np.asarray(is_x, dtype=bool)
-    codes = pd.factorize(pd.Series(np.asarray(blocks)).astype(str))[0].astype(np.float64)
-    if codes.shape != is_x.shape:
-        raise CellTypeShiftError("is_x and blocks must be equally long.")
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    base = np.argsort(codes, kind="stable")
-    # block code + U(0, 1): sorting keeps the blocks in order and shuffles inside each block
-    order = np.argsort(codes[None, :] + rng.random((n_permutations, codes.size)), axis=1)
-    out = np.empty((n_permutations, codes.size), dtype=bool)
-    out[:, base] = is_x[order]
-    return out
-
-
 class _EStat:
     """E-distance of weighted groups of the same pooled cells (V-statistic)."""
 
@@ -293,11 +260,14 @@ class ETestResult:
     edistance
         The observed E-distance.
     pvalue
-        (1 + #{null >= observed}) / (1 + n_permutations).
+        Exact (every relabelling enumerated): the share of relabellings at least as extreme,
+        the observed one included; sampled: (1 + #{null >= observed}) / (1 + n_permutations).
     min_pvalue
-        The smallest p-value the permutation count allows, 1 / (n_permutations + 1).
+        The smallest p-value the design and the permutation count allow.
     n_permutations
-        Number of permutations.
+        Relabellings scored.
+    exact
+        Whether they are every distinct relabelling of the design.
     null_mean, null_sd, null_high
         Mean, standard deviation and 97.5 % percentile of the permutation null.
     edistance_sd, edistance_low, edistance_high
@@ -308,7 +278,7 @@ class ETestResult:
     n_x, n_y
         Cells per group.
     design
-        ``"paired"`` (permutations within blocks) or ``"unpaired"`` (over all cells).
+        ``"paired"`` (labels permuted within units) or ``"unpaired"`` (units relabelled).
     metric
         The cell-wise distance.
     """
@@ -317,6 +287,7 @@ class ETestResult:
     pvalue: float
     min_pvalue: float
     n_permutations: int
+    exact: bool
     null_mean: float
     null_sd: float
     null_high: float
@@ -330,19 +301,25 @@ class ETestResult:
 
 
 def _bootstrap_weights(
-    is_x: np.ndarray, codes: np.ndarray | None, n_boot: int, rng: np.random.Generator
+    is_x: np.ndarray, codes: np.ndarray | None, paired: bool, n_boot: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap weights: units resampled (within each group when unpaired), or cells."""
     n = is_x.size
-    if codes is None:
-        w = np.zeros((n_boot, n))
-        for mask in (is_x, ~is_x):
-            idx = np.flatnonzero(mask)
-            counts = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size), size=n_boot)
-            w[:, idx] = counts
-    else:
+    if codes is not None and paired:
         k = int(codes.max()) + 1
         counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot)
         w = counts[:, codes].astype(np.float64)
+        return w * is_x, w * ~is_x
+    w = np.zeros((n_boot, n))
+    for mask in (is_x, ~is_x):
+        idx = np.flatnonzero(mask)
+        if codes is None:
+            counts = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size), size=n_boot)
+            w[:, idx] = counts
+        else:
+            sub, names = pd.factorize(codes[idx])
+            counts = rng.multinomial(len(names), np.full(len(names), 1.0 / len(names)), size=n_boot)
+            w[:, idx] = counts[:, sub]
     return w * is_x, w * ~is_x
 
 
@@ -353,6 +330,7 @@ def edistance_test(
     n_permutations: int = 1000,
     seed: int | np.random.Generator = 0,
     pairs: tuple[Any, Any] | None = None,
+    paired: bool = True,
     metric: str = "sqeuclidean",
     n_bootstrap: int = 0,
 ) -> ETestResult:
@@ -363,15 +341,18 @@ def edistance_test(
     X, Y
         Cells x dimensions of the two groups (e.g. condition copies and normal cells).
     n_permutations
-        Number of random relabellings; the smallest attainable p-value is
-        ``1 / (n_permutations + 1)``.
+        Random relabellings; when the design has at most this many distinct ones, every one
+        is used instead (an exact test).
     seed
         Seed or generator.
     pairs
-        ``(blocks_x, blocks_y)``: the block (source cell) of each row of X and of Y. Labels
-        are then permuted only within blocks (the paired design: a copy and its source swap
-        labels), and the bootstrap resamples blocks. ``None``: labels shuffled over all
-        cells, bootstrap within each group.
+        ``(units_x, units_y)``: the unit (source cell, donor) of each row of X and of Y. The
+        null is then the design's (:func:`latentshift.nulls.relabel`): labels permuted within
+        units when ``paired``, whole units relabelled when not; the bootstrap resamples units.
+        ``None``: every cell its own unit, labels shuffled over all cells, bootstrap within
+        each group.
+    paired
+        Whether every unit holds cells of both groups (with ``pairs``).
     metric
         ``"sqeuclidean"`` (default) or ``"euclidean"``; see :func:`edistance`.
     n_bootstrap
@@ -398,30 +379,29 @@ def edistance_test(
     n, m = len(X), len(Y)
     is_x = np.concatenate([np.ones(n, bool), np.zeros(m, bool)])
     if pairs is None:
-        codes = None
-        blocks = np.zeros(n + m)
+        codes, unit, paired = None, np.arange(n + m).astype(str), False
     else:
         bx, by = (np.asarray(b) for b in pairs)
         if bx.shape != (n,) or by.shape != (m,):
-            raise CellTypeShiftError("pairs must give one block per row of X and one per row of Y.")
-        blocks = np.concatenate([bx.astype(str), by.astype(str)])
-        codes = pd.factorize(pd.Series(blocks))[0]
+            raise CellTypeShiftError("pairs must give one unit per row of X and one per row of Y.")
+        unit = np.concatenate([bx.astype(str), by.astype(str)])
+        codes = pd.factorize(pd.Series(unit))[0]
+    design = Units(unit, np.where(is_x, "x", "y"), ("y", "x"), bool(paired), "unit")
+    relabellings = relabel(design, n_permutations, rng)
     stat = _EStat(np.vstack([X, Y]), metric)
     observed = float(stat(is_x[None, :].astype(np.float64), (~is_x)[None, :].astype(np.float64))[0])
-    null = np.empty(n_permutations)
+    null = np.empty(len(relabellings))
     step = stat.batch()
-    for start in range(0, n_permutations, step):
-        b = min(step, n_permutations - start)
-        perm = block_permutations(is_x, blocks, b, rng).astype(np.float64)
-        null[start : start + b] = stat(perm, 1.0 - perm)
+    for start in range(0, len(relabellings), step):
+        perm = (relabellings.codes[start : start + step] == 1).astype(np.float64)
+        null[start : start + len(perm)] = stat(perm, 1.0 - perm)
     tol = _TIE_TOL * stat.scale
-    pvalue = (1 + int((null >= observed - tol).sum())) / (1 + n_permutations)
     boot_sd = boot_low = boot_high = np.nan
     if n_bootstrap > 0:
         values = []
         for start in range(0, n_bootstrap, step):
             b = min(step, n_bootstrap - start)
-            wx, wy = _bootstrap_weights(is_x, codes, b, rng)
+            wx, wy = _bootstrap_weights(is_x, codes, bool(paired), b, rng)
             values.append(stat(wx, wy))
         boot = np.concatenate(values)
         boot = boot[np.isfinite(boot)]
@@ -433,18 +413,19 @@ def edistance_test(
             boot_low, boot_high = 2 * observed - float(q_high), 2 * observed - float(q_low)
     return ETestResult(
         edistance=observed,
-        pvalue=float(pvalue),
-        min_pvalue=1.0 / (n_permutations + 1),
-        n_permutations=int(n_permutations),
+        pvalue=float(relabellings.pvalue(observed, null, tol)),
+        min_pvalue=relabellings.min_pvalue,
+        n_permutations=len(relabellings),
+        exact=relabellings.exact,
         null_mean=float(null.mean()),
-        null_sd=float(null.std(ddof=1)) if n_permutations > 1 else 0.0,
+        null_sd=float(null.std(ddof=1)) if len(null) > 1 else 0.0,
         null_high=float(np.percentile(null, 97.5)),
         edistance_sd=boot_sd,
         edistance_low=boot_low,
         edistance_high=boot_high,
         n_x=n,
         n_y=m,
-        design="unpaired" if pairs is None else "paired",
+        design="paired" if paired else "unpaired",
         metric=metric,
     )
 
@@ -454,57 +435,62 @@ def edistance_table(
     obs: pd.DataFrame,
     conditions: Sequence[str] | None = None,
     *,
-    reference: str = "normal",
+    units: Units | None = None,
     by_cell_type: bool = True,
     design: Literal["paired", "unpaired"] = "paired",
     n_permutations: int = 1000,
     n_bootstrap: int = 200,
     min_cells: int = 20,
+    min_units: int = 2,
     max_cells: int = 2000,
     metric: str = "sqeuclidean",
     alpha: float = 0.05,
     fdr_scope: Literal["representation", "all"] = "representation",
     seed: int = 0,
-    condition_key: str = "condition",
     cell_type_key: str = "cell_type",
     group_key: str = "source_cell",
     perturbed_key: str = "perturbed",
 ) -> pd.DataFrame:
-    """E-test of each condition against normal, pooled and per cell type, on several representations.
+    """E-test of each condition against the reference, pooled and per cell type, on several
+    representations.
 
     E-distance and E-test after Peidli et al. 2024 (*Nat Methods* 21:531-540; pertpy
-    ``Distance("edistance")`` and ``DistanceTest``), with the conventions and designs of the
-    module docstring. Only source cells with both a normal cell and a copy of the condition
-    are used. Each (condition, cell type) draws its subsample, split and permutations from
-    ``seed`` and the two names only, so every representation is tested on the same cells
-    and relabellings.
+    ``Distance("edistance")`` and ``DistanceTest``), with the conventions of the module
+    docstring and the design's units and null (:mod:`latentshift.units`). Each (condition,
+    cell type) draws its subsample and relabellings from ``seed`` and the two names only, so
+    every representation is tested on the same cells and relabellings.
 
     Parameters
     ----------
     representations
         ``{name: Z}``, each cells x dimensions, rows aligned with ``obs``.
     obs
-        Per-cell annotations (condition, cell type, source cell, perturbed).
+        Per-cell annotations (cell type, perturbed).
     conditions
-        Conditions to test (default: every value but ``reference``).
-    reference
-        The normal condition.
+        Conditions to test (default: every one but the reference).
+    units
+        The design; default: source cells of ``obs[group_key]``, paired, the conditions of
+        ``obs["condition"]`` with ``normal`` the reference.
     by_cell_type
         Also test every cell type (besides the pooled per-condition test).
     design
-        ``"paired"`` (default: copies against their own sources, labels permuted within
-        source cells) or ``"unpaired"`` (copies of one random half of the source cells
-        against the normal cells of the other half, labels shuffled over all cells).
+        ``"paired"`` (default): the design's own null — when the conditions sit within units,
+        pairs of a reference and a condition cell of one unit, labels permuted within units;
+        when they sit between units, every cell, whole units relabelled. ``"unpaired"``
+        (synthetic only): copies of one random half of the source cells against the normal
+        cells of the other half, labels shuffled over all cells.
     n_permutations
-        Permutations per test; the smallest attainable p-value is ``1 / (n_permutations + 1)``.
+        Relabellings per test (all of them, exactly, when the design has at most this many).
     n_bootstrap
-        Bootstrap resamples (of source cells) for the E-distance's spread; 0 for none.
+        Bootstrap resamples (of units) for the E-distance's spread; 0 for none.
     min_cells
-        Minimum cells per group for a test: source-cell pairs (paired) or cells per half
-        (unpaired). Smaller cell types are listed with ``testable=False`` and the reason.
+        Minimum cells per group for a test (pairs, cells per side, or per half); smaller
+        scopes are listed with ``testable=False`` and the reason.
+    min_units
+        … and units on each side.
     max_cells
-        At most this many cells per group (seeded subsample of source cells), bounding
-        memory and time on atlas-scale data.
+        At most this many cells (or pairs) per group (seeded subsample), bounding memory and
+        time on atlas-scale data.
     metric
         ``"sqeuclidean"`` (default) or ``"euclidean"``.
     alpha
@@ -514,7 +500,7 @@ def edistance_table(
         alternative analyses of the same hypotheses) or over ``"all"`` rows together.
     seed
         Non-negative integer seed.
-    condition_key, cell_type_key, group_key, perturbed_key
+    cell_type_key, group_key, perturbed_key
         Column names in ``obs``.
 
     Returns
@@ -523,22 +509,38 @@ def edistance_table(
         The columns of :data:`EDISTANCE_COLUMNS`: ``scope`` is ``"condition"`` (pooled over
         cell types, ``cell_type == "all"``) or ``"cell_type"``; ``n_normal``,
         ``n_condition``, ``n_perturbed`` count the cells of that scope; ``n_pairs`` the
-        complete source-cell pairs; ``n_x``, ``n_y`` the cells tested (condition, normal);
-        ``edistance`` with bootstrap ``_sd``, ``_low``, ``_high`` (basic 95 % interval);
-        ``edistance_excess`` = edistance - null_mean (the E-distance above its noise floor,
-        which shrinks with the number of cells: compare cell types of different sizes by this);
-        the permutation null's mean, sd and 97.5 %; ``pvalue``, ``min_pvalue``,
-        ``at_min_pvalue``, BH ``pvalue_adj`` and ``significant`` (pvalue_adj < alpha).
+        within-unit pairs (paired designs); ``n_units_*`` the units on each side; ``n_x``,
+        ``n_y`` the cells tested (condition, reference); ``edistance`` with bootstrap ``_sd``,
+        ``_low``, ``_high`` (basic 95 % interval); ``edistance_excess`` = edistance - null_mean
+        (the E-distance above its noise floor, which shrinks with the number of cells: compare
+        cell types of different sizes by this); the null's mean, sd and 97.5 %;
+        ``n_permutations``, ``exact``, ``pvalue``, ``min_pvalue``, ``at_min_pvalue``, BH
+        ``pvalue_adj`` and ``significant`` (pvalue_adj < alpha).
 
     Raises
     ------
     CellTypeShiftError
         On missing columns, misaligned representations, unknown conditions or options.
     """
-    check_obs(obs, [condition_key, cell_type_key, group_key, perturbed_key])
+    check_obs(obs, [cell_type_key, perturbed_key])
     _check_metric(metric)
+    if units is None:
+        check_obs(obs, ["condition", group_key])
+        cond_values = obs["condition"].astype(str)
+        others = [c for c in pd.unique(cond_values) if c != "normal"]
+        if isinstance(obs["condition"].dtype, pd.CategoricalDtype):
+            others = [str(c) for c in obs["condition"].cat.categories if str(c) in set(others)]
+        units = Units(
+            obs[group_key].astype(str).to_numpy(),
+            cond_values.to_numpy(),
+            ("normal", *others),
+            True,
+            "source cell",
+        )
     if design not in DESIGNS:
         raise CellTypeShiftError(f"unknown design '{design}'; use one of {', '.join(DESIGNS)}.")
+    if design == "unpaired" and not units.paired:
+        design = "paired"  # units already sit in one condition each: the design's null is it
     if fdr_scope not in ("representation", "all"):
         raise CellTypeShiftError(f"fdr_scope must be 'representation' or 'all', got '{fdr_scope}'.")
     if min_cells < 2 or max_cells < min_cells:
@@ -550,92 +552,71 @@ def edistance_table(
     reps = {
         str(k): as_latent(Z, len(obs), f"representation '{k}'") for k, Z in representations.items()
     }
-    conds = resolve_conditions(obs, conditions, reference, condition_key)
+    reference = units.reference
+    others = list(units.labels[1:])
+    conds = others if conditions is None else [str(c) for c in conditions]
+    unknown = [c for c in conds if c not in others]
+    if unknown:
+        raise CellTypeShiftError(
+            f"condition(s) {unknown} are not conditions to test against '{reference}' "
+            f"(have: {others})."
+        )
     cell_types = tested_cell_types(obs, cell_type_key)
     if ALL_CELL_TYPES in cell_types:
         log.warning(
             "a cell type is named '%s', like the pooled rows; tell them apart by 'scope'",
             ALL_CELL_TYPES,
         )
-    cond_all = obs[condition_key].astype(str).to_numpy()
     ct_all = obs[cell_type_key].astype(str).to_numpy()
     pert_all = obs[perturbed_key].to_numpy(dtype=bool)
-
+    scopes = [("condition", ALL_CELL_TYPES, np.ones(len(obs), bool))]
+    if by_cell_type:
+        scopes += [("cell_type", ct, ct_all == ct) for ct in cell_types]
+    settings = dict(
+        design=design, min_cells=min_cells, min_units=min_units, max_cells=max_cells, seed=seed
+    )
     rows: list[dict[str, Any]] = []
     for cond in conds:
-        pairs = source_pairs(
-            obs,
-            cond,
-            reference=reference,
-            condition_key=condition_key,
-            cell_type_key=cell_type_key,
-            group_key=group_key,
-            perturbed_key=perturbed_key,
-        )
-        units: list[tuple[str, str, pd.DataFrame, np.ndarray]] = [
-            ("condition", ALL_CELL_TYPES, pairs, np.ones(len(obs), bool))
-        ]
-        if by_cell_type:
-            units += [
-                ("cell_type", ct, pairs[pairs["cell_type"] == ct], ct_all == ct)
-                for ct in cell_types
-            ]
-        for scope, ct, p, in_scope in units:
-            in_cond = in_scope & (cond_all == cond)
+        for scope, ct, in_scope in scopes:
+            x = np.flatnonzero(in_scope & (units.condition == cond))
+            y = np.flatnonzero(in_scope & (units.condition == reference))
             base = {
                 "condition": cond,
                 "scope": scope,
                 "cell_type": ct,
-                "n_normal": int((in_scope & (cond_all == reference)).sum()),
-                "n_condition": int(in_cond.sum()),
-                "n_perturbed": int((in_cond & pert_all).sum()),
-                "n_pairs": len(p),
-                "design": design,
+                "n_normal": y.size,
+                "n_condition": x.size,
+                "n_perturbed": int(pert_all[x].sum()),
+                "n_units_condition": np.unique(units.unit[x]).size,
+                "n_units_reference": np.unique(units.unit[y]).size,
+                "design": design if units.paired else "unpaired",
                 "metric": metric,
-                "n_permutations": n_permutations,
-                "min_pvalue": 1.0 / (n_permutations + 1),
             }
-            per_group = len(p) if design == "paired" else len(p) // 2
-            if per_group < min_cells:
-                what = "source cells with both cells" if design == "paired" else "cells per half"
-                reason = (
-                    f"fewer than {min_cells} {what} ({per_group}) for {cond} against {reference}"
+            test = _scope_test(units, x, y, cond, scope, ct, **settings)
+            base["n_pairs"] = test["n_pairs"]
+            if test["reason"]:
+                rows.extend(
+                    {
+                        "representation": rep,
+                        **base,
+                        "n_x": 0,
+                        "n_y": 0,
+                        "n_permutations": n_permutations,
+                        "testable": False,
+                        "reason": test["reason"],
+                    }
+                    for rep in reps
                 )
-                for rep in reps:
-                    rows.append(
-                        {
-                            "representation": rep,
-                            **base,
-                            "n_x": 0,
-                            "n_y": 0,
-                            "testable": False,
-                            "reason": reason,
-                        }
-                    )
                 continue
-            rng = unit_rng(seed, "edistance", cond, scope, ct)
-            normal, copy = p["normal"].to_numpy(), p["copy"].to_numpy()
-            src = p["source_cell"].to_numpy()
-            if design == "paired":
-                keep = np.sort(rng.choice(len(p), min(len(p), max_cells), replace=False))
-                x_idx, y_idx, blocks = copy[keep], normal[keep], (src[keep], src[keep])
-            else:
-                take = min(len(p), 2 * max_cells)
-                order = rng.permutation(len(p))[:take]
-                half = take // 2
-                x_idx, y_idx, blocks = (
-                    copy[np.sort(order[:half])],
-                    normal[np.sort(order[half : 2 * half])],
-                    None,
-                )
-            test_seed = int(rng.integers(2**63 - 1))
+            x_idx, y_idx = test["x"], test["y"]
             for rep, Z in reps.items():
                 res = edistance_test(
                     Z[x_idx],
                     Z[y_idx],
                     n_permutations=n_permutations,
-                    seed=test_seed,
-                    pairs=blocks,
+                    seed=test["seed"],
+                    pairs=test["units"],
+                    paired=test["paired"],
                     metric=metric,
                     n_bootstrap=n_bootstrap,
                 )
@@ -660,6 +641,8 @@ def edistance_table(
     table = table.reindex(columns=list(EDISTANCE_COLUMNS))
     table.attrs["params"] = {
         "reference": reference,
+        "unit": units.name,
+        "paired": units.paired,
         "design": design,
         "metric": metric,
         "n_permutations": n_permutations,
@@ -671,3 +654,69 @@ def edistance_table(
         "seed": seed,
     }
     return table
+
+
+def _scope_test(
+    units: Units,
+    x: np.ndarray,
+    y: np.ndarray,
+    cond: str,
+    scope: str,
+    ct: str,
+    *,
+    design: str,
+    min_cells: int,
+    min_units: int,
+    max_cells: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The cells one E-test compares, their units and its seed, or why it cannot run.
+
+    Paired designs compare within-unit pairs (at most ``max_cells`` of them); unpaired ones
+    every cell of each side (at most ``max_cells`` per side); the synthetic ``unpaired``
+    variant the copies of one half of the pairs with the normal cells of the other.
+    """
+    rng = unit_rng(seed, "edistance", cond, scope, ct)
+    out: dict[str, Any] = {"n_pairs": 0, "reason": "", "paired": units.paired}
+    if not x.size or not y.size:
+        out["reason"] = f"no cell of {cond if not x.size else units.reference} in this scope"
+        return out
+    if units.paired:
+        p = within_unit_pairs(y, x, units.unit, unit_rng(seed, "pairs", cond, ct))
+        out["n_pairs"] = len(p)
+        per_group = len(p) if design == "paired" else len(p) // 2
+        n_units = p["unit"].nunique()
+        if per_group < min_cells or n_units < min_units:
+            what = "pairs within a unit" if design == "paired" else "pairs per half"
+            out["reason"] = (
+                f"fewer than {min_cells} {what} ({per_group}) or {min_units} {units.name}s "
+                f"({n_units}) for {cond} against {units.reference}"
+            )
+            return out
+        normal, copy, src = (p[c].to_numpy() for c in ("normal", "copy", "unit"))
+        if design == "paired":
+            keep = np.sort(rng.choice(len(p), min(len(p), max_cells), replace=False))
+            out.update(x=copy[keep], y=normal[keep], units=(src[keep], src[keep]))
+        else:
+            take = min(len(p), 2 * max_cells)
+            order = rng.permutation(len(p))[:take]
+            half = take // 2
+            out.update(
+                x=copy[np.sort(order[:half])],
+                y=normal[np.sort(order[half : 2 * half])],
+                units=None,
+                paired=False,
+            )
+    else:
+        dx, dy = np.unique(units.unit[x]).size, np.unique(units.unit[y]).size
+        if min(x.size, y.size) < min_cells or min(dx, dy) < min_units:
+            out["reason"] = (
+                f"fewer than {min_cells} cells or {min_units} {units.name}s on a side "
+                f"({x.size} cells from {dx} vs {y.size} from {dy})"
+            )
+            return out
+        xs = np.sort(rng.choice(x, min(x.size, max_cells), replace=False))
+        ys = np.sort(rng.choice(y, min(y.size, max_cells), replace=False))
+        out.update(x=xs, y=ys, units=(units.unit[xs], units.unit[ys]))
+    out["seed"] = int(rng.integers(2**63 - 1))
+    return out

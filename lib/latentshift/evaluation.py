@@ -1,8 +1,10 @@
-"""Evaluating a classifier: metrics with bootstrap intervals, the label-permutation control,
-and accuracy on the copies a perturbation left untouched.
+"""Evaluating a classifier: metrics with bootstrap intervals, and accuracy on the copies a
+perturbation left untouched.
 
-Metrics come from confusion matrices of resampled test cells (:func:`bootstrap_ci`,
-:func:`evaluate`), so every number carries its 95% percentile interval.
+Metrics come from confusion matrices of resampled test cells or units (:func:`bootstrap_ci`,
+:func:`evaluate`; the resamples from :func:`latentshift.units.bootstrap_samples`), so every
+number carries its 95% percentile interval. The label null is the units engine's
+(:func:`latentshift.classify.label_null`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from latentshift.errors import ClassifierError
-from latentshift.network import train_mlp
+from latentshift.units import bootstrap_samples
 
 #: Metric names :func:`bootstrap_ci` computes from the confusion matrix (fast path).
 METRIC_NAMES: tuple[str, ...] = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -91,22 +93,6 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def _resamples(n: int, n_boot: int, seed: int, groups: np.ndarray | None) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        return rng.integers(0, n, size=(n_boot, n))
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
-    samples = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(uniq), size=len(uniq))
-        samples.append(np.concatenate([members[g] for g in pick]))
-    # groups can differ in size, so resamples can differ in length: pad by object array
-    return (
-        np.array(samples, dtype=object) if len({len(s) for s in samples}) > 1 else np.array(samples)
-    )
-
-
 def _percentile(values: np.ndarray, level: float) -> tuple[float, float]:
     alpha = (1 - level) / 2
     lo, hi = np.quantile(values, [alpha, 1 - alpha], axis=0)
@@ -153,7 +139,7 @@ def bootstrap_ci(
         raise ClassifierError(
             f"y_true and y_pred must be non-empty and equally long (got {len(y_true)} and {len(y_pred)})."
         )
-    samples = _resamples(len(y_true), n_boot, seed, None if groups is None else np.asarray(groups))
+    samples = bootstrap_samples(len(y_true), n_boot, seed, groups)
     if isinstance(metric, str):
         if metric not in METRIC_NAMES:
             raise ClassifierError(
@@ -177,11 +163,13 @@ def evaluate(
     n_boot: int = 500,
     seed: int = 0,
     level: float = 0.95,
+    groups: Sequence[Any] | np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Every test metric with its bootstrap interval, and the confusion matrix.
 
     Point estimates come from scikit-learn; the intervals from the same ``n_boot`` resamples
-    of test cells for every metric.
+    for every metric: of whole units when ``groups`` gives each cell's unit (a cell and its
+    copies, a donor's nuclei), else of cells.
 
     Parameters
     ----------
@@ -189,7 +177,7 @@ def evaluate(
         True and predicted labels of the test cells.
     labels
         All classes, in display order (``"normal"`` first).
-    n_boot, seed, level
+    n_boot, seed, level, groups
         Bootstrap settings (see :func:`bootstrap_ci`).
 
     Returns
@@ -204,7 +192,9 @@ def evaluate(
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     t, p, labels = _encode(y_true, y_pred, labels)
     k = len(labels)
-    boot = metrics_from_confusion(_confusions(t, p, k, _resamples(len(t), n_boot, seed, None)))
+    boot = metrics_from_confusion(
+        _confusions(t, p, k, bootstrap_samples(len(t), n_boot, seed, groups))
+    )
     point = {
         "accuracy": skm.accuracy_score(y_true, y_pred),
         "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
@@ -284,68 +274,4 @@ def untouched_report(
         else None,
         "n_perturbed_copies": int(touched.sum()),
         "perturbed_copies_accuracy": acc(touched),
-    }
-
-
-def permutation_control(
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    groups: np.ndarray,
-    X_test: np.ndarray,
-    y_test: np.ndarray,
-    labels: Sequence[Any],
-    n_permutations: int = 10,
-    seed: int = 0,
-    observed: float | None = None,
-    **mlp_kw: Any,
-) -> dict[str, Any]:
-    """The label-permutation control: the same network trained on shuffled training labels.
-
-    One shuffled-label network is a random function of inputs that carry class information,
-    so its test accuracy scatters around chance (by several points with a few hundred test
-    cells). The control therefore repeats the shuffle ``n_permutations`` times (shuffle and
-    initialisation seeded ``seed + i``) and reports the mean and the spread.
-
-    Parameters
-    ----------
-    X_train, y_train, groups
-        Training features, labels and source cells (as for :func:`train_mlp`).
-    X_test, y_test
-        Test features and labels.
-    labels
-        All classes.
-    n_permutations
-        Shuffled-label refits.
-    seed
-        Base seed.
-    observed
-        The real classifier's accuracy, for the permutation p-value.
-    **mlp_kw
-        Network settings passed to :func:`train_mlp`.
-
-    Returns
-    -------
-    dict
-        ``accuracy`` (mean), ``accuracy_low``/``accuracy_high`` (2.5/97.5 percentiles of the
-        permuted accuracies), ``accuracy_sd``, ``accuracies``, ``n_permutations`` and
-        ``p_value`` (``(1 + #permuted >= observed) / (1 + n)``; ``None`` without ``observed``).
-    """
-    y_test = np.asarray(y_test)
-    accs = []
-    for i in range(n_permutations):
-        shuffled = np.random.default_rng(seed + i).permutation(np.asarray(y_train))
-        model = train_mlp(X_train, shuffled, groups=groups, seed=seed + i, classes=labels, **mlp_kw)
-        accs.append(float((model.predict(X_test) == y_test).mean()))
-    arr = np.asarray(accs)
-    lo, hi = _percentile(arr, 0.95)
-    return {
-        "accuracy": float(arr.mean()),
-        "accuracy_low": float(lo),
-        "accuracy_high": float(hi),
-        "accuracy_sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-        "accuracies": accs,
-        "n_permutations": int(n_permutations),
-        "p_value": None
-        if observed is None
-        else float((1 + (arr >= observed).sum()) / (1 + len(arr))),
     }

@@ -19,8 +19,6 @@ from typing import Any
 
 import pandas as pd
 
-from latentshift.loadings import MIN_MATCHED_BACKGROUND
-
 #: A median library size of the copies within this share of the normal cells' is "hardly
 #: different": depth alone would not give the conditions away.
 DEPTH_SHIFT_NOTABLE = 0.1
@@ -309,6 +307,79 @@ def perturb_findings(
     )
 
 
+def labelled_design_findings(metrics: Mapping[str, Any], simulated: bool) -> Findings:
+    """Findings of ``02_perturb`` under ``design: case_control``: the conditions are the data's
+    own labels, the donor the unit.
+
+    Parameters
+    ----------
+    metrics
+        :func:`latentshift.case_control.perturb_metrics`.
+    simulated
+        Whether the nuclei are simulated.
+    """
+    donors = metrics["n_donors_per_condition"]
+    nuclei = metrics["n_cells_per_condition"]
+    control = metrics["control"]
+    paired = bool(metrics.get("paired"))
+    conds = [control, *sorted(c for c in donors if c != control)]
+    per = "; ".join(f"{c}: {donors[c]} donors, {nuclei[c]:,} nuclei" for c in conds)
+    n_donors = max(donors.values()) if paired else sum(donors.values())
+    pairing = (
+        f"paired: each of the {n_donors} donors is sampled in every condition, so the conditions "
+        "are compared within donors"
+        if paired
+        else "unpaired: each donor is a case or a control"
+    )
+    unit = metrics["split"]
+    across = metrics["donors_across_folds"]
+    split_text = (
+        f"{metrics['n_folds']} leave-donors-out folds: every nucleus is scored once, by models "
+        f"that never saw its donor ({across} donors on both sides of a fold)"
+        if unit == "donor"
+        else f"{metrics['n_folds']} cell-level folds: {across} donors have nuclei on both sides"
+    )
+    items = [
+        f"Conditions from obs `{metrics['condition_column']}` (control `{control}`): {per} "
+        f"({pairing}).",
+        f"No copies are made: {split_text}.",
+    ]
+    if metrics.get("named_sets"):
+        items.append(
+            "Named gene sets for the gene-set baseline and the recovery: "
+            + "; ".join(f"{c}: {n} genes" for c, n in metrics["named_sets"].items())
+            + "."
+        )
+    sim = metrics.get("simulated_disease_donors") or {}
+    if sim:
+        fcs = sorted(float(v["fold_change"]) for v in sim.values())
+        items.append(
+            f"The known answer (simulated): {len(sim)} disease donors carry the shift, fold "
+            f"changes {fcs[0]:.2f}–{fcs[-1]:.2f} across donors."
+        )
+    notes = []
+    if unit != "donor":
+        notes.append(
+            "This run splits nuclei, not donors (`case_control.split: cell`): a donor's nuclei "
+            "sit on both sides, so a classifier can recognise donors instead of the disease. "
+            "It exists to measure that leak; read the donor split's numbers."
+        )
+    return Findings(
+        step="02_perturb",
+        headline=(
+            f"{n_donors} donors in {len(conds)} conditions ({'paired' if paired else 'unpaired'}), "
+            + ("kept apart by donor" if unit == "donor" else "split by nucleus (the leak)")
+        ),
+        items=items,
+        notes=notes,
+        closing=(
+            f"The conditions are the data's own ({per}; {pairing}). "
+            f"{split_text[0].upper()}{split_text[1:]}."
+        ),
+        simulated=simulated,
+    )
+
+
 # --- 03_ldvae ------------------------------------------------------------------------------
 
 
@@ -458,247 +529,6 @@ def embedding_findings(metrics: Mapping[str, Any], simulated: bool) -> Findings:
     )
 
 
-# --- 05_classifier -------------------------------------------------------------------------
-
-
-def classifier_findings(
-    result: Any, n_latent: int, simulated: bool, cell_types: Any = None, by_epoch: Any = None
-) -> Findings:
-    """Findings of ``05_classifier`` from a :class:`latentshift.classify.ClassificationResult`.
-
-    Parameters
-    ----------
-    result
-        :func:`latentshift.classify.classify_conditions`.
-    n_latent
-        Dimensions of the latent classified.
-    simulated
-        Whether the cells are simulated.
-    cell_types
-        :func:`latentshift.celltype_shift.analyse_cell_types`, when run: its headline joins the
-        items and the closing text.
-    by_epoch
-        :func:`latentshift.classify.accuracy_by_epoch`, when snapshots were kept.
-    """
-    b, main, chance = result.baselines, result.main, result.chance
-
-    def fmt(name: str) -> str:
-        if name not in b.index:
-            return "n/a"
-        return interval(
-            b.loc[name, "accuracy"], b.loc[name, "accuracy_low"], b.loc[name, "accuracy_high"]
-        )
-
-    perm, split, untouched = result.permutation, result.split, result.untouched
-    lines = [
-        f"On the {'**simulated** ' if simulated else ''}test cells ({main['n']} cells, "
-        f"{len(result.labels)} classes: {', '.join(result.labels)}), the network on the "
-        f"{n_latent}-d LDVAE latent reaches **{fmt('mlp_ldvae')}** accuracy (balanced accuracy "
-        f"{pct(main['balanced_accuracy'])}, macro F1 {main['macro_f1']:.2f}); chance is "
-        f"{pct(chance['chance_uniform'])} (majority class {pct(chance['chance_majority'])})."
-    ]
-    if "logreg_ldvae" in b.index:
-        lines.append(
-            f"Logistic regression on the same latent reaches {fmt('logreg_ldvae')}; the same "
-            f"network on PCA of the counts {fmt('mlp_pca')}; logistic regression told which "
-            f"genes were perturbed {fmt('logreg_disease_genes')} (the upper reference)."
-        )
-    lines.append(
-        f"Trained on shuffled labels ({perm['n_permutations']} shuffles), the same network "
-        f"reaches {pct(perm['accuracy'])} on average (single shuffles "
-        f"{pct(min(perm['accuracies']))}–{pct(max(perm['accuracies']))}), "
-        f"{pct(abs(perm['accuracy'] - chance['chance_uniform']))} from chance; permutation "
-        f"p-value of the real classifier {perm['p_value']:.2g}."
-    )
-    lines.append(
-        f"The split was {'grouped' if split['split_grouped'] else '**not** grouped'} by source "
-        f"cell; {split['n_leaked_source_cells']} source cells have copies on both sides."
-    )
-    if untouched["n_untouched"] and not untouched["n_perturbed_copies"]:
-        lines.append(
-            f"No disease copy was changed (the null control): all {untouched['n_untouched']} "
-            "copies are identical to their normal cells, and "
-            f"{untouched['untouched_predicted_normal']:.0%} of them are called normal."
-        )
-    elif untouched["n_untouched"]:
-        lines.append(
-            f"Of {untouched['n_untouched']} disease copies the perturbation left untouched, "
-            f"{untouched['untouched_predicted_normal']:.0%} are called normal (accuracy "
-            f"{pct(untouched['untouched_accuracy'])}), against "
-            f"{pct(untouched['perturbed_copies_accuracy'])} accuracy on the "
-            f"{untouched['n_perturbed_copies']} copies it changed."
-        )
-    else:
-        lines.append(
-            "Every disease copy was perturbed (accuracy on them "
-            f"{pct(untouched['perturbed_copies_accuracy'])})."
-        )
-    items = [
-        f"Accuracy on the LDVAE latent **{fmt('mlp_ldvae')}** vs chance "
-        f"{pct(chance['chance_uniform'])} and shuffled labels {pct(perm['accuracy'])}.",
-        f"Baselines: logistic regression on the latent {fmt('logreg_ldvae')}; the same network "
-        f"on PCA {fmt('mlp_pca')}; disease-set genes (knows where to look) "
-        f"{fmt('logreg_disease_genes')}.",
-        f"Split {'grouped' if split['split_grouped'] else '**not** grouped'} by source cell: "
-        f"{split['n_leaked_source_cells']} source cells on both sides.",
-    ]
-    if by_epoch is not None and len(by_epoch) > 1:
-        first, last = by_epoch.iloc[0], by_epoch.iloc[-1]
-        best = by_epoch.loc[by_epoch["accuracy"].astype(float).idxmax()]
-        text = (
-            f"When the shift is encoded (one LDVAE training run, its latent kept every few "
-            f"epochs): {pct(first['accuracy'])} at epoch {first['epoch']}, best "
-            f"{pct(best['accuracy'])} at epoch {best['epoch']}, {pct(last['accuracy'])} when "
-            f"training ended (epoch {last['epoch']})."
-        )
-        items.append(text)
-        lines.append(text)
-    notes = []
-    if not split["split_grouped"]:
-        notes.append(
-            "The split is not grouped by source cell: a test cell's twin can be in training, "
-            "which inflates accuracy."
-        )
-    if cell_types is not None:
-        for r in cell_types.headline.itertuples():
-            if r.representation != "LDVAE":
-                continue
-            text = (
-                f"{r.condition}: best detected in **{r.cell_type}** (AUC {r.auc:.3f} "
-                f"[{r.auc_low:.3f}, {r.auc_high:.3f}], null {r.null:.3f}); E-test p "
-                f"{r.e_pvalue:.2g} (smallest possible {r.e_min_pvalue:.2g}, adjusted "
-                f"{r.e_pvalue_adj:.2g})."
-            )
-            items.append(text)
-            lines.append(
-                f"Per cell type (Augur-style AUC on the LDVAE latent), {r.condition} is best "
-                f"detected in {r.cell_type} (AUC {r.auc:.3f}, permutation null {r.null:.3f}, "
-                f"{r.n_tested} cell types tested, {r.n_untested} too small); the E-test of "
-                f"{r.condition} against normal gives p = {r.e_pvalue:.2g} (the smallest the "
-                f"permutations allow: {r.e_min_pvalue:.2g})."
-            )
-    return Findings(
-        "05_classifier",
-        f"A small network tells the conditions apart with {pct(main['accuracy'])} accuracy "
-        f"(chance {pct(chance['chance_uniform'])}).",
-        items,
-        notes,
-        "\n\n".join(lines),
-        simulated,
-    )
-
-
-# --- 06_loadings ---------------------------------------------------------------------------
-
-
-def format_auroc(value: float | None) -> str:
-    """An AUROC for a sentence: three decimals, or why there is none (too few matched genes)."""
-    if value is None or pd.isna(value):
-        return f"n/a (fewer than {MIN_MATCHED_BACKGROUND} genes)"
-    return f"{value:.3f}"
-
-
-def loadings_findings(
-    table: pd.DataFrame,
-    entries: Mapping[str, Mapping[str, Any]],
-    cells: str,
-    n_factors: int,
-    n_genes: int,
-    simulated: bool,
-) -> Findings:
-    """Findings of ``06_loadings`` from the recovery table.
-
-    Parameters
-    ----------
-    table
-        :func:`latentshift.loadings.recovery_table` (index: conditions).
-    entries
-        ``uns["perturbations"]``: condition → entry (``direction``, ``fold_change``).
-    cells
-        Which cells the shifts were measured on (``"test"`` or ``"all"``).
-    n_factors, n_genes
-        Size of the loading matrix.
-    simulated
-        Whether the cells are simulated.
-    """
-    lines, items = [], []
-    for c, r in table.iterrows():
-        e = entries[c]
-        lines.append(
-            f"- **{c}** ({e['direction']}, fold change {e['fold_change']}, {r['n_genes']} "
-            f"genes): the most shifted factor is **{r['best_factor'] or 'none (no factor moves)'}**"
-            f" (paired effect size {r['effect_size']:.2f}). Ranked by that factor's loading, the "
-            f"perturbed genes reach AUROC **{r['auroc_ldvae_factor']:.3f}** (one-sided p = "
-            f"{r['enrichment_p']:.2g}); by the loadings projected on the whole shift, "
-            f"**{r['auroc_ldvae_projected']:.3f}**; the PCA baseline gives "
-            f"**{r['auroc_pca_projected']:.3f}**. Controls: mean expression alone ranks the set "
-            f"at {r['auroc_expression']:.3f}; against the {r['n_matched_background']} genes "
-            f"expressed like the set, LDVAE projected {format_auroc(r['auroc_ldvae_matched'])}, "
-            f"PCA {format_auroc(r['auroc_pca_matched'])}."
-        )
-        items.append(
-            f"{c}: recovery AUROC **{r['auroc_ldvae_projected']:.3f}** (LDVAE projected) vs "
-            f"{r['auroc_pca_projected']:.3f} (PCA) and {r['auroc_expression']:.3f} (expression "
-            f"alone); against expression-matched genes {format_auroc(r['auroc_ldvae_matched'])};"
-            f" best single factor {r['best_factor'] or 'none'} {r['auroc_ldvae_factor']:.3f}."
-        )
-    proj = float(table["auroc_ldvae_projected"].min())
-    single = float(table["auroc_ldvae_factor"].min())
-    recovered = proj >= RECOVERED_AUROC
-    notes: list[str] = []
-    if recovered:
-        verdict = (
-            f"Projected on the observed shift, the LDVAE loadings recover every set (lowest "
-            f"AUROC {proj:.3f} ≥ {RECOVERED_AUROC}): the directions the perturbation moves the "
-            "latent are the ones that load on its genes."
-        )
-    else:
-        verdict = (
-            f"The projected loadings do not recover every set (lowest AUROC {proj:.3f}); near "
-            "0.5 means the latent shift does not point at the perturbed genes — expected for a "
-            "null perturbation (fold change 1) or a model that has not learned the perturbation "
-            "(e.g. too few epochs), a warning sign otherwise."
-        )
-    if single < proj - SINGLE_FACTOR_GAP:
-        verdict += (
-            f" A single factor recovers less (lowest AUROC {single:.3f}): the VAE's isotropic "
-            "prior does not pin the perturbation to one axis, so the shift spreads over several "
-            "factors — the projected score uses them all."
-        )
-    matched = table["auroc_ldvae_matched"].dropna()
-    if len(matched) and float(matched.min()) < proj - MATCHED_GAP:
-        caveat = (
-            f"Against genes expressed like the set the lowest LDVAE recovery is "
-            f"{float(matched.min()):.3f}: part of the projected score follows how highly a gene "
-            "is expressed rather than the shift."
-        )
-        verdict += " " + caveat
-        notes.append(caveat)
-    label = " (simulated data)" if simulated else ""
-    closing = (
-        f"Shifts are measured on {cells} cells, each disease copy against its own normal cell, "
-        f"with {n_factors} LDVAE factors over {n_genes} genes{label}.\n\n"
-        + "\n".join(lines)
-        + "\n\n"
-        + verdict
-        + "\n\nAUROC 0.5 is chance. On simulated data these numbers show what the method can "
-        "recover, not biology."
-    )
-    return Findings(
-        "06_loadings",
-        (
-            f"The factors the perturbation moves load on its genes (lowest recovery AUROC "
-            f"{proj:.3f})."
-            if recovered
-            else f"The LDVAE loadings do not recover every set (lowest AUROC {proj:.3f})."
-        ),
-        items,
-        notes,
-        closing,
-        simulated,
-    )
-
-
 # --- the whole run (the index page) ---------------------------------------------------------
 
 
@@ -752,7 +582,7 @@ def run_findings(
         items.append(
             f"Detection: the classifier on the LDVAE latent reaches **"
             f"{interval(clf.get('accuracy'), clf.get('accuracy_low'), clf.get('accuracy_high'))}"
-            f"** accuracy; chance {pct(clf.get('chance_uniform'))}, shuffled labels "
+            f"** accuracy; chance {pct(clf.get('chance_uniform'))}, label null "
             f"{pct(clf.get('permutation_accuracy'))}{null_text}."
         )
         choice = (metrics.get("ldvae") or {}).get("gene_choice")
@@ -775,8 +605,25 @@ def run_findings(
             f"A network on the LDVAE latent tells the conditions apart with "
             f"{pct(clf.get('accuracy'))} accuracy (chance {pct(clf.get('chance_uniform'))})."
         )
+        unit = clf.get("unit", "source cell")
+        if clf.get("paired") is False:  # units are cases or controls: each unit's call
+            null_unit = (null_clf or {}).get("unit_accuracy")
+            items.insert(
+                0,
+                f"Per {unit} (each held out once, called by its cells' mean probability): **"
+                f"{interval(clf['unit_accuracy'], clf['unit_accuracy_low'], clf['unit_accuracy_high'])}"
+                f"** of {clf['n_units']} {unit}s; label null (whole {unit}s relabelled) "
+                f"{pct(clf['permutation_unit_accuracy'])}"
+                + (f", the null run {pct(null_unit)}" if null_unit is not None else "")
+                + ".",
+            )
+            headline = (
+                f"Held-out {unit}s are called right {pct(clf['unit_accuracy'])} of the time "
+                f"(label null {pct(clf['permutation_unit_accuracy'])}); per cell "
+                f"{pct(clf['accuracy'])}."
+            )
         if not clf.get("split_grouped", True):
-            notes.append("The split is not grouped by source cell: accuracy is inflated.")
+            notes.append(f"The split does not keep each {unit} whole: accuracy is inflated.")
     for name, m in (metrics.get("loadings") or {}).items():
         if isinstance(m, dict) and "auroc_ldvae_projected" in m:
             items.append(

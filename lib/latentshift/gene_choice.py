@@ -244,7 +244,7 @@ def cells_for_model(adata: AnnData, params: Mapping[str, Any]) -> tuple[AnnData,
 
     Chooses the genes (:func:`model_genes`), and before cutting the others away stores the
     features of 05's disease-gene baseline in ``obsm["X_disease_genes"]``
-    (:func:`latentshift.classify.disease_gene_features` over every gene of ``adata``: each
+    (:func:`latentshift.features.disease_gene_features` over every gene of ``adata``: each
     cell's library size is its total over all its genes, so the baseline is the same whatever
     genes the LDVAE reads).
 
@@ -264,8 +264,8 @@ def cells_for_model(adata: AnnData, params: Mapping[str, Any]) -> tuple[AnnData,
         which genes were shifted), ``n_genes_in_data``, ``n_genes_used`` and, per condition,
         ``set_genes`` (:func:`genes_in_model`).
     """
-    from latentshift.classify import DISEASE_GENES_KEY, disease_gene_features
     from latentshift.counts import subset
+    from latentshift.features import DISEASE_GENES_KEY, disease_gene_features
 
     genes = model_genes(adata, params)
     shifted = perturbed_genes(adata)

@@ -7,8 +7,8 @@ a cell's latent therefore changes gene ``g``'s log expression by ``W_g · Δz`` 
 shared by all genes). This module closes that loop:
 
 1. :func:`ldvae_loadings` — ``W`` from ``LinearSCVI.get_loadings()``;
-2. :func:`factor_shifts` — per perturbation entry, the paired latent shift between each disease
-   copy and its normal source cell, with effect sizes, factors ranked by ``|effect|``;
+2. the condition shifts per factor (:func:`latentshift.factor_shifts.factor_shifts`: per unit,
+   within units when paired, between them when not), factors ranked by ``|effect|``;
 3. :func:`recovery` / :func:`recovery_table` — how well the perturbed genes stand out among all
    genes when genes are scored in the expected direction, as an AUROC and a one-sided
    Mann–Whitney p-value, for
@@ -30,7 +30,7 @@ shared by all genes). This module closes that loop:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,14 +40,13 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from latentshift.errors import LoadingsError
+from latentshift.factor_shifts import factor_shifts
+from latentshift.units import Units
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 log = logging.getLogger(__name__)
-
-#: The reference condition of the paired shifts.
-REFERENCE = "normal"
 
 
 # --- loadings --------------------------------------------------------------------------
@@ -191,182 +190,6 @@ def mean_latent_by_group(
     frame = pd.DataFrame(latent, columns=cols)
     frame["_group"] = np.asarray(groups)
     return frame.groupby("_group", observed=True, sort=True).mean().rename_axis(None)
-
-
-# --- paired shifts ---------------------------------------------------------------------
-
-
-def paired_differences(
-    latent: np.ndarray,
-    obs: pd.DataFrame,
-    condition: str,
-    reference: str = REFERENCE,
-    cells: str = "test",
-    perturbed_only: bool = True,
-) -> np.ndarray:
-    """Latent of each disease copy minus the latent of its normal source cell.
-
-    Copies and normal cells are paired through ``obs["source_cell"]``.
-
-    Parameters
-    ----------
-    latent
-        Cells × dims (rows in ``obs`` order).
-    obs
-        With ``condition`` and ``source_cell``; ``split`` when ``cells == "test"``; ``perturbed``
-        when ``perturbed_only``.
-    condition
-        The perturbation entry's name.
-    reference
-        The reference condition.
-    cells
-        ``"test"``: only test-split pairs (cells the model was not trained on); ``"all"``: all.
-    perturbed_only
-        Keep only copies the perturbation touched (``obs["perturbed"]``). If it touched none
-        (e.g. every copy untouched), all copies are used and a warning is logged.
-
-    Returns
-    -------
-    numpy.ndarray
-        Pairs × dims.
-    """
-    for col in ("condition", "source_cell"):
-        if col not in obs.columns:
-            raise LoadingsError(
-                f"obs has no '{col}' column: use latent.h5ad written by 03_ldvae (from 02_perturb's cells)."
-            )
-    if cells not in ("test", "all"):
-        raise LoadingsError(f"cells = {cells!r}: use 'test' or 'all' (params key loadings.cells).")
-    latent = np.asarray(latent, dtype=float)
-    if latent.shape[0] != obs.shape[0]:
-        raise LoadingsError(
-            f"latent has {latent.shape[0]} rows but obs has {obs.shape[0]}; pass the same cells."
-        )
-    cond = obs["condition"].astype(str).to_numpy()
-    source = obs["source_cell"].astype(str).to_numpy()
-    keep = np.ones(len(obs), dtype=bool)
-    if cells == "test":
-        if "split" not in obs.columns:
-            raise LoadingsError(
-                "obs has no 'split' column; pass cells='all' or use latent.h5ad from 03_ldvae."
-            )
-        keep &= obs["split"].astype(str).to_numpy() == "test"
-    if condition not in set(cond):
-        raise LoadingsError(
-            f"condition '{condition}' is not in obs['condition'] (have: {sorted(set(cond))})."
-        )
-    ref_rows = np.flatnonzero(keep & (cond == reference))
-    ref_of = pd.Series(ref_rows, index=source[ref_rows])
-    ref_of = ref_of[~ref_of.index.duplicated()]
-    copies = keep & (cond == condition)
-    if perturbed_only and "perturbed" in obs.columns:
-        touched = copies & obs["perturbed"].astype(bool).to_numpy()
-        if touched.any():
-            copies = touched
-        else:
-            log.warning("no copy of '%s' is marked perturbed; using all its copies", condition)
-    copy_rows = np.flatnonzero(copies)
-    matched = ref_of.reindex(source[copy_rows])
-    ok = matched.notna().to_numpy()
-    if not ok.any():
-        raise LoadingsError(
-            f"no '{condition}' cell ({cells} cells) has its normal source cell among the same cells; "
-            "check obs['source_cell'] (02_perturb) or use cells='all'."
-        )
-    return latent[copy_rows[ok]] - latent[matched.to_numpy()[ok].astype(int)]
-
-
-def shift_statistics(
-    diffs: np.ndarray,
-    reference: np.ndarray | None = None,
-    factor_names: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Per-dimension summary of paired differences.
-
-    Parameters
-    ----------
-    diffs
-        Pairs × dims (from :func:`paired_differences`).
-    reference
-        Optional reference cells × dims, for the between-group Cohen's d.
-    factor_names
-        Row names (default ``Z_0 …``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Rows = dims; ``n_pairs``, ``mean_shift``, ``sd_shift``, ``ci_low``/``ci_high`` (95%
-        normal interval of the mean), ``effect_size`` (paired: mean / sd of the differences; 0
-        when every difference is 0), ``cohens_d`` (mean shift / sd of the reference cells, when
-        given).
-    """
-    diffs = np.asarray(diffs, dtype=float)
-    n, k = diffs.shape
-    names = list(factor_names) if factor_names is not None else [f"Z_{i}" for i in range(k)]
-    mean = diffs.mean(axis=0)
-    sd = diffs.std(axis=0, ddof=1) if n > 1 else np.zeros(k)
-    half = 1.96 * sd / np.sqrt(max(n, 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        effect = np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), 0.0)
-    out = pd.DataFrame(
-        {
-            "n_pairs": n,
-            "mean_shift": mean,
-            "sd_shift": sd,
-            "ci_low": mean - half,
-            "ci_high": mean + half,
-            "effect_size": effect,
-        },
-        index=pd.Index(names, name="factor"),
-    )
-    if reference is not None:
-        ref_sd = np.asarray(reference, dtype=float).std(axis=0, ddof=1)
-        out["cohens_d"] = np.where(ref_sd > 0, mean / np.where(ref_sd > 0, ref_sd, 1.0), 0.0)
-    return out
-
-
-def factor_shifts(
-    latent: np.ndarray,
-    obs: pd.DataFrame,
-    conditions: Sequence[str],
-    factor_names: Sequence[str] | None = None,
-    cells: str = "test",
-    perturbed_only: bool = True,
-) -> pd.DataFrame:
-    """Paired latent shift of every condition on every factor, factors ranked by ``|effect|``.
-
-    Parameters
-    ----------
-    latent, obs, cells, perturbed_only
-        As in :func:`paired_differences`.
-    conditions
-        The perturbation entries' names.
-    factor_names
-        Names of the latent dims (default ``Z_0 …``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Long table: ``condition``, ``factor``, the columns of :func:`shift_statistics`, and
-        ``rank`` (1 = largest ``|effect_size|`` within the condition).
-    """
-    latent = np.asarray(latent, dtype=float)
-    cond = obs["condition"].astype(str).to_numpy()
-    ref_mask = cond == REFERENCE
-    if cells == "test" and "split" in obs.columns:
-        ref_mask &= obs["split"].astype(str).to_numpy() == "test"
-    frames = []
-    for condition in conditions:
-        diffs = paired_differences(
-            latent, obs, condition, cells=cells, perturbed_only=perturbed_only
-        )
-        stats_ = shift_statistics(diffs, latent[ref_mask], factor_names).reset_index()
-        stats_.insert(0, "condition", condition)
-        stats_["rank"] = (
-            stats_["effect_size"].abs().rank(ascending=False, method="first").astype(int)
-        )
-        frames.append(stats_)
-    return pd.concat(frames, ignore_index=True)
 
 
 # --- recovery --------------------------------------------------------------------------
@@ -618,15 +441,12 @@ def recovery_by_epoch(
     gene_sets: Mapping[str, Sequence[str]],
     directions: Mapping[str, str],
     cells: str = "test",
-    shifts_of: Callable[..., pd.DataFrame] | None = None,
+    units: Units | None = None,
 ) -> pd.DataFrame:
     """Projected recovery AUROC (:func:`recovery_table`'s ``auroc_ldvae_projected``) at each
     latent snapshot of one training run (``obsm["X_ldvae_epoch<N>"]``, ``varm["loadings_epoch<N>"]``,
-    :func:`latentshift.ldvae.store_snapshots`) and at the end (``obsm["X_ldvae"]``).
-
-    ``shifts_of(latent, obs, conditions, factor_names)`` computes the shifts (default: the
-    paired :func:`factor_shifts` on ``cells``; the case–control design passes its
-    donor-averaged shifts).
+    :func:`latentshift.ldvae.store_snapshots`) and at the end (``obsm["X_ldvae"]``), the shifts
+    measured by :func:`latentshift.factor_shifts.factor_shifts` on ``cells`` with ``units``.
 
     Returns
     -------
@@ -642,12 +462,9 @@ def recovery_by_epoch(
     rows = []
     for epoch, key, w in points:
         W = pd.DataFrame(np.asarray(w), index=final_loadings.index, columns=final_loadings.columns)
-        if shifts_of is None:
-            shifts = factor_shifts(
-                adata.obsm[key], adata.obs, list(gene_sets), W.columns, cells=cells
-            )
-        else:
-            shifts = shifts_of(adata.obsm[key], adata.obs, list(gene_sets), W.columns)
+        shifts = factor_shifts(
+            adata.obsm[key], adata.obs, list(gene_sets), W.columns, cells=cells, units=units
+        )
         row: dict[str, Any] = {"epoch": epoch}
         for cond, genes in gene_sets.items():
             sh = shifts[shifts["condition"] == cond].set_index("factor").reindex(W.columns)

@@ -498,6 +498,8 @@ def make_perturbed(
     out.uns["perturbation_genes"] = genes_out
     out.uns["perturbation_fold_changes"] = fcs_out
     out.uns["perturbations"] = {e["name"]: _uns_entry(e) for e in entries}
+    # the unit that never crosses a split: a source cell, holding every condition (paired)
+    out.uns["design"] = {"kind": "synthetic", "unit_key": "source_cell", "paired": True}
     return out
 
 

@@ -456,18 +456,41 @@ def headline_rows(
                     f"± {100 * seed_spread['half_width']:.1f} points",
                 )
             )
+        unit = clf.get("unit", "source cell")
+        null = (
+            f"labels permuted within each {unit}"
+            if clf.get("paired", True)
+            else f"{unit}s relabelled"
+        )
         rows.append(
             (
-                "chance (uniform) / label-permutation control",
+                f"chance (uniform) / label null ({null})",
                 f"{pct(clf.get('chance_uniform'))} / {pct(clf.get('permutation_accuracy'))}",
             )
         )
+        if clf.get("unit_accuracy") is not None:
+            what = (
+                f"mean accuracy of each held-out {unit}"
+                if clf.get("paired", True)
+                else f"held-out {unit}s called right"
+            )
+            unit_ci = interval(
+                clf.get("unit_accuracy"),
+                clf.get("unit_accuracy_low"),
+                clf.get("unit_accuracy_high"),
+            )
+            rows.append(
+                (
+                    f"per {unit}: {what} [95% CI] / label null",
+                    f"{unit_ci} / {pct(clf.get('permutation_unit_accuracy'))}",
+                )
+            )
         for model, acc in clf.get("baseline_accuracy", {}).items():
             rows.append((f"baseline: {model}", pct(acc)))
         rows.append(
             (
-                "split grouped by source cell; source cells on both sides",
-                f"{clf.get('split_grouped')}; {clf.get('n_leaked_source_cells')}",
+                f"split keeps each {unit} whole; {unit}s on both sides",
+                f"{clf.get('split_grouped')}; {clf.get('units_across')}",
             )
         )
         labels = {
@@ -553,7 +576,6 @@ def render_index(
     seed_spread
         The recorded seed-to-seed spread of the headline (:func:`headline_rows`).
     """
-    from latentshift.case_control_findings import with_donor_headline
     from latentshift.findings import findings_html, run_findings
 
     simulated = params["data"]["source"] == "simulated"
@@ -613,11 +635,7 @@ def render_index(
     data_line = (
         "" if simulated else f"<p>Data: <code>{html.escape(str(params['data']['path']))}</code></p>"
     )
-    box = findings_html(
-        with_donor_headline(
-            run_findings(metrics, null_metrics, simulated, oracle_metrics), metrics, null_metrics
-        )
-    )
+    box = findings_html(run_findings(metrics, null_metrics, simulated, oracle_metrics))
     body = f"""
 <h1>latentshift report — profile <code>{html.escape(profile)}</code></h1>
 <p>Does an interpretable generative model (LDVAE) of motor-cortex cells see a simulated disease

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from latentshift.units import UNITS_SHOWN
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -157,35 +159,62 @@ def dose_response(
     return fig
 
 
-def donor_calls(donors: Any, labels: Any, title: str = "") -> Figure:
-    """Each held-out donor's mean predicted probability of each disease, coloured by its truth.
+def unit_scores(
+    table: Any, labels: Any, paired: bool, unit: str = "donor", title: str = ""
+) -> Figure:
+    """Each held-out unit's score: its accuracy (paired) or its call (unpaired).
 
     Parameters
     ----------
-    donors
-        :attr:`latentshift.donor_eval.DonorClassification.donors` (``condition``, ``nuclei``,
-        ``p_<condition>``).
+    table
+        :func:`latentshift.units.unit_scores` (``p_<condition>``; ``accuracy`` when paired,
+        ``condition`` when unpaired).
     labels
-        The conditions, the control first: one panel per disease.
+        The conditions, the reference first.
+    paired
+        Whether every unit holds every condition.
+    unit
+        The unit in words.
     title
         Figure title.
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    diseases = list(labels)[1:]
+    labels = list(labels)
+    frame = table.reset_index()
+    if paired:
+        fig, ax = plt.subplots(figsize=(max(4.5, 0.35 * min(len(frame), UNITS_SHOWN) + 2), 3.8))
+        chance = 1 / len(labels)
+        if len(frame) <= UNITS_SHOWN:
+            ax.bar(frame.iloc[:, 0].astype(str), frame["accuracy"], color="#4c72b0")
+            ax.axhline(chance, color="grey", ls="--", lw=1)
+            ax.set_xlabel(f"held-out {unit}")
+            ax.tick_params(axis="x", rotation=90 if len(frame) > 8 else 0)
+            ax.set_ylabel(f"accuracy on the {unit}'s cells")
+        else:
+            ax.hist(frame["accuracy"], bins=min(30, len(frame)), color="#4c72b0")
+            ax.axvline(chance, color="grey", ls="--", lw=1)
+            ax.set_xlabel(f"accuracy on a held-out {unit}'s cells")
+            ax.set_ylabel(f"{unit}s")
+        ax.set_title(
+            f"how well each held-out {unit}'s cells are told apart (dashed: chance)", fontsize=10
+        )
+        fig.suptitle(title or f"each {unit} scored by models that never saw it")
+        fig.tight_layout()
+        return fig
+    diseases = labels[1:]
     fig, axes = plt.subplots(
         1, len(diseases), figsize=(4.5 * len(diseases) + 1.5, 4.2), squeeze=False
     )
-    frame = donors.reset_index()
     for ax, disease in zip(axes[0], diseases, strict=True):
         sns.stripplot(
             data=frame,
             x="condition",
             y=f"p_{disease}",
             hue="condition",
-            order=list(labels),
-            hue_order=list(labels),
+            order=labels,
+            hue_order=labels,
             size=9,
             jitter=0.15,
             ax=ax,
@@ -193,10 +222,10 @@ def donor_calls(donors: Any, labels: Any, title: str = "") -> Figure:
         )
         ax.axhline(1 / len(labels), color="grey", ls="--", lw=1, label="chance")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("the donor's true condition")
-        ax.set_ylabel(f"mean P({disease}) over the donor's nuclei")
-        ax.set_title(f"held-out donors: {disease}", fontsize=10)
-    fig.suptitle(title or "each donor scored by models that never saw it")
+        ax.set_xlabel(f"the {unit}'s true condition")
+        ax.set_ylabel(f"mean P({disease}) over the {unit}'s cells")
+        ax.set_title(f"held-out {unit}s: {disease}", fontsize=10)
+    fig.suptitle(title or f"each {unit} scored by models that never saw it")
     fig.tight_layout()
     return fig
 

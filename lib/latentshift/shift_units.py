@@ -1,16 +1,14 @@
-"""The units of a per-cell-type shift analysis: which cells are compared, and their seeds.
+"""The checked inputs of a per-cell-type shift analysis.
 
 Shared by :mod:`latentshift.detectability` (Augur-style AUC) and :mod:`latentshift.edistance`
-(E-test): the checked inputs (:func:`as_latent`, :func:`check_obs`), the conditions and cell
-types to test (:func:`resolve_conditions`, :func:`tested_cell_types`), the (normal cell, copy) pairs of
-each source cell (:func:`source_pairs`) and a random stream per (condition, cell type) that
-depends on the seed and the names alone (:func:`unit_rng`), so several representations are
-compared on the very same draws.
+(E-test): a representation aligned with its cells (:func:`as_latent`), the columns it needs
+(:func:`check_obs`), the conditions and cell types to test (:func:`resolve_conditions`,
+:func:`tested_cell_types`). Their units, pairs, folds and null come from
+:mod:`latentshift.units`.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,82 +85,3 @@ def tested_cell_types(obs: pd.DataFrame, cell_type_key: str) -> list[str]:
         used = set(values.astype(str))
         return [str(c) for c in values.cat.categories if str(c) in used]
     return sorted(str(c) for c in pd.unique(values.astype(str)))
-
-
-def unit_rng(seed: int, *names: str) -> np.random.Generator:
-    """The random generator of one unit of analysis, e.g. one (condition, cell type).
-
-    Derived from ``seed`` and a CRC-32 of the names (stable across runs and platforms,
-    unlike :func:`hash`), so the draws of one unit do not depend on which other units are
-    analysed, and every representation sees the same draws.
-
-    Parameters
-    ----------
-    seed
-        A non-negative integer.
-    *names
-        Strings naming the unit.
-
-    Returns
-    -------
-    numpy.random.Generator
-    """
-    if int(seed) < 0:
-        raise CellTypeShiftError(f"seed must be a non-negative integer, got {seed}.")
-    key = zlib.crc32("\x1f".join(names).encode("utf-8"))
-    return np.random.default_rng([int(seed), key])
-
-
-def source_pairs(
-    obs: pd.DataFrame,
-    condition: str,
-    *,
-    reference: str = "normal",
-    condition_key: str = "condition",
-    cell_type_key: str = "cell_type",
-    group_key: str = "source_cell",
-    perturbed_key: str = "perturbed",
-) -> pd.DataFrame:
-    """The complete (normal cell, condition copy) pairs, one row per source cell.
-
-    Parameters
-    ----------
-    obs
-        Per-cell annotations (one row per row of the representation).
-    condition
-        The condition whose copies are paired with their normal source cells.
-    reference
-        The value of ``obs[condition_key]`` marking the normal cells.
-    condition_key, cell_type_key, group_key, perturbed_key
-        Column names.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``source_cell`` (as string), ``cell_type`` (the normal cell's), ``normal``
-        and ``copy`` (row positions into ``obs``) and ``perturbed`` (the copy's flag), sorted
-        by the normal cell's position. A source cell with several normal cells or several
-        copies of the condition contributes its first of each. Source cells lacking either
-        member are left out (they cannot be paired).
-    """
-    check_obs(obs, [condition_key, cell_type_key, group_key, perturbed_key])
-    cond = obs[condition_key].astype(str).to_numpy()
-    groups = obs[group_key].astype(str).to_numpy()
-    pos = np.arange(len(obs))
-    is_ref, is_cond = cond == reference, cond == condition
-    ref = pd.DataFrame(
-        {
-            "source_cell": groups[is_ref],
-            "cell_type": obs[cell_type_key].astype(str).to_numpy()[is_ref],
-            "normal": pos[is_ref],
-        }
-    ).drop_duplicates("source_cell", keep="first")
-    cp = pd.DataFrame(
-        {
-            "source_cell": groups[is_cond],
-            "copy": pos[is_cond],
-            "perturbed": obs[perturbed_key].to_numpy(dtype=bool)[is_cond],
-        }
-    ).drop_duplicates("source_cell", keep="first")
-    pairs = ref.merge(cp, on="source_cell", how="inner").sort_values("normal", kind="stable")
-    return pairs.reset_index(drop=True)

@@ -2,7 +2,7 @@
 
 Each disease copy is made from a normal cell, so a copy and its source share everything but
 the shifted genes. :func:`assign_split` draws the split over *source cells* (stratified by cell
-type), so all copies of a cell sit on the same side; ``grouped=False`` gives the original
+type; :func:`latentshift.folds.held_out_fraction`), so all copies of a cell sit on the same side; ``grouped=False`` gives the original
 study's plain split, stratified by condition, for comparison. :func:`split_counts` tabulates it.
 """
 
@@ -15,20 +15,9 @@ import numpy as np
 import pandas as pd
 
 from latentshift.errors import PerturbError
+from latentshift.folds import held_out_cells, held_out_fraction
 
 log = logging.getLogger(__name__)
-
-
-def _stratified_choice(
-    labels: np.ndarray, train_fraction: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Boolean 'train' per item, ``round(train_fraction × n)`` items per label, at random."""
-    train = np.zeros(labels.size, dtype=bool)
-    for label in pd.unique(labels):
-        members = np.flatnonzero(labels == label)
-        k = int(round(train_fraction * members.size))
-        train[rng.choice(members, size=k, replace=False)] = True
-    return train
 
 
 def assign_split(
@@ -69,41 +58,33 @@ def assign_split(
             f"split.train_fraction must be strictly between 0 and 1, got {train_fraction}."
         )
     obs = adata.obs
-    rng = np.random.default_rng(seed)
     if grouped:
-        groups = obs[group_column].astype(str).to_numpy()
-        unique, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
-        if cell_type_column in obs.columns:
-            strata = obs[cell_type_column].astype(str).to_numpy()[first]
-        else:
-            strata = np.zeros(unique.size, dtype=int)
-        chosen = _stratified_choice(strata, train_fraction, rng)
-        if chosen.all() or not chosen.any():
-            side = "test" if chosen.all() else "training"
+        strata = obs[cell_type_column] if cell_type_column in obs.columns else None
+        is_train = held_out_fraction(obs[group_column], strata, train_fraction, seed)
+        n_units = obs[group_column].nunique()
+        if is_train.all() or not is_train.any():
+            side = "test" if is_train.all() else "training"
             raise PerturbError(
-                f"split: a class has too few cells for the split — {unique.size} source cell(s) with "
+                f"split: a class has too few cells for the split — {n_units} source cell(s) with "
                 f"split.train_fraction {train_fraction} leave the {side} side empty, so nothing could be "
                 "trained or tested. Use more cells (raise data.n_cells; a few hundred at least) or a "
                 "split.train_fraction nearer 0.5."
             )
-        types, n_per_type = np.unique(strata, return_counts=True)
-        lonely = types[n_per_type < 2]
-        if lonely.size:
-            log.warning(
-                "split: cell type(s) %s have a single source cell, so they sit on one side of the split "
-                "only; raise data.n_cells to have them on both sides.",
-                ", ".join(map(str, lonely)),
+        if strata is not None:
+            per_type = (
+                obs.drop_duplicates(group_column)[cell_type_column].astype(str).value_counts()
             )
-        is_train = chosen[inverse]  # (np.isin on strings took minutes at 343.8k cells)
+            lonely = per_type.index[per_type < 2]
+            if len(lonely):
+                log.warning(
+                    "split: cell type(s) %s have a single source cell, so they sit on one side of "
+                    "the split only; raise data.n_cells to have them on both sides.",
+                    ", ".join(map(str, lonely)),
+                )
     else:
-        from sklearn.model_selection import train_test_split
-
-        idx = np.arange(adata.n_obs)
         labels = obs[condition_column].astype(str).to_numpy()
         try:
-            train_idx, _ = train_test_split(
-                idx, train_size=train_fraction, stratify=labels, random_state=seed
-            )
+            is_train = held_out_cells(labels, train_fraction, seed)
         except ValueError as exc:
             counts = pd.Series(labels).value_counts()
             raise PerturbError(
@@ -111,8 +92,6 @@ def assign_split(
                 f"'{counts.index[-1]}' with {counts.iloc[-1]} cell(s); {exc}). Use more cells (raise "
                 "data.n_cells) or a split.train_fraction nearer 0.5."
             ) from exc
-        is_train = np.zeros(adata.n_obs, dtype=bool)
-        is_train[train_idx] = True
     split = pd.Series(np.where(is_train, "train", "test"), index=obs.index, name="split")
     return split.astype(pd.CategoricalDtype(["train", "test"]))
 

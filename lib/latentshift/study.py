@@ -495,10 +495,19 @@ def point_row(folder: Path) -> dict[str, Any]:
         "oracle": choice.get("oracle", nan),
         "epochs": ldvae.get("epochs_run", nan),
         "early_stopped": ldvae.get("early_stopped", nan),
-        "donor_accuracy": clf.get("donor_accuracy", nan),
-        "donor_accuracy_low": clf.get("donor_accuracy_low", nan),
-        "donor_accuracy_high": clf.get("donor_accuracy_high", nan),
-        "permutation_donor_accuracy": clf.get("permutation_donor_accuracy", nan),
+        # the per-donor columns: a case-control point's per-unit score (each donor's call, or
+        # each donor's own accuracy when paired)
+        **{
+            f"{prefix}donor_{key}": clf.get(f"{prefix}unit_{key}", nan)
+            if clf.get("unit") == "donor"
+            else nan
+            for prefix, key in (
+                ("", "accuracy"),
+                ("", "accuracy_low"),
+                ("", "accuracy_high"),
+                ("permutation_", "accuracy"),
+            )
+        },
         "wall_seconds": sum(float(v.get("seconds") or 0) for v in steps) if steps else nan,
         "peak_memory_gb": max((float(v.get("peak_rss_bytes") or 0) for v in steps), default=0) / 1e9
         if steps
