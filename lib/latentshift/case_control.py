@@ -291,6 +291,66 @@ def add_disease_donors(
     return out
 
 
+#: The condition of the second group of a real-donor null (:func:`deal_fake_groups`).
+FAKE_GROUP = "fake group"
+
+
+def deal_fake_groups(
+    adata: ad.AnnData,
+    condition_column: str = "disease",
+    control: str = "normal",
+    seed: int = 0,
+    donor_column: str = "donor_id",
+) -> ad.AnnData:
+    """The real-donor null: the donors dealt at random into two groups, one relabelled.
+
+    Real donors differ (genotype, age, sample handling) whatever their condition; dealing them
+    into two fake conditions gives a data set with those real differences and no condition at
+    all — every reading must find nothing there. The donors are shuffled (seeded) and the first
+    half (rounded down) become :data:`FAKE_GROUP`, the rest ``control``.
+
+    Parameters
+    ----------
+    adata
+        Cells with ``obs[donor_column]`` (at least 4 donors: 2 per group).
+    condition_column, control
+        The obs column written and the first group's value.
+    seed
+        Seed of the dealing.
+    donor_column
+        The donors' column.
+
+    Returns
+    -------
+    anndata.AnnData
+        The same cells (counts shared) with ``obs[condition_column]`` the dealt groups and
+        ``uns["case_control"]["fake_groups"]``: each group's donors.
+    """
+    donors = _column(adata.obs, donor_column, "donor", "data.donor_column").to_numpy()
+    names = sorted(pd.unique(donors))
+    if len(names) < 4:
+        raise CaseControlError(
+            f"fake groups need at least 4 donors (2 per group), the data have {len(names)}."
+        )
+    order = np.random.default_rng([seed, 41]).permutation(names)
+    fake = set(order[: len(names) // 2])
+    out = _with_counts(adata, adata.layers["counts"] if "counts" in adata.layers else adata.X)
+    labels = np.where(np.isin(donors, list(fake)), FAKE_GROUP, control)
+    out.obs[condition_column] = pd.Categorical(labels, categories=[control, FAKE_GROUP])
+    out.uns["case_control"] = {
+        **dict(adata.uns.get("case_control", {})),
+        "fake_groups": {control: sorted(set(names) - fake), FAKE_GROUP: sorted(fake)},
+    }
+    log.info(
+        "fake groups (the null): %s = %s; %s = %s",
+        control,
+        ", ".join(sorted(set(names) - fake)),
+        FAKE_GROUP,
+        ", ".join(sorted(fake)),
+    )
+    return out
+
+
 def donor_table(obs: pd.DataFrame, condition_column: str, donor_column: str) -> pd.DataFrame:
     """Nuclei per donor (rows) and condition (columns): the design at a glance."""
     table = pd.crosstab(obs[donor_column].astype(str), obs[condition_column].astype(str))
@@ -455,4 +515,5 @@ def perturb_metrics(
         "named_sets": {k: len(v) for k, v in adata.uns.get("perturbation_genes", {}).items()},
         "genesets": dict(match_summary or {}),
         "simulated_disease_donors": design.get("disease_donors", {}),
+        "fake_groups": design.get("fake_groups", {}),
     }

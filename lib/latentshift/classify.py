@@ -237,6 +237,10 @@ class ClassificationResult:
         Training cells of the first scored fold.
     latent_key
         The obsm key classified.
+    evaluations
+        :func:`latentshift.evaluation.evaluate` of every model.
+    models
+        Every model trained for the first scored fold (e.g. to call other cells with).
     """
 
     labels: list[str]
@@ -254,6 +258,7 @@ class ClassificationResult:
     n_train: int
     latent_key: str
     evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)
 
 
 def _fits(
@@ -432,6 +437,7 @@ def classify_conditions(
         n_train=int((folds.fold != first).sum()),
         latent_key=latent_key,
         evaluations=evals,
+        models={name: by_fold[first] for name, by_fold in models.items()},
     )
 
 

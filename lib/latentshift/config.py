@@ -77,6 +77,9 @@ DEFAULTS: dict[str, Any] = {
         "unlabelled_values": [],
         "max_unlabelled_fraction": 0.05,
         "donor_column": "donor_id",
+        # donors left out of the data right after loading (e.g. the donors a real_transfer
+        # file holds, so that the synthetic side never sees them)
+        "exclude_donors": [],
         "min_genes": 100,  # QC: minimum genes detected per cell
         "min_cells": 3,  # QC: minimum cells expressing a gene
         "n_cells": 2000,  # seeded subsample after QC; None keeps all cells
@@ -102,6 +105,21 @@ DEFAULTS: dict[str, Any] = {
         # synthetic versus real (05): the synthetic pipeline trained on half the control donors,
         # its classifier applied to the held-out real nuclei (an extra LDVAE training)
         "transfer": True,
+        # the real-donor null: the data's donors dealt at random (seeded) into two groups of
+        # (nearly) equal size, the second relabelled "fake group": no condition, known answer
+        "fake_groups": False,
+    },
+    # synthetic against real (design: synthetic): a file of real cells in the conditions the
+    # perturbations stand for, never trained on — 03 embeds them with its LDVAE and PCA, 05
+    # calls them with its networks and sets the synthetic shift's direction against theirs
+    "real_transfer": {
+        "path": None,  # the real cells' .h5ad (relative to the project root); null: off
+        "condition_column": "disease",
+        "control": "normal",
+        "cell_type_column": "cell_type",
+        "donor_column": "donor_id",
+        "symbol_column": None,  # var column with gene symbols; None: feature_name or var_names
+        "null_draws": 200,  # random halves of the control cells: the null of the direction match
     },
     "ldvae": {
         "n_latent": 36,  # the reference configuration's latent size
@@ -251,6 +269,11 @@ RULES: dict[str, Rule] = {
     "data.symbol_column": (STR + NONE, None, "a column name of .var, or null"),
     "data.cell_type_column": (STR, None, "a column name of .obs"),
     "data.donor_column": (STR + NONE, None, "a column name of .obs, or null"),
+    "data.exclude_donors": (
+        (list,),
+        lambda x: all(isinstance(v, str | int) for v in x),
+        "a list of donor ids, e.g. ['101', '107']",
+    ),
     "data.min_genes": (INT, _nonneg, "a whole number >= 0"),
     "data.min_cells": (INT, _nonneg, "a whole number >= 0"),
     "data.n_cells": (INT + NONE, lambda x: x is None or x >= 10, "a whole number >= 10, or null"),
@@ -275,6 +298,18 @@ RULES: dict[str, Rule] = {
     ),
     "case_control.n_folds": (INT, lambda x: x >= 2, "a whole number >= 2"),
     "case_control.transfer": (BOOL, None, "true or false"),
+    "case_control.fake_groups": (BOOL, None, "true or false"),
+    "real_transfer.path": (STR + NONE, None, "a path to an .h5ad file of real cells, or null"),
+    "real_transfer.condition_column": (STR, None, "a column name of the real file's .obs"),
+    "real_transfer.control": (STR, None, "the condition column's value for controls"),
+    "real_transfer.cell_type_column": (STR, None, "a column name of the real file's .obs"),
+    "real_transfer.donor_column": (STR, None, "a column name of the real file's .obs"),
+    "real_transfer.symbol_column": (
+        STR + NONE,
+        None,
+        "a column name of the real file's .var, or null",
+    ),
+    "real_transfer.null_draws": (INT, lambda x: x >= 10, "a whole number >= 10"),
     "ldvae.n_latent": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "ldvae.n_hidden": (INT, lambda x: x >= 1, "a whole number >= 1"),
     "ldvae.n_layers": (INT, lambda x: x >= 1, "a whole number >= 1"),
@@ -626,6 +661,19 @@ def _check_design(resolved: Mapping[str, Any]) -> None:
             f"params key 'data.simulate_disease_donors' is {n_disease}, but design is "
             f"{resolved['design']!r}: disease donors belong to the case-control design. Set "
             "design: case_control, or data.simulate_disease_donors to 0."
+        )
+    if resolved["real_transfer"]["path"] and resolved["design"] != "synthetic":
+        raise ParamsError(
+            "params key 'real_transfer.path' names a file of real cells, but design is "
+            f"{resolved['design']!r}: synthetic against real trains on copies (design: "
+            "synthetic). Set design: synthetic, or real_transfer.path to null (a case-control "
+            "design tests its own held-out donors: case_control.transfer)."
+        )
+    if resolved["case_control"]["fake_groups"] and resolved["design"] != "case_control":
+        raise ParamsError(
+            "params key 'case_control.fake_groups' deals the donors into two fake conditions, "
+            f"but design is {resolved['design']!r}. Set design: case_control, or "
+            "case_control.fake_groups to false."
         )
     if data["simulate_paired"] and resolved["design"] != "case_control":
         raise ParamsError(

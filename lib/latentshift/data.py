@@ -377,6 +377,9 @@ def load_cells(cfg: Mapping[str, Any], seed: int, required_genes: Sequence[str] 
             "cell_type_column": cfg.get("cell_type_column", "cell_type"),
             "donor_column": cfg.get("donor_column", "donor_id"),
         }
+        excluded = [str(d) for d in cfg.get("exclude_donors") or []]
+        if excluded:  # the whole file, then the donors out; 01 samples what is left
+            return exclude_donors(read_h5ad_counts(cfg["path"], **columns), excluded)
         n_cells = cfg.get("n_cells")
         if n_cells is not None and n_cells < h5ad_n_obs(cfg["path"]):
             return read_h5ad_sample(
@@ -389,6 +392,41 @@ def load_cells(cfg: Mapping[str, Any], seed: int, required_genes: Sequence[str] 
             )
         return read_h5ad_counts(cfg["path"], **columns)
     raise DataError(f"data.source must be 'simulated' or 'h5ad' (got {source!r}).")
+
+
+def exclude_donors(adata: AnnData, donors: Sequence[str]) -> AnnData:
+    """The cells of every donor but ``donors`` (``data.exclude_donors``).
+
+    Raises
+    ------
+    DataError
+        The data have no ``donor_id``, or a donor to leave out is not among them.
+    """
+    if "donor_id" not in adata.obs:
+        raise DataError(
+            "data.exclude_donors names donors, but the cells have no donor (obs['donor_id']); "
+            "set data.donor_column to the obs column that holds it."
+        )
+    present = set(adata.obs["donor_id"].astype(str))
+    unknown = [d for d in donors if d not in present]
+    if unknown:
+        raise DataError(
+            f"data.exclude_donors: donor(s) {', '.join(unknown)} are not in the data (donors: "
+            f"{', '.join(sorted(present))}). Fix the ids in data.exclude_donors."
+        )
+    keep = ~adata.obs["donor_id"].astype(str).isin(donors).to_numpy()
+    log.info(
+        "left out %d cells of donor(s) %s; %d cells stay",
+        int((~keep).sum()),
+        ", ".join(donors),
+        int(keep.sum()),
+    )
+    out = subset(adata, rows=keep)
+    out.uns["latentshift"] = {
+        **dict(adata.uns.get("latentshift", {})),
+        "excluded_donors": list(donors),
+    }
+    return out
 
 
 def describe_loading(adata: AnnData) -> str:

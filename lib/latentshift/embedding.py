@@ -75,6 +75,16 @@ def pca_of_counts(
         Cells × ``n_comps`` and genes × ``n_comps`` (float32); coordinates are
         ``(x - mean_train) @ components``.
     """
+    pca = fit_pca(counts, train_mask, n_comps, seed)
+    return project_pca(pca, counts, chunk_rows), pca.components_.T.astype(np.float32)
+
+
+def fit_pca(counts: Any, train_mask: np.ndarray, n_comps: int, seed: int = 0) -> Any:
+    """The PCA baseline's fit (scikit-learn ``PCA``, ARPACK) on the log-normalised training rows.
+
+    Only the training rows are log-normalised whole (the fit needs them); see
+    :func:`pca_of_counts`.
+    """
     from sklearn.decomposition import PCA
 
     train = np.asarray(train_mask, dtype=bool)
@@ -85,20 +95,24 @@ def pca_of_counts(
             f"{n_comps}; lower ldvae.n_latent or use more cells/genes."
         )
     pca = PCA(n_components=n_comps, svd_solver="arpack", random_state=seed)
-    # only the training rows are log-normalised whole (the fit needs them); every cell is then
-    # projected block by block, so no float copy of all the counts is ever held
     pca.fit(log_normalise_rows(counts, train))
-    z = np.empty((counts.shape[0], n_comps), dtype=np.float32)
-    for lo in range(0, counts.shape[0], chunk_rows):
-        block = np.arange(lo, min(lo + chunk_rows, counts.shape[0]))
-        z[block] = pca.transform(log_normalise_rows(counts, block))
     log.info(
         "PCA baseline: %d dims fit on %d training cells explain %.1f%% of variance",
         n_comps,
         int(train.sum()),
         100 * float(pca.explained_variance_ratio_.sum()),
     )
-    return z, pca.components_.T.astype(np.float32)
+    return pca
+
+
+def project_pca(pca: Any, counts: Any, chunk_rows: int = 20_000) -> np.ndarray:
+    """Every row of ``counts`` (the fit's genes, in its order) on a fitted PCA baseline, block by
+    block, so no float copy of all the counts is ever held."""
+    z = np.empty((counts.shape[0], pca.n_components_), dtype=np.float32)
+    for lo in range(0, counts.shape[0], chunk_rows):
+        block = np.arange(lo, min(lo + chunk_rows, counts.shape[0]))
+        z[block] = pca.transform(log_normalise_rows(counts, block))
+    return z
 
 
 def pca_baseline(

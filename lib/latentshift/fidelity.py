@@ -109,6 +109,20 @@ def classify_neurons(obs: pd.DataFrame) -> tuple[np.ndarray | None, list[str]]:
     return obs["cell_type"].astype(str).map(classes).to_numpy(dtype=bool), []
 
 
+def describes_m1(obs: pd.DataFrame) -> bool:
+    """Whether the published M1 reference describes these cells: simulated M1 cells, an M1 atlas
+    file, or cell types that are the reference table's M1 types or neurons. Blood cells, say,
+    are not compared with motor-cortex nuclei (01 then shows no fidelity table or M1 markers)."""
+    if "cell_class" in obs or "supercluster_term" in obs:
+        return True
+    if "cell_type" not in obs:
+        return False
+    table = reference.celltype_table()
+    m1 = set(table["cell_type"].str.lower())
+    labels = {str(v).strip().lower() for v in pd.unique(obs["cell_type"].astype(str))}
+    return bool(labels & m1) or any("neuron" in v for v in labels)
+
+
 def _published_class_depths() -> dict[str, float]:
     """Cell-weighted UMI depth per class in the M1 composition, from the shipped table."""
     table = reference.celltype_table()

@@ -350,6 +350,13 @@ def labelled_design_findings(metrics: Mapping[str, Any], simulated: bool) -> Fin
             + "; ".join(f"{c}: {n} genes" for c, n in metrics["named_sets"].items())
             + "."
         )
+    fake = metrics.get("fake_groups") or {}
+    if fake:
+        items.append(
+            "The null: no condition. The donors were dealt at random into two fake groups ("
+            + "; ".join(f"{g}: {', '.join(map(str, d))}" for g, d in fake.items())
+            + "), so every reading should find nothing beyond its own null."
+        )
     sim = metrics.get("simulated_disease_donors") or {}
     if sim:
         fcs = sorted(float(v["fold_change"]) for v in sim.values())
@@ -624,6 +631,19 @@ def run_findings(
             )
         if not clf.get("split_grouped", True):
             notes.append(f"The split does not keep each {unit} whole: accuracy is inflated.")
+    transfer = metrics.get("transfer") or {}
+    for cond, r in (transfer.get("by_condition") or {}).items():
+        if "direction" not in transfer:
+            continue  # a case-control run's own transfer test: its page says it
+        d = transfer["direction"].get(f"{cond} / ldvae") or {}
+        items.insert(
+            0,
+            f"Synthetic against real: trained only on synthetic copies, the network calls "
+            f"**{pct(r['ldvae_targeted_disease'])}** of real {cond} cells perturbed against "
+            f"{pct(r['ldvae_targeted_control'])} of real control cells (donors never seen); the "
+            f"shifts' cosine {d.get('cosine', float('nan')):.2f} (null 97.5 % "
+            f"{d.get('null_high', float('nan')):.2f}).",
+        )
     for name, m in (metrics.get("loadings") or {}).items():
         if isinstance(m, dict) and "auroc_ldvae_projected" in m:
             items.append(

@@ -310,6 +310,20 @@ def _labels(values: pd.Series) -> pd.Categorical:
     return pd.Categorical([None if v is None else str(v) for v in text])
 
 
+#: var columns that commonly hold gene symbols when the var_names are Ensembl ids.
+_SYMBOL_CANDIDATES = ("gene_symbols", "gene_symbol", "gene_name", "gene_names", "symbol", "SYMBOL")
+
+
+def _symbol_column(var: pd.DataFrame) -> str | None:
+    """A var column of gene symbols (mostly not Ensembl ids), by its usual names; or None."""
+    for column in _SYMBOL_CANDIDATES:
+        if column in var.columns:
+            values = var[column].astype(str)
+            if values.str.match(_ENSEMBL).mean() < 0.5 and values.str.len().gt(0).mean() > 0.5:
+                return column
+    return None
+
+
 def _read_annotations(
     f: Any,
     where: str,
@@ -360,7 +374,11 @@ def _read_annotations(
         symbol_column = "feature_name"
     if symbol_column is None:
         ensembl = pd.Index(var.index.astype(str)).str.match(_ENSEMBL)
-        if len(var) and ensembl.mean() > 0.5:
+        found = _symbol_column(var) if len(var) and ensembl.mean() > 0.5 else None
+        if found is not None:
+            log.info("the genes are Ensembl ids; gene symbols from var['%s']", found)
+            symbol_column = found
+        elif len(var) and ensembl.mean() > 0.5:
             raise DataError(
                 f"{path}: the genes are Ensembl IDs (e.g. {var.index[0]}) and var has no "
                 f"'feature_name' column with gene symbols, so no gene set can be matched. var "
@@ -421,6 +439,17 @@ def _build(
         if isinstance(var[c].dtype, pd.CategoricalDtype):
             var[c] = var[c].cat.remove_unused_categories()
     adata = ad.AnnData(X=counts, obs=obs, var=var)
+    duplicated = int(adata.var_names.duplicated().sum())
+    if duplicated:  # scanpy's convention: GENE, GENE-1, …; the symbols stay in feature_name
+        if "feature_name" not in adata.var:
+            adata.var["feature_name"] = adata.var_names.astype(str)
+        adata.var_names_make_unique()
+        log.warning(
+            "%s: %d gene names occur more than once; they were made unique (GENE-1, GENE-2, …) "
+            "and gene sets match every copy through var['feature_name']",
+            path.name,
+            duplicated,
+        )
     # the same matrix object, as simulate_m1 and artifacts.read_h5ad make it: one copy of the
     # counts in memory (counts.subset and artifacts.write_h5ad keep it one)
     adata.layers["counts"] = adata.X
@@ -434,6 +463,8 @@ def _build(
         info["simulated_by"] = str(flags.get("source", ""))
     if sample is not None:
         info["sample"] = dict(sample)
+    if duplicated:
+        info["duplicate_gene_names"] = duplicated
     adata.uns["latentshift"] = info
     return adata
 

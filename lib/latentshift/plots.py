@@ -35,8 +35,11 @@ def simulated_banner(adata: AnnData) -> Any:
             "SIMULATED DATA — a deterministic simulated M1-like data set made by latentshift, "
             "not real cells. Figures show what the method does, not biology.</div>"
         )
-    source = html.escape(str(adata.uns.get("latentshift", {}).get("source", "a local .h5ad file")))
-    return HTML(f"<div style='background:#e2f0d9;padding:0.7em'>Real data: {source}</div>")
+    from latentshift.artifacts import display_path
+
+    source = adata.uns.get("latentshift", {}).get("source")
+    shown = html.escape(display_path(source) if source else "a local .h5ad file")
+    return HTML(f"<div style='background:#e2f0d9;padding:0.7em'>Real data: {shown}</div>")
 
 
 def data_label(adata: AnnData) -> str:

@@ -213,7 +213,7 @@ def classifier_findings(
             items.append(text)
             lines.append(text)
     if transfer:
-        tr = transfer_items(transfer)
+        tr = real_transfer_items(transfer) if "direction" in transfer else transfer_items(transfer)
         items.extend(tr)
         lines.extend(tr)
     if u.paired or copies:
@@ -284,6 +284,50 @@ def transfer_items(summary: Mapping[str, Any]) -> list[str]:
                 else ""
             )
         )
+    return items
+
+
+def real_transfer_items(summary: Mapping[str, Any]) -> list[str]:
+    """Findings lines of synthetic against real cells (:mod:`latentshift.real_cells`).
+
+    Parameters
+    ----------
+    summary
+        ``real_calls(...).summary`` with its ``direction`` (:func:`latentshift.real_cells.direction_summary`).
+    """
+    items = []
+    donors = ", ".join(summary["real_donors"])
+    for stimulated, r in summary["by_condition"].items():
+        items.append(
+            f"Synthetic against real, {stimulated}: the network trained only on synthetic copies "
+            f"calls **{pct(r['ldvae_targeted_disease'])}** of real {stimulated} cells perturbed, "
+            f"against {pct(r['ldvae_targeted_control'])} of real control cells (donors {donors}, "
+            f"never seen); on PCA {pct(r['pca_targeted_disease'])} against "
+            f"{pct(r['pca_targeted_control'])}."
+        )
+        for key, d in summary.get("direction", {}).items():
+            if not key.startswith(f"{stimulated} / "):
+                continue
+            rep = "LDVAE latent" if key.endswith("ldvae") else "PCA baseline"
+            types = d["types_above_null"]
+            items.append(
+                f"Direction ({rep}): the synthetic shift and the real one have cosine "
+                f"**{d['cosine']:.2f}** (null 97.5 % {d['null_high']:.2f}, p = {_p(d['pvalue'])}); "
+                f"the synthetic one is {d['length_ratio']:.2f}× as long; "
+                f"{len(types)} of {d['n_types_tested']} cell types above their null"
+                + (f" ({', '.join(types)})" if types else "")
+                + "."
+            )
+        c = (summary.get("converse") or {}).get(stimulated)
+        if c:
+            design = "the donor in the design" if c["paired"] else "donors as replicates"
+            items.append(
+                f"The converse: ranked by the real response itself (pseudobulk by donor, "
+                f"PyDESeq2 with {design}, {c['n_genes_tested']} genes), the set the copies "
+                f"shifted ({c['n_set_in_file']} of its {c['n_set']} genes in the real file) "
+                f"reaches AUROC **{c['auroc']:.2f}** (0.5: chance); {c['in_top']} of the "
+                f"response's top {c['top']} genes are in it (chance {c['expected_in_top']:.1f})."
+            )
     return items
 
 

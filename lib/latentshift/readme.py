@@ -16,7 +16,10 @@ Tables (the opening marker, the table, ``<!-- /KIND-table -->``):
 - ``<!-- study-table results/X.csv -->``, ``transfer-table``, ``calls-table`` — recorded
   studies (:mod:`latentshift.study_report`);
 - ``<!-- fidelity-table 2000 28000 -->`` — the simulator against the published M1 figures,
-  measured afresh (``simulate_m1(2000, 28000, seed=0)``: deterministic, a few seconds).
+  measured afresh (``simulate_m1(2000, 28000, seed=0)``: deterministic, a few seconds);
+- ``<!-- realcells-table PAIRED NULL SPLIT SYNTHETIC SYNTHETIC_NULL TRANSFER_SWEEP -->`` — the
+  real cells' readings, synthetic against real, and the sentences made from them
+  (:mod:`latentshift.realcells_summary`).
 
 A number in prose: ``<!-- value SOURCE KEY FORMAT -->38.7%<!-- /value -->``. ``SOURCE`` is a
 record's name (``demo`` → ``results/demo.json``, ``KEY`` a dotted path such as
@@ -38,7 +41,7 @@ from typing import Any
 
 import pandas as pd
 
-from latentshift import artifacts, results, study_report
+from latentshift import artifacts, realcells_summary, results, study_report
 from latentshift.errors import LatentshiftError
 from latentshift.findings import pct
 
@@ -433,8 +436,12 @@ def render_table(kind: str, args: Sequence[str], root: Path) -> str:
         return sweep_table(_csv(root, args[0]))
     if kind == "fidelity":
         return fidelity_table(int(args[0]), int(args[1]))
+    if kind == "realcells":
+        return realcells_summary.render(
+            args, lambda name: results.load(name, root), lambda name: _csv(root, name)
+        )
     raise ReadmeError(
-        f"the README has a '{kind}-table' marker; known kinds: results, timings, spread, sweep, fidelity, {', '.join(study_report.TABLES)}."
+        f"the README has a '{kind}-table' marker; known kinds: results, timings, spread, sweep, fidelity, realcells, {', '.join(study_report.TABLES)}."
     )
 
 

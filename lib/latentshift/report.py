@@ -388,6 +388,44 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]], depth: int = 0
         out.append((prefix, value))
 
 
+def question(params: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
+    """The question a run answers, in words made from its params and data (the index's lead).
+
+    Simulated motor-cortex cells or a named file; copies with gene sets shifted (synthetic) or
+    the data's own conditions (case–control); and, with ``real_transfer``, real cells of the
+    conditions the copies stand for.
+    """
+    data = params["data"]
+    if data["source"] == "simulated":
+        cells = "simulated human motor-cortex (M1) cells"
+    else:
+        cells = f"the cells of {Path(str(data['path'])).name}"
+    model = f"Does an interpretable generative model (LDVAE) of {cells}"
+    if params.get("design") == "case_control":
+        labels = (metrics.get("classifier") or {}).get("labels") or list(
+            ((metrics.get("data") or {}).get("case_control") or {}).get("nuclei", {})
+        )
+        conditions = " and ".join(map(str, labels)) or "their conditions"
+        return (
+            f"{model} tell {conditions} apart, how well — per cell and per donor, beside the "
+            "label null — and which latent factors carry the difference?"
+        )
+    shifted = "; ".join(
+        f"{e['geneset']} {e['direction']} ×{e['fold_change']}" for e in params["perturbations"]
+    )
+    text = (
+        f"{model} see a synthetic shift of gene sets ({shifted}) in copies of them, how well can "
+        "it be detected, and which latent factors carry it?"
+    )
+    real = (params.get("real_transfer") or {}).get("path")
+    if real:
+        text += (
+            f" And does a model of that shift recognise the real cells of {Path(str(real)).name} "
+            "in the conditions it stands for?"
+        )
+    return text
+
+
 def headline_rows(
     metrics: dict[str, Any],
     null_metrics: dict[str, Any] | None = None,
@@ -633,13 +671,14 @@ def render_index(
             + "</p>"
         )
     data_line = (
-        "" if simulated else f"<p>Data: <code>{html.escape(str(params['data']['path']))}</code></p>"
+        ""
+        if simulated
+        else f"<p>Data: <code>{html.escape(artifacts.display_path(params['data']['path']))}</code></p>"
     )
     box = findings_html(run_findings(metrics, null_metrics, simulated, oracle_metrics))
     body = f"""
 <h1>latentshift report — profile <code>{html.escape(profile)}</code></h1>
-<p>Does an interpretable generative model (LDVAE) of motor-cortex cells see a simulated disease
-shift, how well can it be detected, and which latent factors carry it?</p>
+<p>{html.escape(question(params, metrics))}</p>
 {data_line}
 {box}
 {thumbs_html}

@@ -67,8 +67,9 @@ def resolve_paths(params: dict[str, Any], root: Path) -> dict[str, Any]:
     """Make the file paths in params absolute (relative paths are taken from the project root)."""
     params = json.loads(json.dumps(params))  # deep copy of plain data
     params["genesets"]["gmt"] = str(artifacts.resolve_path(params["genesets"]["gmt"], root))
-    if params["data"]["path"]:
-        params["data"]["path"] = str(artifacts.resolve_path(params["data"]["path"], root))
+    for section in ("data", "real_transfer"):
+        if params[section]["path"]:
+            params[section]["path"] = str(artifacts.resolve_path(params[section]["path"], root))
     return params
 
 
@@ -88,6 +89,12 @@ def preflight(params: dict[str, Any], params_path: Path) -> None:
             "fill in data.url first), or point data.path at your local copy of the .h5ad file. "
             "For a simulated file of the CELLxGENE shape: "
             f"`python -m latentshift simulate {data['path']}`."
+        )
+    real = params["real_transfer"]["path"]
+    if real and not Path(real).is_file():
+        raise PipelineError(
+            f"{params_path}: the real cells' file {real} (real_transfer.path) does not exist. "
+            "Point real_transfer.path at an .h5ad of real cells, or set it to null."
         )
     from latentshift import genesets, ldvae
 

@@ -524,11 +524,24 @@ def point_row(folder: Path) -> dict[str, Any]:
     for cond, m in (metrics.get("loadings") or {}).items():
         if isinstance(m, Mapping) and "auroc_ldvae_projected" in m:
             row[f"{cond}_recovery"] = m.get("auroc_ldvae_projected")
-    # synthetic versus real (case-control runs): call rates "<condition>_transfer_<rep>_<where>_<side>"
-    for cond, rates in ((metrics.get("transfer") or {}).get("by_condition") or {}).items():
-        for key, value in rates.items():
-            row[f"{cond}_transfer_{key}"] = value
+    row.update(transfer_columns(metrics))
     return row
+
+
+def transfer_columns(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's synthetic-versus-real numbers as flat columns: call rates
+    ``<condition>_transfer_<rep>_<where>_<side>`` and, against real cells of another file,
+    ``<condition>_direction_<rep>_<cosine|length_ratio|null_high>``."""
+    out: dict[str, Any] = {}
+    transfer = metrics.get("transfer") or {}
+    for cond, rates in (transfer.get("by_condition") or {}).items():
+        for key, value in rates.items():
+            out[f"{cond}_transfer_{key}"] = value
+    for key, d in (transfer.get("direction") or {}).items():
+        cond, rep = key.rsplit(" / ", 1)
+        for name in ("cosine", "length_ratio", "null_high"):
+            out[f"{cond}_direction_{rep}_{name}"] = d.get(name)
+    return out
 
 
 def collect(run_base: str | Path, points: Sequence[Point]) -> pd.DataFrame:

@@ -30,7 +30,14 @@ import yaml
 from latentshift import artifacts, config, runner
 from latentshift.errors import SweepError
 from latentshift.provenance import provenance
-from latentshift.study import LEVEL_KEY, ensure_cells, point_params, run_points, scaled_params
+from latentshift.study import (
+    LEVEL_KEY,
+    ensure_cells,
+    point_params,
+    run_points,
+    scaled_params,
+    transfer_columns,
+)
 
 __all__ = ["DEFAULT_LEVELS", "collect", "detection_threshold", "run_sweep", "scaled_params"]
 
@@ -65,7 +72,9 @@ def collect(sweep_folder: str | Path, levels: Sequence[float]) -> pd.DataFrame:
         One row per level: ``level``, ``ldvae_accuracy``/``_low``/``_high`` (MLP on the
         LDVAE latent), ``pca_accuracy``/``_low``/``_high`` (same MLP on the PCA baseline),
         ``disease_genes_accuracy``, ``permutation_accuracy``, ``chance``, the commit the
-        level ran at (``git_commit``, ``git_dirty``); ``NaN`` for a level without results.
+        level ran at (``git_commit``, ``git_dirty``), and synthetic-versus-real numbers when
+        the profile has them (:func:`latentshift.study.transfer_columns`); ``NaN`` for a level
+        without results.
     """
     rows = []
     for level in levels:
@@ -73,9 +82,8 @@ def collect(sweep_folder: str | Path, levels: Sequence[float]) -> pd.DataFrame:
         base = m.get("baseline_accuracy", {})
         low, high = m.get("baseline_accuracy_low", {}), m.get("baseline_accuracy_high", {})
         chance = max(m["chance_uniform"], m["chance_majority"]) if m else float("nan")
-        prov = (
-            artifacts.read_metrics(Path(sweep_folder) / level_name(level)).get("provenance") or {}
-        )
+        metrics = artifacts.read_metrics(Path(sweep_folder) / level_name(level))
+        prov = metrics.get("provenance") or {}
         rows.append(
             {
                 "level": float(level),
@@ -90,6 +98,7 @@ def collect(sweep_folder: str | Path, levels: Sequence[float]) -> pd.DataFrame:
                 "chance": chance,
                 "git_commit": (prov.get("git_commit") or "")[:12] or None,
                 "git_dirty": prov.get("git_dirty"),
+                **transfer_columns(metrics),
             }
         )
     return pd.DataFrame(rows)
