@@ -115,6 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
         "readme", help="regenerate the README's tables and quoted numbers from results/"
     )
     p_readme.add_argument("--check", action="store_true", help="only say whether they are stale")
+    p_power = sub.add_parser(
+        "power",
+        help="power of each reading over simulated case-control studies: donors, nuclei, fold change",
+    )
+    p_power.add_argument("params", help="a case-control profile, e.g. params/case_control_sim.yaml")
+    p_power.add_argument("--donors", default="3,6,12", help="donors per arm (default 3,6,12)")
+    p_power.add_argument("--nuclei", default="200", help="nuclei per donor (default 200)")
+    p_power.add_argument("--fold", default="1.25,1.5,2", help="fold changes (default 1.25,1.5,2)")
+    p_power.add_argument("--reps", type=int, default=50, help="replicates per point (default 50)")
+    p_power.add_argument(
+        "--ldvae-donors", default="3,6", help="donors per arm of the LDVAE readings (default 3,6)"
+    )
+    p_power.add_argument("--ldvae-fold", default="2", help="fold changes of the LDVAE readings")
+    p_power.add_argument("--ldvae-reps", type=int, default=0, help="their replicates (0: none)")
+    p_power.add_argument(
+        "--genes", type=int, help="simulated genes (default: the profile's simulate_n_genes)"
+    )
+    p_power.add_argument("--jobs", type=int, default=1, help="replicates run at once (default 1)")
+    p_power.add_argument("--out", help="folder (default runs/<profile>/power)")
     p_check = sub.add_parser("check", help="validate a profile without running anything")
     p_check.add_argument("params")
     return parser
@@ -143,6 +162,8 @@ def _results(args: argparse.Namespace) -> int:
         name = f"{folder.parent.name}_{folder.name}"
         if (folder / "study.csv").is_file():
             table = pd.read_csv(folder / "study.csv")
+        elif (folder / "power.csv").is_file():
+            table = pd.read_csv(folder / "power.csv")
         elif (folder / "sweep.csv").is_file():  # read again: each level with the commit it ran at
             table = sweep.collect(folder, pd.read_csv(folder / "sweep.csv")["level"].tolist())
         else:
@@ -191,6 +212,47 @@ def _study(args: argparse.Namespace) -> int:
         only=[s.strip() for s in args.points.split(",") if s.strip()] if args.points else None,
         threads=options.get("threads"),
     )
+
+
+def _numbers(text: str, kind: type = float) -> list[Any]:
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise PipelineError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def _power(args: argparse.Namespace) -> int:
+    from latentshift import power, provenance
+
+    params = config.load_params(args.params)
+    if params["design"] != "case_control" or params["data"]["source"] != "simulated":
+        raise power.PowerError(
+            f"{args.params}: a power study draws simulated case-control data sets; give a "
+            "simulated case-control profile (e.g. params/case_control_sim.yaml)."
+        )
+    if args.genes:
+        params["data"]["simulate_n_genes"] = args.genes
+    nuclei = _numbers(args.nuclei, int)
+    points = [
+        power.Point(d, n, f)
+        for d in _numbers(args.donors, int)
+        for n in nuclei
+        for f in _numbers(args.fold)
+    ]
+    ldvae_points = [
+        power.Point(d, nuclei[0], f)
+        for d in _numbers(args.ldvae_donors, int)
+        for f in _numbers(args.ldvae_fold)
+    ]
+    profile = Path(args.params).stem
+    folder = Path(args.out) if args.out else artifacts.project_root() / "runs" / profile / "power"
+    replicates = power.run_power(
+        params, points, args.reps, ldvae_points, args.ldvae_reps, params["seed"], args.jobs
+    )
+    root = artifacts.project_root()
+    table = power.write_power(folder, replicates, provenance.provenance(params, root, folder))
+    log.info("power: %d rows → %s", len(table), artifacts.display_path(folder / "power.csv"))
+    return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -242,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1 if stale and args.check else 0
         if args.command == "results":
             return _results(args)
+        if args.command == "power":
+            return _power(args)
         if args.command == "sweep" and (args.vary or args.design):
             return _study(args)
         if args.command == "sweep":

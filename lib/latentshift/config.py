@@ -67,6 +67,9 @@ DEFAULTS: dict[str, Any] = {
         # after); its nuclei are dealt into a control sample and one sample per entry
         "simulate_paired": False,
         "simulate_donor_lfc_sd": 0.0,
+        # a composition shift: disease donors (paired: disease samples) lose this share of
+        # each named cell type's nuclei, e.g. {L5 ET: 0.5} (ALS motor cortex loses L5 ET neurons)
+        "simulate_disease_type_loss": {},
         # sd of each simulated donor's log effect on each gene (0.1: the calibrated M1's
         # donors, close to each other); larger gives donors an identity a classifier can learn
         "simulate_donor_gene_sd": 0.1,
@@ -259,6 +262,14 @@ RULES: dict[str, Rule] = {
     "data.simulate_disease_donors": (INT, _nonneg, "a whole number >= 0"),
     "data.simulate_paired": (BOOL, None, "true or false"),
     "data.simulate_donor_lfc_sd": (NUM, _nonneg, "a number >= 0"),
+    "data.simulate_disease_type_loss": (
+        (dict,),
+        lambda x: all(
+            isinstance(k, str) and isinstance(v, int | float) and 0 <= v < 1 for k, v in x.items()
+        ),
+        "a mapping of cell type to the share of its nuclei disease donors lose, each from 0 to 1 "
+        "(below 1), e.g. {L5 ET: 0.5}",
+    ),
     "data.simulate_donor_gene_sd": (NUM, _nonneg, "a number >= 0"),
     "data.max_unlabelled_fraction": (NUM, _closed01, "a number from 0 to 1"),
     "data.unlabelled_values": (

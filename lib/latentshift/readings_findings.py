@@ -9,7 +9,7 @@ control — the label null of the design, chance, the baselines. The box itself 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -114,6 +114,7 @@ def classifier_findings(
     cell_types: Any = None,
     by_epoch: Any = None,
     transfer: Mapping[str, Any] | None = None,
+    extra: Sequence[str] = (),
 ) -> Findings:
     """Findings of ``05_classifier`` from a :class:`latentshift.classify.ClassificationResult`.
 
@@ -132,6 +133,8 @@ def classifier_findings(
         :func:`latentshift.classify.accuracy_by_epoch`, when snapshots were kept.
     transfer
         :attr:`latentshift.transfer.TransferResult.summary` (synthetic versus real), if run.
+    extra
+        Further items, e.g. :func:`donor_level_items`.
     """
     b, main, chance, u = result.baselines, result.main, result.chance, result.units
     perm, split, untouched = result.permutation, result.split, result.untouched
@@ -212,6 +215,8 @@ def classifier_findings(
                 )
             items.append(text)
             lines.append(text)
+    items.extend(extra)
+    lines.extend(extra)
     if transfer:
         tr = real_transfer_items(transfer) if "direction" in transfer else transfer_items(transfer)
         items.extend(tr)
@@ -283,6 +288,52 @@ def transfer_items(summary: Mapping[str, Any]) -> list[str]:
                 if targets
                 else ""
             )
+        )
+    return items
+
+
+def donor_level_items(
+    pseudobulk: pd.DataFrame | None, composition: Mapping[str, Mapping[str, Any]] | None
+) -> list[str]:
+    """Findings lines of the donor-level readings: the pseudobulk set test per cell type
+    (:func:`latentshift.pseudobulk.by_cell_type`'s summary) and the composition test
+    (:func:`latentshift.composition.summary_metrics`: condition → cell type → numbers)."""
+    items = []
+    groups = pseudobulk.groupby("condition", sort=False) if pseudobulk is not None else ()
+    for cond, part in groups:
+        tested = part[part["testable"]]
+        if tested.empty:
+            items.append(f"Pseudobulk by donor, {cond}: no cell type has enough donors to test.")
+            continue
+        hits = tested[tested["set_pvalue_adj"] < 0.05]
+        best = tested.loc[tested["set_pvalue"].idxmin()]
+        items.append(
+            f"Pseudobulk by donor (PyDESeq2), {cond}: its named set is shifted in its direction in "
+            f"**{len(hits)} of {len(tested)}** cell types at adjusted p < 0.05"
+            + (f" ({', '.join(hits['cell_type'])})" if len(hits) else "")
+            + f"; strongest in {best['cell_type']} (p = {_p(best['set_pvalue'])}); "
+            f"genes at FDR 0.05: {int(tested['n_genes_fdr05'].sum())} calls over the types, "
+            f"in {int((tested['n_genes_fdr05'] > 0).sum())} of them; gene-level p-values uniform "
+            f"(KS p > 0.01) in {int((tested['pvalue_uniform_ks'] > 0.01).sum())} of "
+            f"{len(tested)} types; {int((~part['testable']).sum())} types untested (too few "
+            "donors or nuclei)."
+        )
+    for cond, by_type in (composition or {}).items():
+        table = pd.DataFrame.from_dict(dict(by_type), orient="index")
+        hits = table[table["pvalue_adj"].astype(float) < 0.05]
+        text = "; ".join(
+            f"{name} {100 * r['share_reference']:.2f}% → {100 * r['share_condition']:.2f}% "
+            f"(p = {_p(r['pvalue'])}, adjusted {_p(r['pvalue_adj'])})"
+            for name, r in hits.iterrows()
+        )
+        smallest = table["pvalue"].astype(float).min()
+        items.append(
+            f"Composition by donor, {cond}: "
+            + (
+                text
+                or f"no cell type's share changes at adjusted p < 0.05 (smallest p = {_p(smallest)})"
+            )
+            + "."
         )
     return items
 

@@ -17,6 +17,8 @@ Tables (the opening marker, the table, ``<!-- /KIND-table -->``):
   studies (:mod:`latentshift.study_report`);
 - ``<!-- fidelity-table 2000 28000 -->`` — the simulator against the published M1 figures,
   measured afresh (``simulate_m1(2000, 28000, seed=0)``: deterministic, a few seconds);
+- ``<!-- power-table results/case_control_power.csv -->`` — a recorded power study
+  (:func:`latentshift.power.power_markdown`);
 - ``<!-- realcells-table PAIRED NULL SPLIT SYNTHETIC SYNTHETIC_NULL TRANSFER_SWEEP -->`` — the
   real cells' readings, synthetic against real, and the sentences made from them
   (:mod:`latentshift.realcells_summary`).
@@ -436,12 +438,16 @@ def render_table(kind: str, args: Sequence[str], root: Path) -> str:
         return sweep_table(_csv(root, args[0]))
     if kind == "fidelity":
         return fidelity_table(int(args[0]), int(args[1]))
+    if kind == "power":
+        from latentshift.power import power_markdown
+
+        return power_markdown(_csv(root, args[0]))
     if kind == "realcells":
         return realcells_summary.render(
             args, lambda name: results.load(name, root), lambda name: _csv(root, name)
         )
     raise ReadmeError(
-        f"the README has a '{kind}-table' marker; known kinds: results, timings, spread, sweep, fidelity, realcells, {', '.join(study_report.TABLES)}."
+        f"the README has a '{kind}-table' marker; known kinds: results, timings, spread, sweep, fidelity, realcells, power, {', '.join(study_report.TABLES)}."
     )
 
 

@@ -1,4 +1,4 @@
-"""Figures of the per-cell-type shift analyses: Augur-style AUC and the E-test.
+"""Figures of the per-cell-type readings: Augur-style AUC, the E-test, pseudobulk volcanoes and composition.
 
 Each function takes a table from :mod:`latentshift.detectability` or
 :mod:`latentshift.edistance`, draws with matplotlib and returns the Figure (it never saves
@@ -13,7 +13,7 @@ the E-distance and E-test of scPerturb (Peidli et al. 2024, *Nat Methods* 21:531
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,14 @@ import pandas as pd
 
 from latentshift.errors import CellTypeShiftError
 
-__all__ = ["plot_celltype_auc", "plot_edistance", "plot_pvalue_uniformity", "significance_mark"]
+__all__ = [
+    "plot_celltype_auc",
+    "plot_composition",
+    "plot_edistance",
+    "plot_pvalue_uniformity",
+    "plot_volcanoes",
+    "significance_mark",
+]
 
 _UNTESTED = "#9a9a9a"
 
@@ -380,5 +387,109 @@ def plot_pvalue_uniformity(
     ax.set_ylabel(f"observed -log10 {column}")
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title(title or "p-values against the uniform", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_volcanoes(
+    tables: Mapping[tuple[str, str], pd.DataFrame],
+    sets: Mapping[str, Sequence[str]],
+    title: str = "",
+    max_panels: int = 12,
+) -> Any:
+    """A volcano per (condition, cell type) of the pseudobulk DE (:func:`latentshift.pseudobulk.by_cell_type`),
+    the named set's genes in red.
+
+    Parameters
+    ----------
+    tables
+        ``(condition, cell type)`` → PyDESeq2 table (``log2FoldChange``, ``pvalue``, ``padj``).
+    sets
+        Condition → its set's genes.
+    title
+        Figure title.
+    max_panels
+        At most this many panels (the first in order).
+    """
+    import matplotlib.pyplot as plt
+
+    keys = list(tables)[:max_panels]
+    cols = min(4, max(1, len(keys)))
+    rows = max(1, int(np.ceil(len(keys) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel()[len(keys) :]:
+        ax.axis("off")
+    for ax, key in zip(axes.ravel(), keys, strict=False):
+        t = tables[key]
+        y = -np.log10(t["pvalue"].astype(float).clip(lower=1e-300))
+        in_set = t.index.isin(list(sets.get(key[0], [])))
+        ax.scatter(t["log2FoldChange"][~in_set], y[~in_set], s=4, color="grey", alpha=0.5)
+        ax.scatter(t["log2FoldChange"][in_set], y[in_set], s=8, color="#c44e52", label="named set")
+        sig = t["padj"].astype(float) < 0.05
+        ax.set_title(f"{key[1]} ({int(sig.sum())} genes at FDR 0.05)", fontsize=9)
+        ax.set_xlabel(f"log2 fold change, {key[0]}", fontsize=8)
+        ax.set_ylabel("−log10 p", fontsize=8)
+        ax.axvline(0, color="black", lw=0.5)
+    if keys:
+        axes.ravel()[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title or "pseudobulk differential expression by donor (PyDESeq2)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_composition(
+    table: pd.DataFrame, tests: Mapping[str, pd.DataFrame] | None = None, title: str = ""
+) -> Any:
+    """Each donor's share of every cell type (a dot per donor, log scale), side by side by
+    condition, the condition's mean as a bar; a star over types whose share changes at
+    adjusted p < 0.05.
+
+    Parameters
+    ----------
+    table
+        :func:`latentshift.composition.proportions` (``unit``, ``condition``, a count column
+        per cell type).
+    tests
+        Condition → :func:`latentshift.composition.composition_test` (for the stars).
+    title
+        Figure title.
+    """
+    import matplotlib.pyplot as plt
+
+    types = [c for c in table.columns if c not in ("unit", "condition")]
+    share = table[types].div(table[types].sum(axis=1), axis=0)
+    conditions = list(dict.fromkeys(table["condition"].astype(str)))
+    order = share.mean().sort_values(ascending=False).index.tolist()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(types) + 2), 4.0))
+    width = 0.8 / max(len(conditions), 1)
+    rng = np.random.default_rng(0)
+    colors = plt.get_cmap("tab10")(np.arange(len(conditions)))
+    floor = 0.5 / float(table[types].sum(axis=1).max())  # an absent type: half a nucleus
+    for k, cond in enumerate(conditions):
+        rows = (table["condition"].astype(str) == cond).to_numpy()
+        for j, name in enumerate(order):
+            x = j - 0.4 + width * (k + 0.5)
+            y = share.loc[rows, name].clip(lower=floor).to_numpy()
+            ax.scatter(
+                x + rng.uniform(-width / 4, width / 4, y.size),
+                y,
+                s=10,
+                color=colors[k],
+                label=cond if j == 0 else None,
+                zorder=3,
+            )
+            ax.hlines(y.mean(), x - width / 2.5, x + width / 2.5, color=colors[k], lw=2)
+    for test in (tests or {}).values():
+        hits = set(test.loc[test["pvalue_adj"] < 0.05, "cell_type"].astype(str))
+        for j, name in enumerate(order):
+            if name in hits:
+                ax.annotate(
+                    "*", (j, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top"
+                )
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(order)), order, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("share of the donor's nuclei")
+    ax.legend(fontsize=8, title="condition", title_fontsize=8)
+    fig.suptitle(title or "cell-type composition per donor, by condition (* adjusted p < 0.05)")
     fig.tight_layout()
     return fig

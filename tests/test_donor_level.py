@@ -1,0 +1,238 @@
+"""The donor-level readings: pseudobulk set test and by cell type (latentshift.pseudobulk),
+composition (latentshift.composition) and power (latentshift.power)."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import mannwhitneyu
+
+from latentshift import composition, power, pseudobulk
+from latentshift.errors import DataError
+from latentshift.units import units_of
+
+# --- the set test ---------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(-6, 6), min_size=3, max_size=12),
+    st.lists(st.integers(-6, 6), min_size=3, max_size=40),
+    st.sampled_from(["up", "down"]),
+)
+def test_set_test_without_correlation_is_the_mann_whitney_test(in_set, rest, direction):
+    # integers: ties, so limma's tie adjustment is exercised too
+    stat = pd.Series(
+        np.array(in_set + rest, dtype=float) / 2,
+        index=[f"s{i}" for i in range(len(in_set))] + [f"r{i}" for i in range(len(rest))],
+    )
+    if stat.nunique() == 1:
+        return
+    table = pd.DataFrame({"stat": stat})
+    got = pseudobulk.set_test(table, list(stat.index[: len(in_set)]), direction, correlation=0.0)
+    alt = "greater" if direction == "up" else "less"
+    want = mannwhitneyu(
+        stat.iloc[: len(in_set)], stat.iloc[len(in_set) :], alternative=alt, method="asymptotic"
+    ).pvalue
+    assert got["pvalue"] == pytest.approx(want, rel=1e-9, abs=1e-12)
+    assert got["n_set"] == len(in_set)
+
+
+def test_set_test_finds_a_shifted_set_and_correlation_makes_it_more_cautious():
+    rng = np.random.default_rng(0)
+    stat = pd.Series(rng.normal(size=500), index=[f"g{i}" for i in range(500)])
+    stat.iloc[:20] += 1.0
+    table = pd.DataFrame({"stat": stat})
+    genes = list(stat.index[:20])
+    up = pseudobulk.set_test(table, genes, "up")
+    assert up["pvalue"] < 1e-3 and up["mean_stat"] > 0.5
+    assert pseudobulk.set_test(table, genes, "down")["pvalue"] > 0.99
+    independent = pseudobulk.set_test(table, genes, "up", correlation=0.0)["pvalue"]
+    assert independent < up["pvalue"]  # a correlated set carries less evidence
+    assert np.isnan(pseudobulk.set_test(table, ["not-a-gene"], "up")["pvalue"])
+
+
+def test_set_correlation_sees_genes_that_move_together_across_donors():
+    rng = np.random.default_rng(1)
+    n_samples, n_genes = 12, 200
+    factor = rng.normal(size=(n_samples, 1))  # a programme each donor runs to its own degree
+    logs = 6 + rng.normal(0, 0.1, (n_samples, n_genes))
+    logs[:, :20] += 0.5 * factor
+    counts = np.rint(np.exp(logs)).astype(np.int64)
+    obs = pd.DataFrame({"condition": ["ctrl", "stim"] * 6}, index=[str(i) for i in range(12)])
+    pb = ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(n_genes)]))
+    together = pseudobulk.set_correlation(pb, [f"g{i}" for i in range(20)])
+    apart = pseudobulk.set_correlation(pb, [f"g{i}" for i in range(20, 40)])
+    assert together > 0.5
+    assert apart == pytest.approx(pseudobulk.DEFAULT_CORRELATION, abs=0.1)
+    assert apart >= pseudobulk.DEFAULT_CORRELATION
+
+
+# --- pseudobulk by cell type ----------------------------------------------------------------
+
+
+def _nuclei(seed: int = 0, fold: float = 4.0, n: int = 30) -> ad.AnnData:
+    """8 donors (4 disease), 2 cell types (A, B) and a rare one (C: 2 nuclei per donor), 60
+    genes; g0–g9 up ``fold``× in disease donors' type A only."""
+    rng = np.random.default_rng(seed)
+    rows, X = [], []
+    for d in range(8):
+        disease = d >= 4
+        size = rng.lognormal(0, 0.2, 60)
+        for ct, k in (("A", n), ("B", n), ("C", 2)):
+            mu = 4.0 * size
+            if disease and ct == "A":
+                mu[:10] *= fold
+            X.append(rng.poisson(mu, (k, 60)))
+            rows += [
+                {"donor_id": f"d{d}", "disease": "HD" if disease else "normal", "cell_type": ct}
+            ] * k
+    obs = pd.DataFrame(rows)
+    obs.index = obs.index.astype(str)
+    counts = sp.csr_matrix(np.vstack(X).astype(np.int32))
+    nuclei = ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(60)]))
+    nuclei.layers["counts"] = counts
+    nuclei.obs["condition"] = pd.Categorical(obs["disease"], ["normal", "HD"])
+    return nuclei
+
+
+def test_by_cell_type_finds_the_set_where_it_moved_and_lists_the_untestable_types():
+    nuclei = _nuclei()
+    u = units_of(nuclei.obs, "donor_id")
+    genes = {"HD": [f"g{i}" for i in range(10)]}
+    tables, summary = pseudobulk.by_cell_type(nuclei, u, genes, {"HD": "up"})
+    rows = summary.set_index("cell_type")
+    assert set(tables) == {("HD", "A"), ("HD", "B")}
+    assert rows.loc["A", "set_pvalue_adj"] < 0.01
+    assert rows.loc["B", "set_pvalue_adj"] > 0.05
+    assert not rows.loc["C", "testable"] and "fewer than 2 donors" in rows.loc["C", "reason"]
+    metrics = pseudobulk.summary_metrics(summary)
+    assert set(metrics["by_type"]["HD"]) == {"A", "B"} and "C" in metrics["untested"]["HD"]
+
+
+# --- composition ----------------------------------------------------------------------------
+
+
+def test_composition_test_on_a_hand_made_table():
+    # 4 donors per condition, 8 types; disease donors keep half their type-C nuclei
+    base = np.array([500, 300, 40, 200, 150, 120, 80, 60])
+    jitter = np.array([[1.0, 1.04, 0.96, 1.02], [0.98, 1.03, 0.97, 1.01]])  # donor noise
+    rows = []
+    for cond, lost, wobble in (("normal", 1.0, jitter[0]), ("ALS", 0.5, jitter[1])):
+        for i in range(4):
+            counts = np.round(base * np.roll(wobble, i)[np.arange(8) % 4]).astype(int)
+            counts[2] = round(counts[2] * lost)
+            rows.append(
+                {
+                    "unit": f"{cond}{i}",
+                    "condition": cond,
+                    **dict(zip("ABCDEFGH", counts, strict=True)),
+                }
+            )
+    table = pd.DataFrame(rows)
+    result = composition.composition_test(table, "normal", "ALS").set_index("cell_type")
+    # halving a type of 3 % moves its logit by about log(1/2), the others' by about 0.02
+    assert result.loc["C", "logit_change"] == pytest.approx(np.log(0.5), abs=0.05)
+    assert result.loc["C", "pvalue"] < 1e-3 and result.loc["C", "pvalue_adj"] < 0.01
+    assert result.drop(index="C")["pvalue_adj"].min() > 0.01
+    assert result.loc["C", "share_condition"] < result.loc["C", "share_reference"]
+    # the logit of each type, by hand: log((count + 0.5) / (rest + 0.5))
+    n = table[list("ABCDEFGH")].to_numpy()
+    hand = np.log((n[:, 2] + 0.5) / (n.sum(axis=1) - n[:, 2] + 0.5))
+    assert result.loc["C", "logit_change"] == pytest.approx(hand[4:].mean() - hand[:4].mean())
+    # a centred log-ratio would have called every other type (each moved by log(2)/8)
+    # paired: each donor its own control
+    paired = table.assign(unit=[f"d{i % 4}" for i in range(8)])
+    result = composition.composition_test(paired, "normal", "ALS", paired=True)
+    assert result.set_index("cell_type").loc["C", "pvalue"] < 1e-3
+    with pytest.raises(DataError, match="2 units per condition"):
+        composition.composition_test(table.iloc[3:], "normal", "ALS")
+
+
+def _donors(seed: int = 0) -> ad.AnnData:
+    """8 donors (4 disease), 5 cell types at Poisson-drawn counts per donor (obs only)."""
+    rng = np.random.default_rng(seed)
+    sizes = {"A": 400, "B": 300, "D": 200, "E": 100, "R": 80}
+    rows = []
+    for d in range(8):
+        for ct, n in sizes.items():
+            rows += [
+                {"donor_id": f"d{d}", "disease": "HD" if d >= 4 else "normal", "cell_type": ct}
+            ] * int(rng.poisson(n))
+    obs = pd.DataFrame(rows)
+    obs.index = obs.index.astype(str)
+    return ad.AnnData(X=sp.csr_matrix((len(obs), 2), dtype=np.int32), obs=obs)
+
+
+def test_lose_cells_takes_the_share_of_each_disease_donor_and_the_test_finds_it():
+    nuclei = _donors()
+    disease = (nuclei.obs["disease"] == "HD").to_numpy()
+    fewer = composition.lose_cells(nuclei, {"R": 0.5}, seed=1)  # the disease donors' nuclei
+    before = nuclei.obs.groupby(["donor_id", "cell_type"]).size().unstack()
+    after = fewer.obs.groupby(["donor_id", "cell_type"]).size().unstack()
+    cases, controls = ["d4", "d5", "d6", "d7"], ["d0", "d1", "d2", "d3"]
+    lost = (before.loc[cases, "R"] * 0.5).round()  # each disease donor loses half its R nuclei
+    assert (after.loc[cases, "R"] == before.loc[cases, "R"] - lost).all()
+    assert after.loc[controls].equals(before.loc[controls])
+    assert after.drop(columns="R").equals(before.drop(columns="R"))
+    assert fewer.uns["case_control"]["type_loss"] == {"R": 0.5}
+    table, tests = composition.by_donor(fewer.obs)
+    result = tests["HD"].set_index("cell_type")
+    assert len(table) == 8
+    assert result.loc["R", "pvalue_adj"] < 0.01
+    assert result.drop(index="R")["pvalue_adj"].min() > 0.05
+    _, tests = composition.by_donor(nuclei.obs)  # its null: no type lost
+    assert tests["HD"]["pvalue_adj"].min() > 0.05
+    with pytest.raises(DataError, match="L5 ET"):
+        composition.lose_cells(nuclei, {"L5 ET": 0.5}, eligible=disease)
+
+
+# --- power ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_power(root):
+    from latentshift import config
+
+    params = config.load_params(root / "params" / "case_control_sim.yaml")
+    params["data"]["simulate_n_genes"] = 300
+    points = [power.Point(4, 60, 1.0), power.Point(4, 60, 3.0)]
+    return power.run_power(params, points, reps=20, seed=0, readings=["pseudobulk set test"])
+
+
+def test_a_tiny_power_grid_holds_its_level_at_fold_1_and_rises_with_the_fold(tiny_power):
+    table = power.power_table(tiny_power).set_index("fold")
+    null, shifted = table.loc[1.0], table.loc[3.0]
+    assert null["replicates"] == 20
+    # fold 1 is the null: its false-positive rate's exact interval holds 0.05
+    assert null["power_low"] <= power.ALPHA <= null["power_high"]
+    assert shifted["power"] > null["power"] and shifted["power"] >= 0.8
+    needed = power.donors_needed(power.power_table(tiny_power)).set_index("fold")
+    assert needed.loc[3.0, "donors_per_arm"] == 4 and np.isnan(needed.loc[1.0, "donors_per_arm"])
+
+
+def test_the_power_command_writes_its_table_figure_and_provenance(root, tmp_path, caplog):
+    import logging
+
+    from latentshift import cli
+
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "power"
+    args = ["power", str(root / "params" / "case_control_smoke.yaml"), "--out", str(out)]
+    grid = ["--donors", "3", "--nuclei", "60", "--fold", "1,2", "--reps", "2", "--genes", "200"]
+    assert cli.main(args + grid) == 0
+    table = pd.read_csv(out / "power.csv")
+    assert set(table["reading"]) == set(power.CHEAP_READINGS)
+    assert set(table["fold"]) == {1.0, 2.0} and (table["replicates"] <= 2).all()
+    assert table["git_commit"].notna().all()
+    assert (out / "power.png").is_file() and (out / "donors_needed.csv").is_file()
+    assert "machine" in pd.read_json(out / "machine.json", typ="series")
+    assert any("power 4/4" in r.getMessage() for r in caplog.records)  # progress as it runs
+    # a synthetic profile has no donors to draw
+    assert cli.main(["power", str(root / "params" / "demo.yaml"), "--out", str(out)]) == 2
+    assert "simulated case-control profile" in caplog.text
