@@ -1,7 +1,7 @@
 """LDVAE training at atlas shape: the settings of before vs the large-n schedule, side by side.
 
 Both variants train scvi-tools' :class:`~scvi.model.LinearSCVI` (36 latent dimensions, the
-zero-aware NB term) through :func:`latentshift.ldvae.train_ldvae` on the SAME cells — the
+zero-aware NB term) through :func:`latentshift.model.ldvae.train_ldvae` on the SAME cells — the
 343.8k-cell × 5k-gene slice ``02_perturb`` writes for ``params/m1_full_sim.yaml`` (its training
 split) — for the same wall-clock budget each:
 
@@ -91,7 +91,7 @@ def budget_tracker(test: Any, budget_s: float, eval_cells: int, batch_size: int)
 def run_variant(name: str, cells: Any, test: Any, args: argparse.Namespace) -> dict[str, Any]:
     import scvi
 
-    from latentshift import ldvae
+    from latentshift.model import ldvae
 
     params = {**COMMON, **VARIANTS[name]}
     tracker = budget_tracker(test, args.minutes * 60, args.eval_cells, params["batch_size"])
@@ -126,10 +126,10 @@ def time_to(curve: list[dict[str, Any]], bar: float) -> float | None:
 
 
 def load_cells(args: argparse.Namespace) -> Any:
-    from latentshift import artifacts
+    from latentshift.data import artifacts
 
     if args.quick:
-        from latentshift import simulate
+        from latentshift.data import simulate
 
         adata = simulate.simulate_m1(3000, 400, seed=args.seed)
         rng = np.random.default_rng([args.seed, 7])
@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("lightning", "lightning.pytorch", "scvi", "latentshift"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from latentshift import artifacts, provenance
+    from latentshift.data import artifacts
+    from latentshift.record import provenance
 
     cells = load_cells(args)
     if cells is None:

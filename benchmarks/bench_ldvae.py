@@ -1,10 +1,10 @@
 """Time to quality of the LDVAE: our training settings vs scvi-tools' defaults, side by side.
 
 Both runs train :class:`scvi.model.LinearSCVI` (same architecture: n_hidden 128, n_latent 10,
-one encoder layer) on the SAME simulated cells (:func:`latentshift.simulate.simulate_m1`, split
+one encoder layer) on the SAME simulated cells (:func:`latentshift.data.simulate.simulate_m1`, split
 70/30 into training and held-out cells by the same seed):
 
-* **ours** — :func:`latentshift.ldvae.train_ldvae` with the ``ldvae`` defaults of
+* **ours** — :func:`latentshift.model.ldvae.train_ldvae` with the ``ldvae`` defaults of
   :mod:`latentshift.config` (learning rate, batch size, short KL warm-up, early stopping on the
   validation ELBO, ``max_epochs``);
 * **scvi defaults** — ``LinearSCVI(adata)`` and ``model.train()`` with nothing changed
@@ -49,7 +49,7 @@ log = logging.getLogger("bench_ldvae")
 
 def simulated_cells(n_cells: int, n_genes: int, seed: int) -> Any:
     """Simulated M1-like counts with a 70/30 train/test split in ``obs["split"]``."""
-    from latentshift import simulate
+    from latentshift.data import simulate
 
     adata = simulate.simulate_m1(n_cells, n_genes, seed=seed)
     rng = np.random.default_rng([seed, 7])
@@ -98,7 +98,8 @@ class HeldoutTracker:
 
 
 def run_ours(train_test: Any, seed: int) -> dict[str, Any]:
-    from latentshift import config, ldvae
+    from latentshift import config
+    from latentshift.model import ldvae
 
     cfg = config.section("ldvae", {})
     model_ref: list = []
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from latentshift import artifacts
+    from latentshift.data import artifacts
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,22 +1,22 @@
 """The LDVAE's NB reconstruction term: scvi-tools' dense form vs the zero-aware one, side by side.
 
-Both variants compute the same model (``latentshift.nb_likelihood``; equivalence pinned by
+Both variants compute the same model (``latentshift.model.nb_likelihood``; equivalence pinned by
 ``tests/test_nb_likelihood.py``). Measured in one run, on the same simulated counts:
 
 * **likelihood alone** — one minibatch of 256 cells × 30,000 genes at about 21% nonzero
   (neuron-like: log-normal gene means, about 23k UMIs per cell, some counts in the thousands);
   the NB log-likelihood summed per cell and its backward pass to ``mu`` and ``theta``, as the
   LDVAE's loss calls it: scvi-tools' ``NegativeBinomial(mu, theta).log_prob(x).sum(-1)`` vs
-  :func:`latentshift.nb_likelihood.log_nb_positive_zero_aware`. Several interleaved repeats;
+  :func:`latentshift.model.nb_likelihood.log_nb_positive_zero_aware`. Several interleaved repeats;
   the median (and the fastest) of each. Target: zero-aware at least 2× faster.
 * **per-epoch training time** — :class:`scvi.model.LinearSCVI` (n_latent 36, n_hidden 128,
   batch 256, scvi-tools' training loop, no validation) built by
-  :func:`latentshift.nb_likelihood.make_linear_scvi` with ``likelihood_impl`` ``"dense"`` and
+  :func:`latentshift.model.nb_likelihood.make_linear_scvi` with ``likelihood_impl`` ``"dense"`` and
   ``"zero_aware"``, same cells, same seed, one after the other; a callback times each epoch.
   Target at 15,000 cells × 30,000 genes: zero-aware at least 1.5× faster per epoch (median
   epoch). ``--cells/--genes/--epochs`` run it smaller (targets then reported, not judged).
 
-The epoch timing trains on the project's calibrated simulated M1 (:func:`latentshift.simulate.
+The epoch timing trains on the project's calibrated simulated M1 (:func:`latentshift.data.simulate.
 simulate_m1`: real genes at real levels, M1 depth); the likelihood-alone batch is drawn with
 numpy (NB, log-normal gene means at the same density). The machine (torch threads, CUDA) is recorded; with a GPU both parts run on CUDA too.
 Results are printed and written to ``reports/bench/likelihood.json``.
@@ -105,7 +105,7 @@ def likelihood_alone(n_genes: int, repeats: int, seed: int, device: str) -> dict
     import torch
     from scvi.distributions import NegativeBinomial
 
-    from latentshift import nb_likelihood as nbl
+    from latentshift.model import nb_likelihood as nbl
 
     x, mu0, theta0 = minibatch(n_genes, seed, torch.float32, device)
 
@@ -190,7 +190,7 @@ def train_epochs(adata: Any, impl: str, epochs: int, seed: int, accelerator: str
     """Train LinearSCVI ``epochs`` epochs with one likelihood implementation; epoch times."""
     import scvi
 
-    from latentshift import nb_likelihood as nbl
+    from latentshift.model import nb_likelihood as nbl
 
     scvi.settings.seed = seed
     model = nbl.make_linear_scvi(
@@ -239,7 +239,7 @@ def simulated_adata(
         if counts.shape != (n_cells, n_genes):
             raise SystemExit(f"{path} holds {counts.shape}, not {(n_cells, n_genes)}")
     else:
-        from latentshift.simulate import simulate_m1
+        from latentshift.data.simulate import simulate_m1
 
         # the project's calibrated simulator: real genes, M1 depth (~21 % nonzero for neurons)
         counts = simulate_m1(n_cells, n_genes, seed=seed).layers["counts"].astype(np.float32)
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from latentshift import artifacts
+    from latentshift.data import artifacts
 
     if args.threads:
         torch.set_num_threads(args.threads)

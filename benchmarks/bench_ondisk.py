@@ -2,15 +2,15 @@
 model as in memory.
 
 Two simulated M1 files of the same genes, written chunk by chunk
-(:func:`latentshift.simulate.write_simulated_h5ad`, counts in ``X`` only): the M1 file's
+(:func:`latentshift.data.simulate.write_simulated_h5ad`, counts in ``X`` only): the M1 file's
 114,600 nuclei and 3× that (343,800, the size of the whole M1 with its disease copies). Each
 variant trains scvi-tools' :class:`~scvi.model.LinearSCVI` through
-:func:`latentshift.ldvae.train_ldvae` in a fresh worker process, with the same settings (the
+:func:`latentshift.model.ldvae.train_ldvae` in a fresh worker process, with the same settings (the
 ``m1_full_sim`` schedule: minibatches of 256, epochs of 50,000 training cells, a fixed
 10,000-cell validation subset, 36 latent dimensions) and the same seed:
 
 * **in memory** — the file read whole (:func:`anndata.read_h5ad`);
-* **on disk** — the file opened backed (:func:`latentshift.ondisk.open_counts`): scvi-tools
+* **on disk** — the file opened backed (:func:`latentshift.data.ondisk.open_counts`): scvi-tools
   reads each minibatch's rows from the file.
 
 Two stages:
@@ -62,7 +62,7 @@ log = logging.getLogger("bench_ondisk")
 
 def make_file(path: Path, n_cells: int, n_genes: int, seed: int) -> Path:
     """The simulated file (made once; the simulation is deterministic)."""
-    from latentshift import simulate
+    from latentshift.data import simulate
 
     if path.is_file():
         return path
@@ -76,7 +76,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     """Train one variant and report its measures (run in a fresh process)."""
     import anndata as ad
 
-    from latentshift import ldvae, ondisk
+    from latentshift.data import ondisk
+    from latentshift.model import ldvae
 
     start = time.perf_counter()
     if args.mode == "disk":
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(worker(args)), flush=True)
         return 0
-    from latentshift import artifacts, provenance
+    from latentshift.data import artifacts
+    from latentshift.record import provenance
 
     if args.quick:
         args.cells, args.genes, args.epochs, args.test_cells = 3_000, 300, 8, 300

@@ -1,6 +1,6 @@
 """Sparse vs dense in-silico perturbation: time and peak memory, side by side.
 
-The sparse implementation is :func:`latentshift.perturb.perturb_counts` (binomial thinning of
+The sparse implementation is :func:`latentshift.perturb.shift.perturb_counts` (binomial thinning of
 the stored entries of ~100 genes, on the CSR arrays). The dense one is the straightforward
 numpy version: densify, thin the gene columns, convert back to CSR (the pipeline stores sparse
 counts, so both return the same kind of result from the same input).
@@ -120,7 +120,7 @@ def load(folder: Path) -> sp.csr_matrix:
 def sparse_perturb(
     X: sp.csr_matrix, gene_idx: np.ndarray, rng: np.random.Generator
 ) -> sp.csr_matrix:
-    from latentshift.perturb import perturb_counts
+    from latentshift.perturb.shift import perturb_counts
 
     return perturb_counts(X, gene_idx, FOLD_CHANGE, "thin", rng)
 
@@ -139,7 +139,7 @@ IMPLEMENTATIONS = {"sparse": sparse_perturb, "dense": dense_perturb}
 
 def worker(variant: str, folder: str, repeats: int) -> dict:
     """Run one implementation on one matrix in this (fresh) process; return its numbers."""
-    import latentshift.perturb  # noqa: F401  (import cost outside the measurement, for both variants)
+    import latentshift.perturb.shift  # noqa: F401  (import cost outside the measurement, for both variants)
 
     X = load(Path(folder))
     gene_idx = np.sort(np.random.default_rng(SEED).choice(X.shape[1], size=N_SET, replace=False))

@@ -2,10 +2,10 @@
 
 The file is a simulated CELLxGENE-shaped M1 data set the size of the real one (114.6k cells ×
 30k genes; Ensembl-style IDs, symbols in ``var["feature_name"]``, log-normalised ``X``, integer
-counts only in ``raw/X``), written once by :func:`latentshift.simulate.write_simulated_h5ad` and
+counts only in ``raw/X``), written once by :func:`latentshift.data.simulate.write_simulated_h5ad` and
 cached under ``data/bench/``. The two variants:
 
-* ``sample`` — :func:`latentshift.h5ad.read_h5ad_sample`: obs, var and the row pointers, then
+* ``sample`` — :func:`latentshift.data.h5ad.read_h5ad_sample`: obs, var and the row pointers, then
   only the 5000 chosen rows of ``raw/X`` (what ``01_data`` does when ``n_cells`` is set);
 * ``full`` — ``anndata.read_h5ad(path)`` (X and raw.X in memory), then the same 5000 rows
   (``adata[rows].copy()``).
@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def bench_file(n_cells: int, n_genes: int) -> tuple[Path, float]:
     """The cached simulated file (written when missing); seconds spent writing it (0 if cached)."""
-    from latentshift import genesets as gs
-    from latentshift import simulate
+    from latentshift.data import simulate
+    from latentshift.perturb import genesets as gs
 
     path = ROOT / "data" / "bench" / f"sim_cellxgene_{n_cells}x{n_genes}_seed{SEED}.h5ad"
     if path.is_file():
@@ -64,7 +64,7 @@ def worker(variant: str, path: str, n_sample: int) -> dict:
     import h5py  # noqa: F401  (import cost outside the measurement, for both variants)
     import scipy.sparse as sp
 
-    from latentshift import h5ad, sampling
+    from latentshift.data import h5ad, sampling
 
     rss_base = reset_peak_rss()
     start = time.perf_counter()

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from latentshift import artifacts
-from latentshift.provenance import machine
+from latentshift.data import artifacts
+from latentshift.record.provenance import machine
 
 
 def _fmt(value: Any) -> str:
@@ -141,8 +141,8 @@ def write_index(folder: str | Path | None = None) -> Path:
     mrows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in info.items()
     )
-    from latentshift import report
-    from latentshift.findings import Findings, findings_html
+    from latentshift.report import pages as report
+    from latentshift.report.findings import Findings, findings_html
 
     items = []
     for name, comparison in summary.items():

@@ -1,4 +1,4 @@
-"""Tests of latentshift.artifacts: counts stored once in .h5ad files, matrix comparison."""
+"""Tests of latentshift.data.artifacts: counts stored once in .h5ad files, matrix comparison."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentshift import artifacts
+from latentshift.data import artifacts
 
 
 def _counts(n=30, g=20, seed=0):

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentshift import case_control as cc
 from latentshift import config
-from latentshift import folds as F
-from latentshift import units as U
+from latentshift.data.simulate import simulate_m1
+from latentshift.design import folds as F
+from latentshift.design import units as U
 from latentshift.errors import DesignError, LatentshiftError, ParamsError
-from latentshift.simulate import simulate_m1
+from latentshift.perturb import case_control as cc
 
 
 def _obs(donor_conditions: dict[str, str], per_donor: int = 5) -> pd.DataFrame:
@@ -87,11 +87,11 @@ def test_folds_of_unequal_make_up_are_named_with_the_fix(caplog):
     donors = np.repeat([f"d{i}" for i in range(12)], 3)
     labels = np.repeat(["HD"] * 6 + ["normal"] * 6, 3)
     units = U.Units(donors, labels, ("normal", "HD"), False, "donor")
-    with caplog.at_level("WARNING", logger="latentshift.units"):
+    with caplog.at_level("WARNING", logger="latentshift.design.units"):
         folds = F.unit_folds(units, 6, seed=0)
     assert not caplog.records  # 6 folds of 1 + 1
     assert (pd.crosstab(folds, labels) == 3).all().all()
-    with caplog.at_level("WARNING", logger="latentshift.units"):
+    with caplog.at_level("WARNING", logger="latentshift.design.units"):
         F.unit_folds(units, 4, seed=0)
     assert "unequal numbers" in caplog.text and "case_control.n_folds" in caplog.text
 

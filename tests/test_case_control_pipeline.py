@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from latentshift import runner
+from latentshift.run import runner
 from tests.conftest import ROOT, run_cli
 
 

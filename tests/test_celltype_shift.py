@@ -1,4 +1,4 @@
-"""Tests of latentshift.celltype_shift: the per-cell-type analysis of 05 in one call."""
+"""Tests of latentshift.readings.celltype_shift: the per-cell-type analysis of 05 in one call."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from latentshift import celltype_shift, config
+from latentshift import config
+from latentshift.readings import celltype_shift
 from tests.test_detectability import paired_data
 
 FAST = {

@@ -1,4 +1,4 @@
-"""Tests of latentshift.classify on synthetic data that follow the latent.h5ad contract."""
+"""Tests of latentshift.readings.classify on synthetic data that follow the latent.h5ad contract."""
 
 from __future__ import annotations
 
@@ -11,17 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from latentshift import (
-    classify,
-    errors,
-    evaluation,
-    features,
-    folds,
-    network,
-    perturb,
-    readings_findings,
-    units,
-)
+from latentshift import errors
+from latentshift.design import folds, units
+from latentshift.model import features
+from latentshift.perturb import shift as perturb
+from latentshift.readings import classify, evaluation, network
+from latentshift.report import readings_findings
 
 CLASSIFIER = {
     "hidden_layers": [16],

@@ -132,7 +132,7 @@ def test_section_merges_notebook_overrides():
 
 
 def test_gene_choice_keys_are_validated_and_named_in_the_cli_error(tmp_path, caplog):
-    from latentshift import cli
+    from latentshift.run import cli
 
     ok = config.validate({"ldvae": {"hvg_cells": "normal", "keep_perturbed_genes": True}})
     assert ok["ldvae"]["hvg_cells"] == "normal" and ok["ldvae"]["keep_perturbed_genes"] is True

@@ -1,4 +1,4 @@
-"""Tests of latentshift.data and latentshift.h5ad: .h5ad reading, QC, subsampling, summary."""
+"""Tests of latentshift.data.load and latentshift.data.h5ad: .h5ad reading, QC, subsampling, summary."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentshift import artifacts, counts, data, errors, h5ad, simulate
+from latentshift import errors
+from latentshift.data import artifacts, counts, h5ad, simulate
+from latentshift.data import load as data
 from tests.conftest import random_counts
 
 REQUIRED = ["APOE", "HOXA5", "PITX1", "NEFL", "SLC16A12", "IL17RB", "GFAP", "TARDBP"]
@@ -644,7 +646,7 @@ def _cellxgene_labels(labels: list[str]) -> ad.AnnData:
 
 
 def test_the_neuron_split_is_read_from_labels_that_name_their_class_never_guessed():
-    from latentshift import fidelity
+    from latentshift.data import fidelity
 
     # the M1 atlas's type names beside Cell Ontology labels: every label names its class
     named = _cellxgene_labels(["L2/3 IT", "MGE interneuron", "CGE interneuron", "astrocyte"])
@@ -677,7 +679,7 @@ def test_qc_in_blocks_gives_scanpys_whole_matrix_answer(
 ):
     import scanpy as sc
 
-    from latentshift.data import _qc_masks
+    from latentshift.data.load import _qc_masks
 
     x = random_counts(n, genes, density=0.3, seed=seed)
     cells, genes_kept = _qc_masks(x, min_genes, min_cells, chunk_rows=chunk)

@@ -1,4 +1,4 @@
-"""Augur-style per-cell-type AUC (latentshift.detectability): known answers, grouping, seeds."""
+"""Augur-style per-cell-type AUC (latentshift.readings.detectability): known answers, grouping, seeds."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from latentshift.celltype_shift import compare_representations, detectability_headline
-from latentshift.detectability import (
+from latentshift.design.nulls import relabel
+from latentshift.design.units import Units
+from latentshift.errors import CellTypeShiftError, LatentshiftError
+from latentshift.readings.celltype_shift import compare_representations, detectability_headline
+from latentshift.readings.detectability import (
     AUC_COLUMNS,
     auc_score,
     celltype_auc,
@@ -19,9 +22,6 @@ from latentshift.detectability import (
     draw_subsamples,
     within_unit_pairs,
 )
-from latentshift.errors import CellTypeShiftError, LatentshiftError
-from latentshift.nulls import relabel
-from latentshift.units import Units
 
 FAST = {"subsample_size": 10, "n_subsamples": 4, "n_folds": 3, "n_permutations": 4}
 
@@ -262,7 +262,7 @@ def test_auc_figure_lists_untested_cell_types():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from latentshift.shift_plots import plot_celltype_auc, plot_pvalue_uniformity
+    from latentshift.figures.shift_plots import plot_celltype_auc, plot_pvalue_uniformity
 
     Z, obs = paired_data({"a": 20, "b": 20, "tiny": 4}, shifted=(("ALS", "a"),), noise=0.5)
     table = celltype_auc_by_representation({"LDVAE": Z, "PCA": Z[:, ::-1]}, obs, **FAST)

@@ -1,5 +1,5 @@
-"""The donor-level readings: pseudobulk set test and by cell type (latentshift.pseudobulk),
-composition (latentshift.composition) and power (latentshift.power)."""
+"""The donor-level readings: pseudobulk set test and by cell type (latentshift.readings.pseudobulk),
+composition (latentshift.readings.composition) and power (latentshift.readings.power)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 
-from latentshift import composition, power, pseudobulk
+from latentshift.design.units import units_of
 from latentshift.errors import DataError
-from latentshift.units import units_of
+from latentshift.readings import composition, power, pseudobulk
 
 # --- the set test ---------------------------------------------------------------------------
 
@@ -219,7 +219,7 @@ def test_a_tiny_power_grid_holds_its_level_at_fold_1_and_rises_with_the_fold(tin
 def test_the_power_command_writes_its_table_figure_and_provenance(root, tmp_path, caplog):
     import logging
 
-    from latentshift import cli
+    from latentshift.run import cli
 
     caplog.set_level(logging.INFO)
     out = tmp_path / "power"

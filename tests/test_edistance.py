@@ -1,4 +1,4 @@
-"""E-distance and E-test (latentshift.edistance): hand-computed cases, properties, the table."""
+"""E-distance and E-test (latentshift.readings.edistance): hand-computed cases, properties, the table."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import cdist
 from scipy.stats import kstest
 
-from latentshift.edistance import (
+from latentshift.errors import CellTypeShiftError
+from latentshift.readings.edistance import (
     EDISTANCE_COLUMNS,
     edistance,
     edistance_table,
     edistance_test,
 )
-from latentshift.errors import CellTypeShiftError
 from tests.test_detectability import paired_data
 
 
@@ -250,7 +250,11 @@ def test_edistance_figure():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from latentshift.shift_plots import plot_edistance, plot_pvalue_uniformity, significance_mark
+    from latentshift.figures.shift_plots import (
+        plot_edistance,
+        plot_pvalue_uniformity,
+        significance_mark,
+    )
 
     Z, obs = paired_data({"a": 20, "b": 20, "tiny": 4}, shifted=(("ALS", "a"),), noise=0.5)
     table = edistance_table({"LDVAE": Z, "PCA": Z * 3}, obs, **FAST)

@@ -1,4 +1,4 @@
-"""Tests of latentshift.embedding: PCA baseline, neighbours/UMAP/Leiden, agreement, separation."""
+"""Tests of latentshift.model.embedding: PCA baseline, neighbours/UMAP/Leiden, agreement, separation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentshift import embedding as E
+from latentshift.model import embedding as E
 from tests.conftest import random_counts
 
 
@@ -101,7 +101,7 @@ def test_log_normalised_is_sparse_and_right(adata):
     seed=st.integers(0, 1000),
 )
 def test_log_normalise_rows_is_log_normalise_of_those_rows(n, genes, chunk, seed):
-    from latentshift import counts as C
+    from latentshift.data import counts as C
 
     rng = np.random.default_rng(seed)
     x = random_counts(n, genes, density=0.4, seed=seed)
@@ -119,7 +119,7 @@ def test_pca_of_counts_is_the_whole_matrix_pca_done_in_blocks(adata):
     every cell gives, without that copy."""
     from sklearn.decomposition import PCA
 
-    from latentshift import counts as C
+    from latentshift.data import counts as C
 
     x = adata.layers["counts"]
     train = (adata.obs["split"] == "train").to_numpy()
@@ -200,7 +200,7 @@ def test_figures_draw(adata):
     import matplotlib
 
     matplotlib.use("Agg")
-    from latentshift import plots
+    from latentshift.figures import plots
 
     a = adata.copy()
     E.embed(a, "X_ldvae", "ldvae", n_neighbors=10, resolution=0.5, seed=0)
@@ -294,7 +294,7 @@ def test_embedding_metrics_within_donor_only_with_donors(adata):
 
 
 def test_embedding_findings_explain_a_lead_that_comes_from_donor_splits():
-    from latentshift import findings
+    from latentshift.report import findings
 
     def emb(ari, within):
         return {

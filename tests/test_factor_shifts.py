@@ -1,4 +1,4 @@
-"""Condition shifts per latent factor (latentshift.factor_shifts), the unit counted once."""
+"""Condition shifts per latent factor (latentshift.readings.factor_shifts), the unit counted once."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentshift import factor_shifts as FS
-from latentshift import folds as F
-from latentshift import units as U
+from latentshift.design import folds as F
+from latentshift.design import units as U
 from latentshift.errors import LoadingsError
+from latentshift.readings import factor_shifts as FS
 
 
 def test_paired_differences_pairs_by_source_cell():

@@ -1,4 +1,4 @@
-"""Tests for latentshift.fetch against a loopback HTTP server with Range support."""
+"""Tests for latentshift.data.fetch against a loopback HTTP server with Range support."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from latentshift.fetch import DownloadError, download, fetch_profile, sha256_file
+from latentshift.data.fetch import DownloadError, download, fetch_profile, sha256_file
 
 SIZE = 3 * (1 << 20) + 12345  # ~3 MB, not a multiple of the chunk size
 
@@ -125,7 +125,7 @@ def test_resume_after_cut_connection(tmp_path, server, blob, caplog):
     data, sha = blob
     handler.cut_after = SIZE // 2
     dest = tmp_path / "data" / "m1.h5ad"
-    with caplog.at_level(logging.INFO, logger="latentshift.fetch"):
+    with caplog.at_level(logging.INFO, logger="latentshift.data.fetch"):
         _get(dest, f"{base}/m1.h5ad", sha)
     assert sha256_file(dest) == sha
     assert dest.read_bytes() == data
@@ -183,7 +183,7 @@ def test_existing_correct_file_not_downloaded_again(tmp_path, server, blob, capl
     data, sha = blob
     dest = tmp_path / "m1.h5ad"
     dest.write_bytes(data)
-    with caplog.at_level(logging.INFO, logger="latentshift.fetch"):
+    with caplog.at_level(logging.INFO, logger="latentshift.data.fetch"):
         _get(dest, f"{base}/m1.h5ad", sha)
     assert handler.requests == []
     assert "already downloaded" in caplog.text
@@ -203,7 +203,7 @@ def test_no_checksum_warns_and_keeps_file(tmp_path, server, blob, caplog):
     base, _ = server
     data, sha = blob
     dest = tmp_path / "m1.h5ad"
-    with caplog.at_level(logging.WARNING, logger="latentshift.fetch"):
+    with caplog.at_level(logging.WARNING, logger="latentshift.data.fetch"):
         _get(dest, f"{base}/m1.h5ad", None)
     assert dest.read_bytes() == data
     assert "cannot be verified" in caplog.text and sha in caplog.text

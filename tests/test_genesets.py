@@ -1,4 +1,4 @@
-"""Tests of latentshift.genesets: GMT in/out, set selection, matching against data."""
+"""Tests of latentshift.perturb.genesets: GMT in/out, set selection, matching against data."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentshift import genesets as gs
-from latentshift.genesets import GeneSet, GeneSetError
+from latentshift.perturb import genesets as gs
+from latentshift.perturb.genesets import GeneSet, GeneSetError
 
 
 def _adata(var_names, var=None):
@@ -188,7 +188,7 @@ def test_match_summary_is_plain():
 def test_the_interferon_sets_and_their_found_counts_in_the_real_file(root):
     import anndata as ad
 
-    from latentshift import genesets as gs
+    from latentshift.perturb import genesets as gs
 
     sets = gs.read_gmt(root / "params/genesets/interferon_genesets.gmt")
     alpha = sets["HALLMARK_INTERFERON_ALPHA_RESPONSE"].genes

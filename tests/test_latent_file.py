@@ -1,12 +1,15 @@
-"""Tests of latentshift.latent_file: latent.h5ad written without counts, and what replaces them."""
+"""Tests of latentshift.readings.latent_file: latent.h5ad written without counts, and what replaces them."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from latentshift import artifacts, errors, latent_file, ldvae, loadings
-from latentshift.counts import gene_means
+from latentshift import errors
+from latentshift.data import artifacts
+from latentshift.data.counts import gene_means
+from latentshift.model import ldvae
+from latentshift.readings import latent_file, loadings
 from tests.test_ldvae import FAST, perturbed_like
 
 

@@ -1,4 +1,4 @@
-"""Tests of latentshift.ldvae: LinearSCVI training on the training split, genes, guard, save/load."""
+"""Tests of latentshift.model.ldvae: LinearSCVI training on the training split, genes, guard, save/load."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentshift import artifacts, errors, features, gene_choice, ldvae, perturb, training_monitor
+from latentshift import errors
+from latentshift.data import artifacts
+from latentshift.model import features, gene_choice, ldvae, training_monitor
+from latentshift.perturb import shift as perturb
 
 FAST = {
     "n_latent": 3,
@@ -344,7 +347,7 @@ def test_an_unsettled_first_validation_is_not_divergence():
 
 
 def test_headless_logs_epoch_groups(adata, caplog):
-    with caplog.at_level(logging.INFO, logger="latentshift.ldvae"):
+    with caplog.at_level(logging.INFO, logger="latentshift.model.ldvae"):
         ldvae.train_ldvae(adata, {**FAST, "max_epochs": 4}, seed=0, progress_bar=False, log_every=2)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("LDVAE epoch")]
     assert lines[0].startswith("LDVAE epoch 2/4") and "elbo_validation" in lines[0]
@@ -382,7 +385,7 @@ def test_written_through_atomic_path(tmp_path, fit):
     with pytest.raises(RuntimeError):
         ldvae.save_model(Broken(), tmp_path / "model")
     assert not (tmp_path / "model").exists()
-    assert artifacts  # the module writes through latentshift.artifacts
+    assert artifacts  # the module writes through latentshift.data.artifacts
 
 
 def test_accelerator_devices_and_strategy_reach_the_trainer(adata, monkeypatch):
@@ -440,8 +443,8 @@ def test_asking_for_a_gpu_without_one_names_the_fix(adata, monkeypatch):
 
 
 def test_genes_chosen_before_the_copies_are_the_genes_chosen_after():
-    from latentshift import simulate
-    from latentshift import split as splitting
+    from latentshift.data import simulate
+    from latentshift.design import split as splitting
 
     cells = simulate.simulate_m1(400, 600, seed=2)
     cells.obs_names = cells.obs_names.astype(str)
@@ -562,7 +565,7 @@ def test_disease_gene_baseline_is_the_same_whatever_genes_the_ldvae_reads(adata)
 
 
 def test_snapshots_keep_the_latent_every_few_epochs_without_changing_training(adata):
-    from latentshift import classify
+    from latentshift.readings import classify
 
     plain = ldvae.train_ldvae(adata, {**FAST, "max_epochs": 4}, seed=0, progress_bar=False)
     snap = ldvae.train_ldvae(

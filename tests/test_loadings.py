@@ -1,4 +1,4 @@
-"""Tests of latentshift.loadings: paired shifts, gene-set recovery, PCA baseline, LDVAE loadings."""
+"""Tests of latentshift.readings.loadings: paired shifts, gene-set recovery, PCA baseline, LDVAE loadings."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentshift import embedding as E
-from latentshift import factor_shifts as FS
-from latentshift import loadings as L
-from latentshift import readings_findings
+from latentshift.model import embedding as E
+from latentshift.readings import factor_shifts as FS
+from latentshift.readings import loadings as L
+from latentshift.report import readings_findings
 
 # --- helpers ---------------------------------------------------------------------------
 

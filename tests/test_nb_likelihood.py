@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scvi.distributions._negative_binomial import log_nb_positive
 
-from latentshift import nb_likelihood as nbl
 from latentshift.errors import LatentshiftError, ParamsError
+from latentshift.model import nb_likelihood as nbl
 
 EPS = 1e-8
 RTOL_VALUE = 1e-6
@@ -419,7 +419,7 @@ def test_training_and_metrics_match_dense(adata, tmp_path, monkeypatch):
 def test_other_likelihoods_stay_dense(adata, likelihood, caplog):
     from scvi.module import LDVAE
 
-    with caplog.at_level(logging.INFO, logger="latentshift.nb_likelihood"):
+    with caplog.at_level(logging.INFO, logger="latentshift.model.nb_likelihood"):
         model = build(adata.copy(), "zero_aware", gene_likelihood=likelihood)
     assert type(model.module) is LDVAE
     assert "keeping the dense one" in caplog.text

@@ -1,4 +1,4 @@
-"""Tests of latentshift.ondisk: a counts file written block by block, opened backed, and the
+"""Tests of latentshift.data.ondisk: a counts file written block by block, opened backed, and the
 LDVAE trained from it as from the same counts in memory."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from latentshift import errors, ldvae, ondisk, simulate
+from latentshift import errors
+from latentshift.data import ondisk, simulate
+from latentshift.model import ldvae
 from tests.test_ldvae import FAST, perturbed_like
 
 

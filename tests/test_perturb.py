@@ -1,4 +1,4 @@
-"""Tests of latentshift.perturb: count-preserving perturbations, copies, split."""
+"""Tests of latentshift.perturb.shift: count-preserving perturbations, copies, split."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.model_selection import train_test_split
 
-from latentshift import perturb
-from latentshift import split as splitting
-from latentshift.perturb import PerturbError
+from latentshift.design import split as splitting
+from latentshift.perturb import shift as perturb
+from latentshift.perturb.shift import PerturbError
 from tests.conftest import random_counts
 
 
@@ -399,7 +399,7 @@ def test_split_with_too_few_cells_names_the_problem_and_the_fix(caplog):
     adata.obs["cell_type"] = adata.obs["cell_type"].cat.add_categories("Micro")
     adata.obs.iloc[60, adata.obs.columns.get_loc("cell_type")] = "Micro"
     out = perturb.make_perturbed(adata, ENTRIES, GENES, seed=0)
-    with caplog.at_level("WARNING", logger="latentshift.perturb"):
+    with caplog.at_level("WARNING", logger="latentshift.perturb.shift"):
         split = splitting.assign_split(out, 0.7, grouped=True, seed=0)
     assert set(split) == {"train", "test"}
     assert "single source cell" in caplog.text
@@ -408,7 +408,7 @@ def test_split_with_too_few_cells_names_the_problem_and_the_fix(caplog):
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 1000), n_blocks=st.integers(1, 4), extra=st.booleans())
 def test_row_stacker_equals_vstack(seed, n_blocks, extra):
-    from latentshift.counts import RowStacker
+    from latentshift.data.counts import RowStacker
 
     blocks = [
         random_counts(int(np.random.default_rng([seed, b]).integers(1, 30)), 12, seed=seed + b)

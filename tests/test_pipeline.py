@@ -15,7 +15,9 @@ import nbformat
 import pytest
 import yaml
 
-from latentshift import config, report, runner
+from latentshift import config
+from latentshift.report import pages as report
+from latentshift.run import runner
 from tests.conftest import run_cli
 
 
@@ -221,7 +223,7 @@ def test_headline_rows_put_each_number_beside_its_control():
     assert rows["classifier accuracy on the LDVAE latent [95% CI]"] == "50.0% [45.0%, 55.0%]"
     oracle_rows = [v for k, v in rows.items() if k.startswith("ORACLE")]
     assert oracle_rows == ["66.0% [64.0%, 68.0%]"]
-    from latentshift.findings import run_findings
+    from latentshift.report.findings import run_findings
 
     box = run_findings(metrics, None, True, oracle)
     assert "50.0%" in box.headline and "66.0%" not in box.headline
@@ -247,7 +249,7 @@ def test_a_rerun_on_one_machine_reproduces_every_number(smoke_run, tmp_path, roo
     # latentshift results runs/<profile> --check` tells a user about their re-run
     import shutil
 
-    from latentshift import results
+    from latentshift.record import results
 
     assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-4000:]
     copy = tmp_path / "run"

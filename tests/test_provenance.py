@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from latentshift import provenance, report
+from latentshift.record import provenance
+from latentshift.report import pages as report
 
 
 def test_the_machine_names_its_cpu_and_the_kernels_torch_uses():

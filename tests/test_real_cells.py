@@ -1,4 +1,4 @@
-"""Synthetic against real cells (latentshift.real_cells) and pseudobulk DE (latentshift.pseudobulk)."""
+"""Synthetic against real cells (latentshift.readings.real_cells) and pseudobulk DE (latentshift.readings.pseudobulk)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from latentshift import pseudobulk, real_cells
 from latentshift.errors import DataError
+from latentshift.readings import pseudobulk, real_cells
 
 
 def test_genes_match_on_ensembl_ids_where_both_have_them_else_on_symbols():

@@ -42,7 +42,7 @@ def test_the_paired_file_holds_raw_counts_of_two_donors_in_both_conditions():
 
 
 def test_the_controls_hold_eight_donors_and_the_symbols_derive_again():
-    from latentshift import datasets
+    from latentshift.data import datasets
 
     adata = ad.read_h5ad(HERE / "kang2018_ctrl_8donors.h5ad")
     assert adata.shape == (12261, 1287) and adata.X.dtype.kind == "i"

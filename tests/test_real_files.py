@@ -11,9 +11,12 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from latentshift import case_control as cc
-from latentshift import data, errors, genesets, h5ad
-from latentshift.genesets import GeneSet
+from latentshift import errors
+from latentshift.data import h5ad
+from latentshift.data import load as data
+from latentshift.perturb import case_control as cc
+from latentshift.perturb import genesets
+from latentshift.perturb.genesets import GeneSet
 
 SET = {"IFN": GeneSet("IFN", "", ("ISG15", "MX1", "IFIT3"))}
 

@@ -1,4 +1,4 @@
-"""Tests of latentshift.reference: the shipped gene levels and M1 cell-type table, and their
+"""Tests of latentshift.data.reference: the shipped gene levels and M1 cell-type table, and their
 derivation from the public source tables (GSE64810, Siletti et al. 2023)."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentshift import derive_reference as dr
-from latentshift import reference as ref
+from latentshift.data import derive_reference as dr
+from latentshift.data import reference as ref
 from latentshift.errors import LatentshiftError
 
 DATA = Path(__file__).parent / "data"
@@ -414,7 +414,7 @@ def test_rederivation_is_byte_identical(tmp_path):
         [
             sys.executable,
             "-m",
-            "latentshift.derive_reference",
+            "latentshift.data.derive_reference",
             "--source",
             str(SOURCE),
             "--out",

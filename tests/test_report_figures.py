@@ -16,7 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nbformat  # noqa: E402
 import pytest  # noqa: E402
 
-from latentshift import plots, report, runner  # noqa: E402
+from latentshift.figures import plots
+from latentshift.report import pages as report
+from latentshift.run import runner  # noqa: E402
 
 
 def _png() -> str:

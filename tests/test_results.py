@@ -1,4 +1,4 @@
-"""Recorded results (latentshift.results) and the README written from them (latentshift.readme)."""
+"""Recorded results (latentshift.record.results) and the README written from them (latentshift.record.readme)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from latentshift import cli, readme, results
 from latentshift.errors import LatentshiftError
+from latentshift.record import readme, results
+from latentshift.run import cli
 
 NOTEBOOKS = ["01_data", "02_perturb", "03_ldvae", "04_latent_viz", "05_classifier", "06_loadings"]
 
@@ -259,7 +260,7 @@ def test_bad_readme_markers_name_the_problem(tmp_path, root):
 
 
 def test_a_sweep_is_recorded_with_the_commit_of_every_level(tmp_path, root):
-    from latentshift import sweep
+    from latentshift.run import sweep
 
     folder = tmp_path / "runs" / "demo" / "sweep"
     for level, acc in ((1.0, 0.333), (2.0, 0.6)):
@@ -286,7 +287,8 @@ def test_the_readme_matches_the_recorded_results(root):
 
 
 def test_the_index_shows_the_recorded_seed_spread_under_the_headline(tmp_path):
-    from latentshift import report, runner
+    from latentshift.report import pages as report
+    from latentshift.run import runner
 
     assert runner.recorded_spread(tmp_path, "demo") is None  # nothing recorded: no row
     (tmp_path / "results").mkdir()

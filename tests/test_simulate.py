@@ -1,4 +1,4 @@
-"""Tests of latentshift.simulate: real genes at real levels, M1 depth and composition, bytes."""
+"""Tests of latentshift.data.simulate: real genes at real levels, M1 depth and composition, bytes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from latentshift import counts, fidelity, reference, simulate
+from latentshift.data import counts, fidelity, reference, simulate
 from latentshift.errors import DataError
 
 REQUIRED = ["APOE", "HOXA5", "PITX1", "NEFL", "SLC16A12", "IL17RB", "GFAP", "TARDBP", "SOD1"]
@@ -97,7 +97,7 @@ def test_panel_keeps_markers_required_and_the_most_expressed(panel: ad.AnnData) 
 
 
 def test_non_genes_are_missing_as_from_a_real_file(caplog) -> None:
-    caplog.set_level("INFO", logger="latentshift.simulate")
+    caplog.set_level("INFO", logger="latentshift.data.simulate")
     a = simulate.simulate_m1(50, 300, seed=0, required_genes=["NOTAGENE1", "NOTAGENE2", "NEFL"])
     assert "NOTAGENE1" not in set(a.var["feature_name"]) and "NEFL" in a.var_names
     assert "NOTAGENE1" in caplog.text
@@ -216,8 +216,8 @@ def test_cellxgene_schema() -> None:
 
 
 def test_unknown_symbols_of_a_set_are_reported_missing_and_a_set_of_non_genes_stops():
-    from latentshift import genesets as gs
     from latentshift.errors import GeneSetError
+    from latentshift.perturb import genesets as gs
 
     sets = {
         "MIXED": gs.GeneSet("MIXED", "", ["SOD1", "NEFL", "NOTAGENE1", "NOTAGENE2"]),

@@ -1,4 +1,4 @@
-"""Tests of latentshift.study: designing points, their params, collecting their numbers, the page;
+"""Tests of latentshift.run.study: designing points, their params, collecting their numbers, the page;
 and one two-point study on the smoke profile through the command line (the pipeline test)."""
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from latentshift import artifacts, config, study, study_report
+from latentshift import config
+from latentshift.data import artifacts
 from latentshift.errors import SweepError
-from latentshift.readme import sync as readme_sync
+from latentshift.record.readme import sync as readme_sync
+from latentshift.report import study_report
+from latentshift.run import study
 
 
 def test_parse_vary_makes_every_combination_with_yaml_values():
@@ -82,7 +85,7 @@ def test_thread_limit_reaches_a_fresh_kernel_and_is_undone(monkeypatch):
     import subprocess
     import sys
 
-    from latentshift.provenance import THREAD_VARIABLES
+    from latentshift.record.provenance import THREAD_VARIABLES
 
     for name in THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)

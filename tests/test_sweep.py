@@ -1,4 +1,4 @@
-"""Tests of latentshift.sweep that need no pipeline run (fake per-level metrics)."""
+"""Tests of latentshift.run.sweep that need no pipeline run (fake per-level metrics)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from latentshift import artifacts, config, sweep
+from latentshift import config
+from latentshift.data import artifacts
+from latentshift.run import sweep
 
 
 def test_scaled_params_sets_every_entry_to_the_level():

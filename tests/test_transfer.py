@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentshift import case_control as cc
-from latentshift import config, study_report
-from latentshift import transfer as tr
-from latentshift.simulate import simulate_m1
+from latentshift import config
+from latentshift.data.simulate import simulate_m1
+from latentshift.perturb import case_control as cc
+from latentshift.readings import transfer as tr
+from latentshift.report import study_report
 
 HD_GENES = ["HTT", "BDNF", "PENK", "DRD1", "DRD2", "ADORA2A", "PDE10A", "RGS9", "PPP1R1B", "CNR1"]
 ENTRY = {"name": "HD", "geneset": "HD_SET", "direction": "up", "fold_change": 6.0}

@@ -1,4 +1,4 @@
-"""The units engine (latentshift.units): pairing, folds, the label null, bootstrap, unit scores."""
+"""The units engine (latentshift.design.units): pairing, folds, the label null, bootstrap, unit scores."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentshift import folds as F
-from latentshift import nulls as N
-from latentshift import units as U
+from latentshift.design import folds as F
+from latentshift.design import nulls as N
+from latentshift.design import units as U
 from latentshift.errors import DesignError, LatentshiftError
 
 

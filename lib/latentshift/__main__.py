@@ -1,5 +1,5 @@
-"""``python -m latentshift`` — the command line (:mod:`latentshift.cli`)."""
+"""``python -m latentshift`` — the command line (:mod:`latentshift.run.cli`)."""
 
-from latentshift.cli import main
+from latentshift.run.cli import main
 
 raise SystemExit(main())

@@ -3,7 +3,7 @@
 Every error raised because of user input — a params file, a data file, a gene-set file, a
 missing upstream step, hardware asked for but absent — derives from :class:`LatentshiftError`
 and carries a message that names the problem and the fix. The command line
-(:mod:`latentshift.cli`) catches only this base class and prints the message; anything else
+(:mod:`latentshift.run.cli`) catches only this base class and prints the message; anything else
 is a bug and keeps its traceback.
 
 The base derives from :class:`ValueError`, so code that caught the earlier per-module

@@ -1,0 +1,18 @@
+"""The representations the readings look at: the LDVAE and its PCA baseline.
+
+- :mod:`~latentshift.model.ldvae` — step 03: scvi-tools ``LinearSCVI``, trained and saved;
+- :mod:`~latentshift.model.gene_choice` — which genes it reads, chosen without the answer;
+- :mod:`~latentshift.model.nb_likelihood` — its zero-aware negative-binomial term;
+- :mod:`~latentshift.model.training_monitor` — progress, convergence stopping, the curves;
+- :mod:`~latentshift.model.embedding` — PCA, neighbours, UMAP, Leiden (step 04);
+- :mod:`~latentshift.model.features` — what the baselines read besides the latent.
+"""
+
+__all__ = [
+    "embedding",
+    "features",
+    "gene_choice",
+    "ldvae",
+    "nb_likelihood",
+    "training_monitor",
+]

@@ -1,0 +1,13 @@
+"""Making the conditions: gene sets, count-preserving shifts and case–control donors.
+
+- :mod:`~latentshift.perturb.genesets` — GMT files and matching a set's genes;
+- :mod:`~latentshift.perturb.shift` — step 02: copies of the cells with their sets shifted;
+- :mod:`~latentshift.perturb.case_control` — conditions from an obs column, simulated disease
+  donors, fake groups of real donors.
+"""
+
+__all__ = [
+    "case_control",
+    "genesets",
+    "shift",
+]
