@@ -2,7 +2,8 @@
 
 - :mod:`~latentshift.data.load` — step 01: load (simulated or a local ``.h5ad``), QC, subsample;
 - :mod:`~latentshift.data.simulate` — the simulated M1 (real genes at real levels);
-- :mod:`~latentshift.data.h5ad`, :mod:`~latentshift.data.ondisk` — count files read with h5py,
+- :mod:`~latentshift.data.h5ad`, :mod:`~latentshift.data.h5ad_annotations`,
+  :mod:`~latentshift.data.ondisk` — count files read with h5py (counts, then the annotations),
   and counts left on disk for training;
 - :mod:`~latentshift.data.fetch` — download a profile's file (resumable, checksummed);
 - :mod:`~latentshift.data.datasets` — the real cells shipped with the project;
@@ -22,6 +23,7 @@ __all__ = [
     "fetch",
     "fidelity",
     "h5ad",
+    "h5ad_annotations",
     "load",
     "ondisk",
     "reference",

@@ -39,7 +39,7 @@ from latentshift.data.reference import (
     SILETTI_CLUSTERS_FILE,
     SILETTI_SAMPLES_FILE,
     CellTypeSpec,
-    _fsum,
+    fsum,
 )
 from latentshift.errors import DataError
 
@@ -115,10 +115,10 @@ def read_clusters(cluster_csv: str | Path) -> pd.DataFrame:
 
 
 def _weighted_mean(values: pd.Series, weights: pd.Series) -> float:
-    total = _fsum(weights)
+    total = fsum(weights)
     if total <= 0:
         return math.nan
-    return _fsum(values * weights) / total
+    return fsum(values * weights) / total
 
 
 def supercluster_summary(cluster_csv: str | Path) -> pd.DataFrame:
@@ -138,13 +138,13 @@ def supercluster_summary(cluster_csv: str | Path) -> pd.DataFrame:
         cluster names M1C) and ``m1c_share`` (share of all M1C nuclei recovered).
     """
     clusters = read_clusters(cluster_csv)
-    all_m1c = _fsum(clusters["m1c_nuclei"])
+    all_m1c = fsum(clusters["m1c_nuclei"])
     rows = {}
     for name, part in clusters.groupby("supercluster", sort=True):
-        m1c = _fsum(part["m1c_nuclei"])
+        m1c = fsum(part["m1c_nuclei"])
         rows[name] = {
             "n_clusters": len(part),
-            "n_cells": _fsum(part["n_cells"]),
+            "n_cells": fsum(part["n_cells"]),
             "umi_all": _weighted_mean(part["total_umi"], part["n_cells"]),
             "m1c_clusters": int((part["m1c_nuclei"] > 0).sum()),
             "m1c_nuclei": m1c,
@@ -166,7 +166,7 @@ def _neuron_fraction(samples_csv: str | Path) -> float:
     non_neuronal = kept[expected].astype(float)
     if not non_neuronal.between(0, 1).all():
         raise DataError(f"{samples_csv}: '{expected}' must lie in [0, 1]")
-    return 1.0 - _fsum(non_neuronal) / len(non_neuronal)
+    return 1.0 - fsum(non_neuronal) / len(non_neuronal)
 
 
 def summary_figures(cluster_csv: str | Path, samples_csv: str | Path) -> dict[str, float]:
@@ -245,7 +245,7 @@ def derive_gene_levels(csv_path: str | Path) -> pd.DataFrame:
     control = pd.to_numeric(raw["Control.mean"], errors="coerce").to_numpy(dtype=float)
     if np.isnan(control).any() or (control < 0).any():
         raise DataError(f"{csv_path}: 'Control.mean' must be a number >= 0 on every row")
-    total = _fsum(control)
+    total = fsum(control)
     if total <= 0:
         raise DataError(f"{csv_path}: 'Control.mean' sums to 0")
     symbol = raw["symbol"].str.strip().to_numpy(dtype=object)
@@ -271,7 +271,7 @@ def _source_fractions() -> dict[tuple[str, str], float]:
             sharing.setdefault(source, []).append(spec)
     fractions = {}
     for source, specs in sharing.items():
-        total = _fsum(s.tissue_proportion for s in specs)
+        total = fsum(s.tissue_proportion for s in specs)
         for spec in specs:
             fractions[(spec.cell_type, source)] = spec.tissue_proportion / total
     return fractions
@@ -328,8 +328,8 @@ def derive_celltype_table(cluster_csv: str | Path, samples_csv: str | Path) -> p
                     f"cannot derive '{spec.cell_type}'"
                 )
             f = fractions[(spec.cell_type, source)]
-            weight_sum += f * _fsum(part[weight_col])
-            umi_sum += f * _fsum(part[weight_col] * part["total_umi"])
+            weight_sum += f * fsum(part[weight_col])
+            umi_sum += f * fsum(part[weight_col] * part["total_umi"])
             n_clusters += len(part)
             superclusters += [
                 s for s in dict.fromkeys(part["supercluster"]) if s not in superclusters
@@ -352,8 +352,8 @@ def derive_celltype_table(cluster_csv: str | Path, samples_csv: str | Path) -> p
         )
     table = pd.DataFrame(rows)
     neuron = table["cell_class"].isin(NEURON_CLASSES)
-    neuron_nuclei = _fsum(table.loc[neuron, "source_nuclei"])
-    glia_tissue = _fsum(table.loc[~neuron, "tissue_proportion"])
+    neuron_nuclei = fsum(table.loc[neuron, "source_nuclei"])
+    glia_tissue = fsum(table.loc[~neuron, "tissue_proportion"])
     table["m1_proportion"] = np.where(
         neuron,
         neuron_fraction * table["source_nuclei"] / neuron_nuclei,

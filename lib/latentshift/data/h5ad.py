@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from latentshift.data.h5ad_annotations import build_anndata, read_annotations
 from latentshift.data.sampling import choose_cells
 from latentshift.errors import DataError
 
@@ -247,11 +247,24 @@ def read_rows(
     return _as_int_counts(mat, where, Path(path))
 
 
-_ENSEMBL = r"^ENS[A-Z]*G\d{6,}(\.\d+)?$"
+def open_h5ad(path: Path) -> Any:
+    """Open an .h5ad with h5py; clear errors for a missing, non-HDF5 or non-AnnData file.
 
+    Parameters
+    ----------
+    path
+        The ``.h5ad`` file.
 
-def _open_h5ad(path: Path) -> Any:
-    """Open an .h5ad with h5py; clear errors for a missing, non-HDF5 or non-AnnData file."""
+    Returns
+    -------
+    h5py.File
+        Open for reading (use it as a context manager, or close it).
+
+    Raises
+    ------
+    DataError
+        A missing file, a file that is not HDF5, an HDF5 file with no obs/var/X.
+    """
     import h5py
 
     if not path.is_file():
@@ -276,8 +289,30 @@ def _open_h5ad(path: Path) -> Any:
     return f
 
 
-def _find_counts(f: Any, path: Path) -> tuple[str, Any]:
-    """The first stored matrix whose sampled values are counts: layers, X, raw.X, other layers."""
+def find_counts(f: Any, path: Path) -> tuple[str, Any]:
+    """The first stored matrix whose sampled values are counts: layers, X, raw.X, other layers.
+
+    The usual count-layer names come first, then ``X``, ``.raw.X`` and the other layers.
+
+    Parameters
+    ----------
+    f
+        An open ``h5py.File`` (:func:`open_h5ad`).
+    path
+        The file, for messages.
+
+    Returns
+    -------
+    where : str
+        Where the counts are: ``"layers['counts']"``, ``"X"``, ``"raw.X"``, ...
+    elem : h5py.Group or h5py.Dataset
+        The stored matrix.
+
+    Raises
+    ------
+    DataError
+        No stored matrix holds non-negative whole numbers.
+    """
     candidates: list[tuple[str, Any]] = []
     layers = f["layers"] if "layers" in f else {}
     for name in _COUNT_LAYERS:
@@ -302,171 +337,6 @@ def _find_counts(f: Any, path: Path) -> tuple[str, Any]:
         "needs raw UMI counts (the LDVAE models counts). Point data.path at the raw-count "
         "file, or at a file that keeps the counts in layers['counts'] or .raw.X."
     )
-
-
-def _labels(values: pd.Series) -> pd.Categorical:
-    """Labels as a string categorical, NaN kept as missing."""
-    text = values.astype(object).where(values.notna(), None)
-    return pd.Categorical([None if v is None else str(v) for v in text])
-
-
-#: var columns that commonly hold gene symbols when the var_names are Ensembl ids.
-_SYMBOL_CANDIDATES = ("gene_symbols", "gene_symbol", "gene_name", "gene_names", "symbol", "SYMBOL")
-
-
-def _symbol_column(var: pd.DataFrame) -> str | None:
-    """A var column of gene symbols (mostly not Ensembl ids), by its usual names; or None."""
-    for column in _SYMBOL_CANDIDATES:
-        if column in var.columns:
-            values = var[column].astype(str)
-            if values.str.match(_ENSEMBL).mean() < 0.5 and values.str.len().gt(0).mean() > 0.5:
-                return column
-    return None
-
-
-def _read_annotations(
-    f: Any,
-    where: str,
-    elem: Any,
-    path: Path,
-    symbol_column: str | None,
-    cell_type_column: str,
-    donor_column: str | None,
-) -> tuple[pd.DataFrame, pd.DataFrame, str | None, dict[str, Any]]:
-    """obs and var of the counts' matrix, checked and mapped; the file's own latentshift flags.
-
-    Returns obs (with ``cell_type`` and, where known, ``donor_id``), var (with
-    ``feature_name`` when a symbol column is known), the symbol column used, and the
-    ``uns["latentshift"]`` the file carries (``{}`` for files not written by latentshift).
-    """
-    from anndata.io import read_elem
-
-    obs = read_elem(f["obs"])
-    if where == "raw.X":
-        var = read_elem(f["raw"]["var"])
-        main_var = read_elem(f["var"])
-        extra = [c for c in main_var.columns if c not in var.columns]
-        if extra:
-            joined = main_var[extra].reindex(var.index)
-            for c in extra:
-                col = joined[c]
-                if c == "feature_name" and col.isna().any():
-                    col = col.astype(object).where(
-                        col.notna(), pd.Series(var.index, index=var.index)
-                    )
-                var[c] = col
-    else:
-        var = read_elem(f["var"])
-    if _stored_shape(elem) != (len(obs), len(var)):
-        raise DataError(
-            f"{path}: the counts in {where} have shape {_stored_shape(elem)} but obs/var give "
-            f"{(len(obs), len(var))}; the file looks damaged."
-        )
-
-    var_columns = ", ".join(map(str, var.columns)) or "none"
-    if symbol_column is not None and symbol_column not in var.columns:
-        raise DataError(
-            f"data.symbol_column '{symbol_column}' is not a var column of {path}; available "
-            f"var columns: {var_columns}. Set data.symbol_column to one of them, or null to use "
-            "feature_name / the var_names."
-        )
-    if symbol_column is None and "feature_name" in var.columns:
-        symbol_column = "feature_name"
-    if symbol_column is None:
-        ensembl = pd.Index(var.index.astype(str)).str.match(_ENSEMBL)
-        found = _symbol_column(var) if len(var) and ensembl.mean() > 0.5 else None
-        if found is not None:
-            log.info("the genes are Ensembl ids; gene symbols from var['%s']", found)
-            symbol_column = found
-        elif len(var) and ensembl.mean() > 0.5:
-            raise DataError(
-                f"{path}: the genes are Ensembl IDs (e.g. {var.index[0]}) and var has no "
-                f"'feature_name' column with gene symbols, so no gene set can be matched. var "
-                f"columns: {var_columns}. Set data.symbol_column to the column holding gene "
-                "symbols (e.g. gene_symbols, gene_name)."
-            )
-    if symbol_column is not None and symbol_column != "feature_name" and "feature_name" not in var:
-        var["feature_name"] = var[symbol_column].astype(str)
-
-    if cell_type_column not in obs.columns:
-        hint = [
-            str(c)
-            for c in obs.columns
-            if any(w in str(c).lower() for w in ("type", "class", "cluster", "label", "annot"))
-        ]
-        raise DataError(
-            f"data.cell_type_column '{cell_type_column}' is not an obs column of {path}; "
-            f"obs columns present: {', '.join(map(str, obs.columns)) or 'none'}. Set "
-            "data.cell_type_column to the column holding cell-type labels"
-            + (f" (candidates: {', '.join(hint)})." if hint else ".")
-        )
-    # a missing label stays missing (astype(str) would make it the label "nan"); 01 leaves
-    # such cells out (latentshift.data.load.drop_unlabelled)
-    obs["cell_type"] = _labels(obs[cell_type_column])
-    if donor_column:
-        if donor_column in obs.columns:
-            obs["donor_id"] = _labels(obs[donor_column])
-        else:
-            log.warning(
-                "obs column %r (data.donor_column) not in %s (obs columns: %s); no donor_id",
-                donor_column,
-                path,
-                ", ".join(map(str, obs.columns)),
-            )
-    flags: dict[str, Any] = {}
-    if "uns" in f and "latentshift" in f["uns"]:
-        try:
-            flags = dict(read_elem(f["uns"]["latentshift"]))
-        except Exception:  # noqa: BLE001 - a foreign uns entry: ignore it
-            flags = {}
-    return obs, var, symbol_column, flags
-
-
-def _build(
-    counts: sp.csr_matrix,
-    obs: pd.DataFrame,
-    var: pd.DataFrame,
-    path: Path,
-    where: str,
-    symbol_column: str | None,
-    flags: Mapping[str, Any],
-    sample: Mapping[str, Any] | None,
-) -> AnnData:
-    import anndata as ad
-
-    var = var.copy()
-    for c in var.columns:  # as anndata's own copies do: no category without a gene
-        if isinstance(var[c].dtype, pd.CategoricalDtype):
-            var[c] = var[c].cat.remove_unused_categories()
-    adata = ad.AnnData(X=counts, obs=obs, var=var)
-    duplicated = int(adata.var_names.duplicated().sum())
-    if duplicated:  # scanpy's convention: GENE, GENE-1, …; the symbols stay in feature_name
-        if "feature_name" not in adata.var:
-            adata.var["feature_name"] = adata.var_names.astype(str)
-        adata.var_names_make_unique()
-        log.warning(
-            "%s: %d gene names occur more than once; they were made unique (GENE-1, GENE-2, …) "
-            "and gene sets match every copy through var['feature_name']",
-            path.name,
-            duplicated,
-        )
-    # the same matrix object, as simulate_m1 and artifacts.read_h5ad make it: one copy of the
-    # counts in memory (counts.subset and artifacts.write_h5ad keep it one)
-    adata.layers["counts"] = adata.X
-    info: dict[str, Any] = {
-        "simulated": bool(flags.get("simulated", False)),
-        "source": str(path),
-        "counts_from": where,
-        "symbol_column": symbol_column,
-    }
-    if flags.get("simulated"):
-        info["simulated_by"] = str(flags.get("source", ""))
-    if sample is not None:
-        info["sample"] = dict(sample)
-    if duplicated:
-        info["duplicate_gene_names"] = duplicated
-    adata.uns["latentshift"] = info
-    return adata
 
 
 def read_h5ad_counts(
@@ -511,14 +381,14 @@ def read_h5ad_counts(
         symbol or cell-type column, Ensembl-ID genes with no symbol column.
     """
     path = Path(path)
-    with _open_h5ad(path) as f:
-        where, elem = _find_counts(f, path)
-        obs, var, symbol_column, flags = _read_annotations(
-            f, where, elem, path, symbol_column, cell_type_column, donor_column
+    with open_h5ad(path) as f:
+        where, elem = find_counts(f, path)
+        obs, var, symbol_column, flags = read_annotations(
+            f, where, _stored_shape(elem), path, symbol_column, cell_type_column, donor_column
         )
         log.info("reading counts from %s of %s", where, path)
         counts = _read_counts(elem, where, path)
-    adata = _build(counts, obs, var, path, where, symbol_column, flags, None)
+    adata = build_anndata(counts, obs, var, path, where, symbol_column, flags, None)
     log.info(
         "read %s: %d cells × %d genes (counts from %s)", path, adata.n_obs, adata.n_vars, where
     )
@@ -581,10 +451,10 @@ def read_h5ad_sample(
     """
     path = Path(path)
     start = time.time()
-    with _open_h5ad(path) as f:
-        where, elem = _find_counts(f, path)
-        obs, var, symbol_column, flags = _read_annotations(
-            f, where, elem, path, symbol_column, cell_type_column, donor_column
+    with open_h5ad(path) as f:
+        where, elem = find_counts(f, path)
+        obs, var, symbol_column, flags = read_annotations(
+            f, where, _stored_shape(elem), path, symbol_column, cell_type_column, donor_column
         )
         per_row = _stored_per_row(elem)
         n_file = len(obs)
@@ -632,7 +502,7 @@ def read_h5ad_sample(
         "seed": int(seed),
         "stratify_by": stratify_by,
     }
-    adata = _build(counts, sub_obs, var, path, where, symbol_column, flags, sample)
+    adata = build_anndata(counts, sub_obs, var, path, where, symbol_column, flags, sample)
     log.info(
         "read a sample of %s: %d cells × %d genes in %.1f s",
         path,
@@ -648,7 +518,7 @@ def h5ad_n_obs(path: str | Path) -> int:
     path = Path(path)
     import h5py
 
-    with _open_h5ad(path) as f:
+    with open_h5ad(path) as f:
         obs = f["obs"]
         if isinstance(obs, h5py.Dataset):  # pre-0.7 files: obs is one compound dataset
             return int(obs.shape[0])
@@ -656,4 +526,4 @@ def h5ad_n_obs(path: str | Path) -> int:
         index = index.decode() if isinstance(index, bytes) else str(index)
         if index in obs:
             return int(obs[index].shape[0])
-        return _stored_shape(_find_counts(f, path)[1])[0]
+        return _stored_shape(find_counts(f, path)[1])[0]

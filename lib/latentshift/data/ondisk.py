@@ -153,9 +153,9 @@ def model_counts_file(
     from latentshift.data import h5ad
 
     source = Path(source)
-    f = h5ad._open_h5ad(source)
+    f = h5ad.open_h5ad(source)
     try:
-        where, elem = h5ad._find_counts(f, source)
+        where, elem = h5ad.find_counts(f, source)
         var = read_elem(f["raw/var"] if where == "raw.X" else f["var"])
         missing = pd.Index(genes).difference(var.index)
         if len(missing):
@@ -242,7 +242,7 @@ def open_counts(path: str | Path, *, check: bool = True) -> AnnData:
     from latentshift.data import h5ad
 
     path = Path(path)
-    f = h5ad._open_h5ad(path)  # clear errors for a missing or foreign file
+    f = h5ad.open_h5ad(path)  # clear errors for a missing or foreign file
     heavy = [k for k in ("layers", "raw") if k in f and len(f[k].keys())]
     f.close()
     if heavy:

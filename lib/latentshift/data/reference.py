@@ -294,7 +294,7 @@ CELL_TYPES: tuple[CellTypeSpec, ...] = (
 COMPOSITIONS: dict[str, str] = {"m1": "m1_proportion", "tissue": "tissue_proportion"}
 
 
-def _fsum(values: Iterable[float]) -> float:
+def fsum(values: Iterable[float]) -> float:
     """Exactly rounded sum, independent of order and of numpy's summation strategy."""
     return math.fsum(float(v) for v in values)
 
@@ -353,8 +353,8 @@ def gene_levels(mito_fraction: float | None = None) -> pd.DataFrame:
     if not 0.0 <= mito_fraction < 1.0:
         raise DataError(f"mito_fraction must lie in [0, 1); got {mito_fraction}")
     mito = levels["symbol"].str.startswith("MT-").to_numpy()
-    mito_total = _fsum(levels.loc[mito, "level"])
-    nuclear_total = _fsum(levels.loc[~mito, "level"])
+    mito_total = fsum(levels.loc[mito, "level"])
+    nuclear_total = fsum(levels.loc[~mito, "level"])
     scale = np.where(
         mito,
         mito_fraction / mito_total if mito_total > 0 else 0.0,
@@ -398,7 +398,7 @@ def celltype_proportions(composition: Literal["m1", "tissue"] = "m1") -> dict[st
         raise DataError(f"unknown composition {composition!r}; use one of {sorted(COMPOSITIONS)}")
     table = _read_celltype_table()
     shares = table[COMPOSITIONS[composition]].astype(float)
-    total = _fsum(shares)
+    total = fsum(shares)
     return {t: float(s) / total for t, s in zip(table["cell_type"], shares, strict=True)}
 
 

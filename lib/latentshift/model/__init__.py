@@ -2,7 +2,8 @@
 
 - :mod:`~latentshift.model.ldvae` — step 03: scvi-tools ``LinearSCVI``, trained and saved;
 - :mod:`~latentshift.model.gene_choice` — which genes it reads, chosen without the answer;
-- :mod:`~latentshift.model.nb_likelihood` — its zero-aware negative-binomial term;
+- :mod:`~latentshift.model.nb_likelihood`, :mod:`~latentshift.model.nb_autograd` — its
+  zero-aware negative-binomial term and the autograd function behind it;
 - :mod:`~latentshift.model.training_monitor` — progress, convergence stopping, the curves;
 - :mod:`~latentshift.model.embedding` — PCA, neighbours, UMAP, Leiden (step 04);
 - :mod:`~latentshift.model.features` — what the baselines read besides the latent.
@@ -13,6 +14,7 @@ __all__ = [
     "features",
     "gene_choice",
     "ldvae",
+    "nb_autograd",
     "nb_likelihood",
     "training_monitor",
 ]
