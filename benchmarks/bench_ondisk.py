@@ -2,7 +2,7 @@
 model as in memory.
 
 Two simulated M1 files of the same genes, written chunk by chunk
-(:func:`latentshift.data.simulate.write_simulated_h5ad`, counts in ``X`` only): the M1 file's
+(:func:`latentshift.data.simulate_h5ad.write_simulated_h5ad`, counts in ``X`` only): the M1 file's
 114,600 nuclei and 3× that (343,800, the size of the whole M1 with its disease copies). Each
 variant trains scvi-tools' :class:`~scvi.model.LinearSCVI` through
 :func:`latentshift.model.ldvae.train_ldvae` in a fresh worker process, with the same settings (the
@@ -62,12 +62,12 @@ log = logging.getLogger("bench_ondisk")
 
 def make_file(path: Path, n_cells: int, n_genes: int, seed: int) -> Path:
     """The simulated file (made once; the simulation is deterministic)."""
-    from latentshift.data import simulate
+    from latentshift.data import simulate_h5ad
 
     if path.is_file():
         return path
     print(f"  simulating {n_cells} cells x {n_genes} genes into {path.name}", flush=True)
-    return simulate.write_simulated_h5ad(
+    return simulate_h5ad.write_simulated_h5ad(
         path, n_cells, n_genes, seed=seed, schema="latentshift", counts_layer=False
     )
 

@@ -2,7 +2,7 @@
 
 The file is a simulated CELLxGENE-shaped M1 data set the size of the real one (114.6k cells ×
 30k genes; Ensembl-style IDs, symbols in ``var["feature_name"]``, log-normalised ``X``, integer
-counts only in ``raw/X``), written once by :func:`latentshift.data.simulate.write_simulated_h5ad` and
+counts only in ``raw/X``), written once by :func:`latentshift.data.simulate_h5ad.write_simulated_h5ad` and
 cached under ``data/bench/``. The two variants:
 
 * ``sample`` — :func:`latentshift.data.h5ad.read_h5ad_sample`: obs, var and the row pointers, then
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def bench_file(n_cells: int, n_genes: int) -> tuple[Path, float]:
     """The cached simulated file (written when missing); seconds spent writing it (0 if cached)."""
-    from latentshift.data import simulate
+    from latentshift.data import simulate_h5ad
     from latentshift.perturb import genesets as gs
 
     path = ROOT / "data" / "bench" / f"sim_cellxgene_{n_cells}x{n_genes}_seed{SEED}.h5ad"
@@ -52,7 +52,7 @@ def bench_file(n_cells: int, n_genes: int) -> tuple[Path, float]:
     sets = gs.read_gmt(ROOT / "params" / "genesets" / "disease_genesets.gmt")
     required = sorted({g for s in sets.values() for g in s.genes})
     start = time.perf_counter()
-    simulate.write_simulated_h5ad(
+    simulate_h5ad.write_simulated_h5ad(
         path, n_cells, n_genes, seed=SEED, schema="cellxgene", required_genes=required
     )
     return path, time.perf_counter() - start

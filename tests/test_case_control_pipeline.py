@@ -95,6 +95,7 @@ SMALL = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.pipeline
 @pytest.mark.parametrize(
     ("n_disease", "n_folds"),
@@ -147,6 +148,7 @@ def test_a_paired_design_runs_end_to_end(tmp_path):
     assert "how well each held-out donor" in page and "labels permuted within each donor" in page
 
 
+@pytest.mark.slow
 @pytest.mark.pipeline
 def test_the_paired_real_cells_run_end_to_end(tmp_path):
     """Kang et al. 2018 (2 donors, before and after interferon-β), subsampled for speed: per

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentshift import errors
-from latentshift.data import artifacts, counts, h5ad, simulate
+from latentshift.data import artifacts, counts, h5ad, simulate, simulate_h5ad
 from latentshift.data import load as data
 from tests.conftest import random_counts
 
@@ -249,7 +249,7 @@ def test_bad_value_beyond_the_sample_is_caught(tmp_path, monkeypatch) -> None:
 def cxg_file(tmp_path_factory) -> tuple:
     """A CELLxGENE-shaped file (Ensembl IDs, feature_name, counts only in raw/X) and its source."""
     path = tmp_path_factory.mktemp("cxg") / "cxg.h5ad"
-    simulate.write_simulated_h5ad(path, 900, 1000, seed=3, required_genes=REQUIRED)
+    simulate_h5ad.write_simulated_h5ad(path, 900, 1000, seed=3, required_genes=REQUIRED)
     return path, simulate.simulate_m1(
         900, 1000, seed=3, required_genes=REQUIRED, schema="cellxgene"
     )
@@ -263,7 +263,7 @@ def test_write_simulated_h5ad_equals_simulate_m1(cxg_file, tmp_path) -> None:
     assert (sp.csr_matrix(got.raw.X) != src.raw.X).nnz == 0
     assert np.array_equal(got.X.data, src.X.data) and np.array_equal(got.X.indptr, src.X.indptr)
     assert got.uns["latentshift"]["simulated"] is True
-    plain = simulate.write_simulated_h5ad(
+    plain = simulate_h5ad.write_simulated_h5ad(
         tmp_path / "plain.h5ad", 120, 150, seed=1, schema="latentshift"
     )
     a, b = ad.read_h5ad(plain), simulate.simulate_m1(120, 150, seed=1)
@@ -304,7 +304,7 @@ def test_whole_file_read_shares_one_counts_matrix_and_equals_the_stored_values(
     """read_h5ad_counts reads float32 raw.X chunk by chunk into int32, X and counts one object."""
     monkeypatch.setattr(h5ad, "_READ_CHUNK", 11)
     path = tmp_path / "cxg_small.h5ad"
-    simulate.write_simulated_h5ad(path, 60, 80, seed=2, required_genes=REQUIRED)
+    simulate_h5ad.write_simulated_h5ad(path, 60, 80, seed=2, required_genes=REQUIRED)
     got = h5ad.read_h5ad_counts(path)
     stored = ad.read_h5ad(path).raw.X
     assert stored.dtype == np.float32 and got.X.dtype == np.int32

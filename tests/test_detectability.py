@@ -12,15 +12,17 @@ from sklearn.metrics import roc_auc_score
 from latentshift.design.nulls import relabel
 from latentshift.design.units import Units
 from latentshift.errors import CellTypeShiftError, LatentshiftError
-from latentshift.readings.celltype_shift import compare_representations, detectability_headline
-from latentshift.readings.detectability import (
-    AUC_COLUMNS,
+from latentshift.readings.augur_draws import (
     auc_score,
-    celltype_auc,
-    celltype_auc_by_representation,
     cv_auc,
     draw_subsamples,
     within_unit_pairs,
+)
+from latentshift.readings.celltype_shift import compare_representations, detectability_headline
+from latentshift.readings.detectability import (
+    AUC_COLUMNS,
+    celltype_auc,
+    celltype_auc_by_representation,
 )
 
 FAST = {"subsample_size": 10, "n_subsamples": 4, "n_folds": 3, "n_permutations": 4}

@@ -205,6 +205,7 @@ def tiny_power(root):
     return power.run_power(params, points, reps=20, seed=0, readings=["pseudobulk set test"])
 
 
+@pytest.mark.slow  # 40 simulated studies, about 3 min on 2 cores
 def test_a_tiny_power_grid_holds_its_level_at_fold_1_and_rises_with_the_fold(tiny_power):
     table = power.power_table(tiny_power).set_index("fold")
     null, shifted = table.loc[1.0], table.loc[3.0]
@@ -236,3 +237,63 @@ def test_the_power_command_writes_its_table_figure_and_provenance(root, tmp_path
     # a synthetic profile has no donors to draw
     assert cli.main(["power", str(root / "params" / "demo.yaml"), "--out", str(out)]) == 2
     assert "simulated case-control profile" in caplog.text
+
+
+# --- the docs' donor-level tables ----------------------------------------------------------
+
+
+def test_donor_level_tables_show_each_type_mark_the_targets_and_name_a_missing_section():
+    from latentshift.report import donor_level_summary as dls
+
+    rec = {
+        "profile": "cc",
+        "params": {
+            "perturbations": [{"fold_change": 2.0, "target_cell_types": ["L2/3 IT"]}],
+        },
+        "metrics": {
+            "pseudobulk": {
+                "by_type": {
+                    "HD": {
+                        "L2/3 IT": {
+                            "set_pvalue": 1e-6,
+                            "set_pvalue_adj": 1e-5,
+                            "set_correlation": 0.01,
+                            "n_genes_fdr05": 12,
+                            "n_genes": 800.0,
+                            "pvalue_uniform_ks": 0.5,
+                            "share_p05": 0.2,
+                        },
+                        "Astro": {
+                            "set_pvalue": 0.4,
+                            "set_pvalue_adj": 0.8,
+                            "set_correlation": None,
+                            "n_genes_fdr05": 0,
+                            "n_genes": 800,
+                            "pvalue_uniform_ks": 0.2,
+                        },
+                    }
+                },
+                "untested": {"HD": {"Endo": "fewer than 2 donors per condition"}},
+            },
+            "composition": {
+                "HD": {
+                    "L5 ET": {
+                        "share_reference": 0.008,
+                        "share_condition": 0.004,
+                        "logit_change": -0.69,
+                        "pvalue": 0.0004,
+                        "pvalue_adj": 0.005,
+                    }
+                }
+            },
+        },
+    }
+    table = dls.pseudobulk_markdown([rec]).splitlines()
+    assert len(table) == 2 + 3
+    assert "| cc | HD | L2/3 IT ★ | 1e-06 | 1e-05 | 0.010 | 12 of 800 | 0.500 | 20.0% |" in table
+    assert any("| Astro |" in row and "★" not in row and "| – |" in row for row in table)
+    assert any("Endo" in row and "fewer than 2 donors" in row for row in table)
+    comp = dls.composition_markdown([rec]).splitlines()
+    assert comp[2] == "| cc | HD | L5 ET | 0.80% | 0.40% | -0.69 | 0.0004 | 0.005 |"
+    with pytest.raises(dls.DonorLevelTableError, match="make results PROFILE"):
+        dls.pseudobulk_markdown([{"profile": "demo", "metrics": {}}])

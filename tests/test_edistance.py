@@ -14,12 +14,8 @@ from scipy.spatial.distance import cdist
 from scipy.stats import kstest
 
 from latentshift.errors import CellTypeShiftError
-from latentshift.readings.edistance import (
-    EDISTANCE_COLUMNS,
-    edistance,
-    edistance_table,
-    edistance_test,
-)
+from latentshift.readings.edistance import EDISTANCE_COLUMNS, edistance_table
+from latentshift.readings.etest import edistance, edistance_test
 from tests.test_detectability import paired_data
 
 

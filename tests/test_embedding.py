@@ -200,18 +200,18 @@ def test_figures_draw(adata):
     import matplotlib
 
     matplotlib.use("Agg")
-    from latentshift.figures import plots
+    from latentshift.figures import embedding_plots, training_plots
 
     a = adata.copy()
     E.embed(a, "X_ldvae", "ldvae", n_neighbors=10, resolution=0.5, seed=0)
     a.obsm["X_pca_baseline"], _ = E.pca_baseline(a, 3)
     E.embed(a, "X_pca_baseline", "pca", n_neighbors=10, resolution=0.5, seed=0)
-    assert plots.embedding_grid(a, {"ldvae": "LDVAE", "pca": "PCA"}) is not None
-    assert plots.copies_vs_normal(a, "X_umap_ldvae") is not None
+    assert embedding_plots.embedding_grid(a, {"ldvae": "LDVAE", "pca": "PCA"}) is not None
+    assert embedding_plots.copies_vs_normal(a, "X_umap_ldvae") is not None
     sep = E.side_by_side(
         {"ldvae": E.condition_separation(a, "X_ldvae", n_neighbors=5)}, {"ldvae": "LDVAE"}
     )
-    assert plots.separation_bars(sep) is not None
+    assert embedding_plots.separation_bars(sep) is not None
     hist = pd.DataFrame(
         {
             "elbo_train": [5.0, 4.0, 3.0],
@@ -221,7 +221,7 @@ def test_figures_draw(adata):
         },
         index=pd.Index([0, 1, 2], name="epoch"),
     )
-    assert plots.loss_curves(hist, early_stopped=True) is not None
+    assert training_plots.loss_curves(hist, early_stopped=True) is not None
 
 
 def test_large_data_neighbours_use_approximate_knn_scanpy_accepts(monkeypatch):

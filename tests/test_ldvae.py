@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from latentshift import errors
 from latentshift.data import artifacts
-from latentshift.model import features, gene_choice, ldvae, training_monitor
+from latentshift.model import features, gene_choice, ldvae, ldvae_setup, training_monitor
 from latentshift.perturb import shift as perturb
 
 FAST = {
@@ -132,14 +132,16 @@ def test_library_prior_is_scvi_tools_own_over_the_training_rows(adata):
     rows = np.flatnonzero(adata.obs["split"] == "train")
     batches = np.zeros(adata.n_obs, dtype=int)
     batches[rows] = (train.obs["donor"] == "b").to_numpy().astype(int)
-    got = ldvae.library_prior(adata.layers["counts"], batches, 2, rows)
+    got = ldvae_setup.library_prior(adata.layers["counts"], batches, 2, rows)
     np.testing.assert_allclose(got[0], expected[0], rtol=1e-6)
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-6)
 
 
 def test_the_model_takes_its_library_prior_from_the_training_cells(adata, fit):
     rows = np.flatnonzero(adata.obs["split"] == "train")
-    means, variances = ldvae.library_prior(adata.layers["counts"], np.zeros(adata.n_obs), 1, rows)
+    means, variances = ldvae_setup.library_prior(
+        adata.layers["counts"], np.zeros(adata.n_obs), 1, rows
+    )
     np.testing.assert_allclose(fit.model.module.library_log_means.numpy(), means, rtol=1e-6)
     np.testing.assert_allclose(fit.model.module.library_log_vars.numpy(), variances, rtol=1e-6)
 
@@ -155,7 +157,7 @@ def test_the_model_takes_its_library_prior_from_the_training_cells(adata, fit):
 def test_validation_split_is_grouped_and_bounded(n, size, frac, cap, seed):
     groups = np.repeat(np.arange(n), size)
     rows = np.arange(len(groups)) * 2 + 1  # positions among other cells
-    fit_rows, val_rows = ldvae.validation_split(rows, groups, frac, seed, max_cells=cap)
+    fit_rows, val_rows = ldvae_setup.validation_split(rows, groups, frac, seed, max_cells=cap)
     assert sorted(np.concatenate([fit_rows, val_rows])) == list(rows)
     assert len(val_rows) >= size  # at least one group
     if cap is not None:
@@ -165,9 +167,9 @@ def test_validation_split_is_grouped_and_bounded(n, size, frac, cap, seed):
 
 
 def test_epoch_cells_caps_the_minibatches_of_an_epoch(adata):
-    assert ldvae.epoch_batches(1000, 64, None) is None
-    assert ldvae.epoch_batches(1000, 64, 5000) is None  # more than a pass: a pass
-    assert ldvae.epoch_batches(1000, 64, 130) == 3
+    assert ldvae_setup.epoch_batches(1000, 64, None) is None
+    assert ldvae_setup.epoch_batches(1000, 64, 5000) is None  # more than a pass: a pass
+    assert ldvae_setup.epoch_batches(1000, 64, 130) == 3
     n_fit = int((adata.obs["split"] == "train").sum() * 0.9)
     capped = ldvae.train_ldvae(
         adata, {**FAST, "max_epochs": 2, "epoch_cells": 64}, seed=0, progress_bar=False
@@ -425,21 +427,21 @@ def test_asking_for_a_gpu_without_one_names_the_fix(adata, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for accelerator in ("gpu", "cuda"):
         with pytest.raises(
-            ldvae.AcceleratorError, match=r"torch sees no GPU.*Set ldvae.accelerator to 'auto'"
+            errors.AcceleratorError, match=r"torch sees no GPU.*Set ldvae.accelerator to 'auto'"
         ):
-            ldvae.check_accelerator({"accelerator": accelerator, "devices": "auto"})
-    with pytest.raises(ldvae.AcceleratorError, match="no GPU"):  # refused before any training
+            ldvae_setup.check_accelerator({"accelerator": accelerator, "devices": "auto"})
+    with pytest.raises(errors.AcceleratorError, match="no GPU"):  # refused before any training
         ldvae.train_ldvae(adata, {**FAST, "accelerator": "gpu"}, seed=0, progress_bar=False)
-    ldvae.check_accelerator(
+    ldvae_setup.check_accelerator(
         {"accelerator": "auto", "devices": "auto"}
     )  # auto falls back to the CPU
-    ldvae.check_accelerator({"accelerator": "cpu", "devices": 2})
+    ldvae_setup.check_accelerator({"accelerator": "cpu", "devices": 2})
     # more GPUs than the machine has
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    with pytest.raises(ldvae.AcceleratorError, match=r"asks for 2 GPUs, but this machine has 1"):
-        ldvae.check_accelerator({"accelerator": "gpu", "devices": [0, 1]})
-    ldvae.check_accelerator({"accelerator": "gpu", "devices": 1})
+    with pytest.raises(errors.AcceleratorError, match=r"asks for 2 GPUs, but this machine has 1"):
+        ldvae_setup.check_accelerator({"accelerator": "gpu", "devices": [0, 1]})
+    ldvae_setup.check_accelerator({"accelerator": "gpu", "devices": 1})
 
 
 def test_genes_chosen_before_the_copies_are_the_genes_chosen_after():
@@ -614,7 +616,7 @@ def test_fused_adam_is_scvi_tools_adam_with_the_fused_kernel():
     import torch
     from scvi.train import TrainingPlan
 
-    kwargs = ldvae.fused_adam(3e-3)
+    kwargs = ldvae_setup.fused_adam(3e-3)
     assert kwargs["optimizer"] == "Custom"
     w = torch.nn.Parameter(torch.ones(3))
     ours = kwargs["optimizer_creator"]([w])

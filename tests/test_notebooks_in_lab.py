@@ -68,6 +68,7 @@ def test_a_notebook_opened_before_any_run_says_what_to_run_first(root, tmp_path)
     assert "02_perturb" in text
 
 
+@pytest.mark.slow
 @pytest.mark.pipeline
 def test_every_notebook_runs_in_the_project_kernel_after_a_demo_run(root, tmp_path):
     _kernel_or_skip()

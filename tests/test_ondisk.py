@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from latentshift import errors
-from latentshift.data import ondisk, simulate
+from latentshift.data import ondisk, simulate_h5ad
 from latentshift.model import ldvae
 from tests.test_ldvae import FAST, perturbed_like
 
@@ -72,7 +72,7 @@ def test_open_counts_refuses_a_file_whose_layers_backed_mode_would_load(cells, t
 
 
 def test_model_counts_file_takes_the_genes_from_a_cellxgene_file(tmp_path):
-    source = simulate.write_simulated_h5ad(tmp_path / "sim.h5ad", 300, 120, seed=1)
+    source = simulate_h5ad.write_simulated_h5ad(tmp_path / "sim.h5ad", 300, 120, seed=1)
     full = ad.read_h5ad(source)
     genes = list(full.var_names[[5, 2, 40]])
     rows = np.array([250, 3, 7, 100])

@@ -13,6 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from latentshift.design import split as splitting
 from latentshift.perturb import shift as perturb
+from latentshift.perturb import shift_checks
 from latentshift.perturb.shift import PerturbError
 from tests.conftest import random_counts
 
@@ -318,7 +319,7 @@ def test_make_perturbed_errors():
 def test_realised_fold_change_table():
     adata = small_adata(n_cells=3000, n_genes=20)
     out = perturb.make_perturbed(adata, ENTRIES, {"DOWN": ["G0", "G1"], "UP": ["G5", "G6"]}, seed=0)
-    table = perturb.realised_fold_changes(out)
+    table = shift_checks.realised_fold_changes(out)
     assert set(table["entry"]) == {"ALS", "HD"}
     assert len(table) == 4
     np.testing.assert_allclose(table["realised"], table["requested"], rtol=0.08)
@@ -328,13 +329,13 @@ def test_realised_fold_change_table():
 def test_mean_expression_and_library_sizes():
     adata = small_adata()
     out = perturb.make_perturbed(adata, ENTRIES, GENES, seed=0)
-    means = perturb.mean_expression(out, GENES["UP"])
+    means = shift_checks.mean_expression(out, GENES["UP"])
     assert list(means.index) == GENES["UP"]
     assert means.shape[1] == 3 * 3  # cell types × conditions
     hd = means.xs("HD", axis=1, level="condition").mean().mean()
     normal = means.xs("normal", axis=1, level="condition").mean().mean()
     assert hd > normal
-    lib = perturb.library_sizes(out)
+    lib = shift_checks.library_sizes(out)
     assert lib.iloc[: adata.n_obs].sum() == adata.layers["counts"].sum()
 
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from latentshift import config
-from latentshift.report import pages as report
-from latentshift.run import runner
+from latentshift.report import index_page
+from latentshift.run import bookkeeping, runner
 from tests.conftest import run_cli
 
 
@@ -197,7 +197,7 @@ def test_headline_rows_put_each_number_beside_its_control():
             "cells": "test",
         },
     }
-    rows = dict(report.headline_rows(metrics))
+    rows = dict(index_page.headline_rows(metrics))
     assert rows["classifier accuracy on the LDVAE latent [95% CI]"] == "50.0% [45.0%, 55.0%]"
     assert rows["chance (uniform) / label null (labels permuted within each source cell)"] == (
         "33.3% / 34.0%"
@@ -206,7 +206,7 @@ def test_headline_rows_put_each_number_beside_its_control():
         rows["ALS: gene-set recovery AUROC (LDVAE projected / best factor / PCA)"]
         == "0.900 / 0.700 (Z_1) / 0.600"
     )
-    assert report.headline_rows({}) == []
+    assert index_page.headline_rows({}) == []
     # the gene choice is said, and an oracle run is a named row beside the headline, never it
     metrics["ldvae"] = {
         "gene_choice": {
@@ -218,12 +218,12 @@ def test_headline_rows_put_each_number_beside_its_control():
         }
     }
     oracle = {"classifier": {"accuracy": 0.66, "accuracy_low": 0.64, "accuracy_high": 0.68}}
-    rows = dict(report.headline_rows(metrics, oracle_metrics=oracle))
+    rows = dict(index_page.headline_rows(metrics, oracle_metrics=oracle))
     assert "label-blind" in rows["LDVAE genes"] and "ALS 9 of 53" in rows["LDVAE genes"]
     assert rows["classifier accuracy on the LDVAE latent [95% CI]"] == "50.0% [45.0%, 55.0%]"
     oracle_rows = [v for k, v in rows.items() if k.startswith("ORACLE")]
     assert oracle_rows == ["66.0% [64.0%, 68.0%]"]
-    from latentshift.report.findings import run_findings
+    from latentshift.report.index_page import run_findings
 
     box = run_findings(metrics, None, True, oracle)
     assert "50.0%" in box.headline and "66.0%" not in box.headline
@@ -236,12 +236,13 @@ def test_peak_memory_sees_a_child_process_allocation():
     script = (
         "import numpy as np, time; a = np.ones(40_000_000); time.sleep(0.3); del a; time.sleep(0.3)"
     )
-    with runner.PeakMemory(interval=0.05) as memory:
+    with bookkeeping.PeakMemory(interval=0.05) as memory:
         subprocess.run([sys.executable, "-c", script], check=True)
     # 40 M float64 = 320 MB held by the child; its high-water mark survives the del
     assert 300e6 < memory.peak_bytes < 2e9
 
 
+@pytest.mark.slow
 @pytest.mark.pipeline
 def test_a_rerun_on_one_machine_reproduces_every_number(smoke_run, tmp_path, root):
     # the LDVAE retrained and the classifier re-run on a copy of the smoke run give the same

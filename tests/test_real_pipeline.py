@@ -28,6 +28,7 @@ def _small(tmp_path, profile: str, **data) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.pipeline
 def test_synthetic_against_real_cells_end_to_end(tmp_path):
     profile = _small(tmp_path, "kang2018_transfer", n_cells=600)

@@ -22,6 +22,7 @@ def _state(run) -> dict:
         return {}
 
 
+@pytest.mark.slow
 @pytest.mark.pipeline
 def test_killed_run_resumes_and_reproduces_metrics(smoke_run, tmp_path):
     assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-3000:]

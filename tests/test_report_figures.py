@@ -16,9 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nbformat  # noqa: E402
 import pytest  # noqa: E402
 
-from latentshift.figures import plots
+from latentshift.figures import captions
 from latentshift.report import pages as report
-from latentshift.run import runner  # noqa: E402
+from latentshift.run import bookkeeping  # noqa: E402
 
 
 def _png() -> str:
@@ -34,7 +34,7 @@ def test_alt_text_is_the_title_then_the_panels():
     fig.suptitle("UMAP of the LDVAE latent (simulated data)")
     axes[0].set_title("cell type")
     axes[1].set_title("condition")
-    assert plots.figure_alt_text(fig) == (
+    assert captions.figure_alt_text(fig) == (
         "Figure: UMAP of the LDVAE latent (simulated data). Panels: cell type; condition"
     )
     plt.close(fig)
@@ -44,25 +44,25 @@ def test_alt_text_of_one_titled_panel_and_of_an_untitled_one():
     fig, ax = plt.subplots()
     ax.set_title("LDVAE training")
     fig.colorbar(ax.imshow([[0, 1]]))  # the colour bar is not a panel
-    assert plots.figure_alt_text(fig) == "Figure: LDVAE training"
+    assert captions.figure_alt_text(fig) == "Figure: LDVAE training"
     plt.close(fig)
     fig, ax = plt.subplots()
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    assert plots.figure_alt_text(fig) == "Figure: x axis epoch, y axis loss"
+    assert captions.figure_alt_text(fig) == "Figure: x axis epoch, y axis loss"
     plt.close(fig)
 
 
 def test_alt_text_is_cut_at_the_limit():
     fig, ax = plt.subplots()
     ax.set_title("x" * 500)
-    text = plots.figure_alt_text(fig, limit=50)
+    text = captions.figure_alt_text(fig, limit=50)
     assert len(text) == 50 and text.endswith("…")
     plt.close(fig)
 
 
 def test_outside_a_kernel_figures_are_left_alone():
-    assert plots.set_figure_alt_text() is False
+    assert captions.set_figure_alt_text() is False
 
 
 def test_the_page_carries_each_figures_alt_text(tmp_path):
@@ -91,6 +91,6 @@ def test_kernels_start_with_the_inline_backend_and_the_shell_is_restored(monkeyp
         monkeypatch.delenv("MPLBACKEND", raising=False)
     else:
         monkeypatch.setenv("MPLBACKEND", before)
-    with runner.inline_figures():
-        assert os.environ["MPLBACKEND"] == runner.INLINE_BACKEND
+    with bookkeeping.inline_figures():
+        assert os.environ["MPLBACKEND"] == bookkeeping.INLINE_BACKEND
     assert os.environ.get("MPLBACKEND") == before

@@ -231,6 +231,21 @@ def test_the_readme_is_written_from_the_records_and_a_changed_number_is_caught(t
     assert stale.startswith("value demo metrics.classifier.accuracy pct ('39%' → '38.7%')")
 
 
+def test_the_readme_and_every_docs_page_are_synced_and_named(tmp_path, root):
+    write_records(tmp_path, root)
+    marker = "<!-- value demo metrics.classifier.accuracy pct -->?<!-- /value -->\n"
+    (tmp_path / "docs").mkdir()
+    for name in ("README.md", "docs/b.md", "docs/a.md", "docs/plain.md"):
+        (tmp_path / name).write_text("# t\n" + ("" if "plain" in name else marker))
+    stale = readme.sync_docs(tmp_path, check=True)
+    assert [s.split(": ", 1)[0] for s in stale] == ["README.md", "docs/a.md", "docs/b.md"]
+    assert stale[1] == "docs/a.md: value demo metrics.classifier.accuracy pct ('?' → '38.7%')"
+    assert "?<!--" in (tmp_path / "docs" / "a.md").read_text()  # check mode leaves them alone
+    assert len(readme.sync_docs(tmp_path)) == 3
+    assert "-->38.7%<!--" in (tmp_path / "docs" / "b.md").read_text()
+    assert readme.sync_docs(tmp_path, check=True) == []
+
+
 def test_a_small_gap_is_quoted_with_two_decimals():
     # a relative gap of 0.04 % must not read as "0.0%" next to a 0.5 % target
     assert readme.FORMATS["pct2"](0.0004) == "0.04%"
@@ -281,13 +296,13 @@ def test_a_sweep_is_recorded_with_the_commit_of_every_level(tmp_path, root):
 
 
 def test_the_readme_matches_the_recorded_results(root):
-    # every table and quoted number of the README equals what results/ gives; after a re-run:
-    # python -m latentshift results runs/<profile> && python -m latentshift readme
-    assert readme.sync(root / "README.md", root, check=True) == []
+    # every table and quoted number of the README and of docs/*.md equals what results/ gives;
+    # after a re-run: python -m latentshift results runs/<profile> && python -m latentshift readme
+    assert readme.sync_docs(root, check=True) == []
 
 
 def test_the_index_shows_the_recorded_seed_spread_under_the_headline(tmp_path):
-    from latentshift.report import pages as report
+    from latentshift.report import index_page
     from latentshift.run import runner
 
     assert runner.recorded_spread(tmp_path, "demo") is None  # nothing recorded: no row
@@ -295,14 +310,59 @@ def test_the_index_shows_the_recorded_seed_spread_under_the_headline(tmp_path):
     seeds_table([0.36, 0.38, 0.40]).to_csv(tmp_path / "results" / "demo_seeds.csv", index=False)
     spread = runner.recorded_spread(tmp_path, "demo")
     metrics = {"classifier": {"accuracy": 0.387, "accuracy_low": 0.367, "accuracy_high": 0.407}}
-    rows = dict(report.headline_rows(metrics, seed_spread=spread))
+    rows = dict(index_page.headline_rows(metrics, seed_spread=spread))
     (label,) = [k for k in rows if k.startswith("seed-to-seed spread")]
     assert "3 seeds" in label and "commit abc1234" in label
     assert (
         rows[label]
         == "mean 38.0%, sd 2.0 points, range 36.0%–40.0%; one run's 95% interval ± 2.0 points"
     )
-    assert not any(k.startswith("seed-to-seed") for k, _ in report.headline_rows(metrics))
+    assert not any(k.startswith("seed-to-seed") for k, _ in index_page.headline_rows(metrics))
+
+
+@pytest.mark.parametrize("unit", ["source cell", "donor"])
+def test_the_index_names_every_baseline_in_words_not_by_its_key(tmp_path, unit):
+    import re
+
+    from latentshift.readings.classify import BASELINE_MODELS
+    from latentshift.report import index_page
+
+    accuracy = dict(zip(BASELINE_MODELS, (0.6, 0.55, 0.5, 0.8, 1 / 3), strict=True))
+    metrics = {
+        "classifier": {
+            "accuracy": 0.6,
+            "accuracy_low": 0.58,
+            "accuracy_high": 0.62,
+            "chance_uniform": 1 / 3,
+            "permutation_accuracy": 0.34,
+            "unit": unit,
+            "baseline_accuracy": accuracy,
+        },
+        "ldvae": {"n_latent": 36, "test_elbo": 500.0, "epochs_run": 100},
+    }
+    labels = [k for k, _ in index_page.headline_rows(metrics)]
+    keys = [key for key in BASELINE_MODELS if "_" in key]  # "majority" is also a word
+    assert not any(key in label for key in keys for label in labels)
+    assert not any(f"baseline: {key}" in labels for key in BASELINE_MODELS)
+    assert "baseline: logistic regression on the same LDVAE latent" in labels
+    assert (
+        "baseline: the same small network on 36 PCA components of the log-normalised counts"
+        in labels
+    )
+    genes = "that were perturbed" if unit == "source cell" else "the named sets hold"
+    assert any(
+        label.startswith("baseline: logistic regression on the log-normalised counts of the genes")
+        and genes in label
+        for label in labels
+    )
+    params = {
+        "data": {"source": "simulated"},
+        "perturbations": [{"geneset": "ALS", "direction": "up", "fold_change": 2.0}],
+    }
+    target = index_page.render_index("demo", params, metrics, {}, [], tmp_path / "index.html")
+    text = target.read_text()
+    assert "Headline numbers" in text and "PCA components" in text
+    assert re.findall(r"baseline: [A-Za-z0-9]+(?:_[A-Za-z0-9]+)+", text) == []
 
 
 def test_committed_benchmark_records_say_when_what_code_and_which_machine(root):

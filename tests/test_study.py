@@ -15,6 +15,7 @@ from latentshift import config
 from latentshift.data import artifacts
 from latentshift.errors import SweepError
 from latentshift.record.readme import sync as readme_sync
+from latentshift.record.readme import sync_docs
 from latentshift.report import study_report
 from latentshift.run import study
 
@@ -215,6 +216,7 @@ def test_collect_reads_each_point_and_its_null_and_the_findings_name_the_oracle(
     assert not study_report.detected(below.loc[0])
 
 
+@pytest.mark.slow
 @pytest.mark.pipeline
 def test_two_point_study_on_the_smoke_profile(smoke_run, root):
     """Must-show: a study over a key other than the fold change, through the command line."""
@@ -271,8 +273,8 @@ def test_two_point_study_on_the_smoke_profile(smoke_run, root):
 
 
 def test_readme_study_tables_are_generated_from_the_recorded_studies(root, tmp_path):
-    # the README's tables equal what the recorded study.csv files give
-    assert readme_sync(root / "README.md", root, check=True) == []
+    # the tables of the README and docs/*.md equal what the recorded study.csv files give
+    assert sync_docs(root, check=True) == []
     # and a stale table is found and rewritten
     table = pd.DataFrame(
         {

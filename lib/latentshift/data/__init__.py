@@ -2,6 +2,8 @@
 
 - :mod:`~latentshift.data.load` — step 01: load (simulated or a local ``.h5ad``), QC, subsample;
 - :mod:`~latentshift.data.simulate` — the simulated M1 (real genes at real levels);
+- :mod:`~latentshift.data.simulate_counts` — a planned simulation's counts, drawn chunk by chunk;
+- :mod:`~latentshift.data.simulate_h5ad` — the simulated M1 written to ``.h5ad`` chunk by chunk;
 - :mod:`~latentshift.data.h5ad`, :mod:`~latentshift.data.h5ad_annotations`,
   :mod:`~latentshift.data.ondisk` — count files read with h5py (counts, then the annotations),
   and counts left on disk for training;
@@ -29,4 +31,6 @@ __all__ = [
     "reference",
     "sampling",
     "simulate",
+    "simulate_counts",
+    "simulate_h5ad",
 ]

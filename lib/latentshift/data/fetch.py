@@ -219,6 +219,33 @@ def _attempt(
         raise _Incomplete(f"received {received} bytes, more than the announced {total}")
 
 
+def _keep_existing(dest: Path, expected: str | None, chunk_size: int) -> bool:
+    """Whether the file already at ``dest`` is kept: it verifies, or there is no checksum.
+
+    A file whose checksum is not the expected one is downloaded again (and replaced only once
+    the new one verifies).
+    """
+    if expected is None:
+        log.warning(
+            "%s already exists and no data.sha256 is given, so it cannot be verified; "
+            "keeping it (delete it to download again)",
+            dest,
+        )
+        return True
+    actual = sha256_file(dest, chunk_size)
+    if actual == expected:
+        log.info("%s: already downloaded (checksum matches)", dest)
+        return True
+    log.warning(
+        "%s exists but its checksum %s is not the expected %s; downloading it again "
+        "(the old file is replaced only once the new one verifies)",
+        dest,
+        actual,
+        expected,
+    )
+    return False
+
+
 def download(
     url: str,
     dest: str | Path,
@@ -270,25 +297,8 @@ def download(
     expected = _normalise_sha256(sha256)
     part = dest.with_name(dest.name + ".part")
 
-    if dest.exists():
-        if expected is None:
-            log.warning(
-                "%s already exists and no data.sha256 is given, so it cannot be verified; "
-                "keeping it (delete it to download again)",
-                dest,
-            )
-            return dest
-        actual = sha256_file(dest, chunk_size)
-        if actual == expected:
-            log.info("%s: already downloaded (checksum matches)", dest)
-            return dest
-        log.warning(
-            "%s exists but its checksum %s is not the expected %s; downloading it again "
-            "(the old file is replaced only once the new one verifies)",
-            dest,
-            actual,
-            expected,
-        )
+    if dest.exists() and _keep_existing(dest, expected, chunk_size):
+        return dest
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s → %s", url, dest)

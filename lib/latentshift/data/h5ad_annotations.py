@@ -47,6 +47,30 @@ def _symbol_column(var: pd.DataFrame) -> str | None:
     return None
 
 
+def _read_var(f: Any, where: str) -> pd.DataFrame:
+    """The var of the counts' matrix: ``raw/var`` for ``raw.X`` (with the main var's extra
+    columns joined on; a missing ``feature_name`` there falls back to the gene's name), else var.
+    """
+    from anndata.io import read_elem  # deferred on purpose: anndata is heavy to import
+
+    if where == "raw.X":
+        var = read_elem(f["raw"]["var"])
+        main_var = read_elem(f["var"])
+        extra = [c for c in main_var.columns if c not in var.columns]
+        if extra:
+            joined = main_var[extra].reindex(var.index)
+            for c in extra:
+                col = joined[c]
+                if c == "feature_name" and col.isna().any():
+                    col = col.astype(object).where(
+                        col.notna(), pd.Series(var.index, index=var.index)
+                    )
+                var[c] = col
+    else:
+        var = read_elem(f["var"])
+    return var
+
+
 def read_annotations(
     f: Any,
     where: str,
@@ -93,21 +117,7 @@ def read_annotations(
     from anndata.io import read_elem  # deferred on purpose: anndata is heavy to import
 
     obs = read_elem(f["obs"])
-    if where == "raw.X":
-        var = read_elem(f["raw"]["var"])
-        main_var = read_elem(f["var"])
-        extra = [c for c in main_var.columns if c not in var.columns]
-        if extra:
-            joined = main_var[extra].reindex(var.index)
-            for c in extra:
-                col = joined[c]
-                if c == "feature_name" and col.isna().any():
-                    col = col.astype(object).where(
-                        col.notna(), pd.Series(var.index, index=var.index)
-                    )
-                var[c] = col
-    else:
-        var = read_elem(f["var"])
+    var = _read_var(f, where)
     if shape != (len(obs), len(var)):
         raise DataError(
             f"{path}: the counts in {where} have shape {shape} but obs/var give "

@@ -1,10 +1,10 @@
 """The simulated human M1 data set: real genes at real levels, M1 depth and composition.
 
 :func:`simulate_m1` makes a deterministic AnnData of negative-binomial counts calibrated to the
-published human primary motor cortex (M1) data; :func:`write_simulated_h5ad` writes the same
-cells to an ``.h5ad`` file chunk by chunk (by default shaped like the CELLxGENE download), so a
-file far larger than memory can be made and read back through the real-data path
-(:mod:`latentshift.data.h5ad`).
+published human primary motor cortex (M1) data; :func:`plan_simulation` draws everything but
+the counts, which its plan draws chunk by chunk. The same cells written to an ``.h5ad`` file
+chunk by chunk, so a file far larger than memory can be made, are
+:func:`latentshift.data.simulate_h5ad.write_simulated_h5ad`.
 
 Its assumptions, each with its source, and its limits are :data:`ASSUMPTIONS` (Markdown,
 shown in the 01_data report). The same arguments always give the same bytes.
@@ -15,18 +15,17 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
 from latentshift.data import reference
-from latentshift.data.counts import RowStacker, log_normalise
+from latentshift.data.counts import log_normalise
 from latentshift.data.sampling import largest_remainder
+from latentshift.data.simulate_counts import SimulationPlan, stack_blocks
 from latentshift.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -102,7 +101,6 @@ DONOR_LIBRARY_SD, SAMPLE_LIBRARY_SD, DONOR_GENE_SD = 0.15, 0.1, 0.1
 SAMPLES_PER_DONOR = 4
 #: Median and log-scale sd of the per-gene NB inverse dispersion θ.
 THETA_MEDIAN, THETA_LOG_SD = 2.0, 0.6
-_CELLS_PER_CHUNK_ENTRIES = 20_000_000  # cells × genes sampled per chunk
 _CLASSES = ("Glutamatergic", "GABAergic", "Non-neuronal")
 
 
@@ -173,43 +171,6 @@ def m1_cell_types(composition: str = "m1") -> tuple[CellTypeSpec, ...]:
     )
 
 
-def _sample_nb(rng: np.random.Generator, mu: np.ndarray, theta: np.ndarray) -> sp.csr_matrix:
-    """Negative-binomial counts (mean ``mu``, inverse dispersion ``theta`` per gene) as CSR.
-
-    Exact inversion sampling that touches only the nonzero draws after the first pass: one
-    uniform per entry decides zero / nonzero against P(0) = (θ/(θ+μ))^θ; for the few nonzero
-    entries the CDF is walked up with the pmf recursion p(k) = p(k-1)·(k-1+θ)/k·μ/(μ+θ).
-    """
-    n, g = mu.shape
-    u = rng.random((n, g), dtype=np.float32)
-    p0 = (theta / (theta + mu)) ** theta
-    flat = np.flatnonzero(u > p0)
-    del p0
-    m = mu.ravel()[flat].astype(np.float64)
-    th = theta[flat % g].astype(np.float64)
-    uu = u.ravel()[flat].astype(np.float64)
-    del u
-    q = m / (m + th)
-    pk = np.exp(th * np.log1p(-q))  # P(0) in float64
-    cdf = pk.copy()
-    out = np.zeros(len(flat), dtype=np.int32)
-    active = np.arange(len(flat))
-    k = 0
-    while len(active):
-        k += 1
-        pk *= (k - 1 + th) / k * q
-        cdf += pk
-        done = (cdf >= uu) | (k >= 100_000)
-        out[active[done]] = k
-        keep = ~done
-        if not keep.all():
-            active, pk, cdf, th, q, uu = (a[keep] for a in (active, pk, cdf, th, q, uu))
-    rows = flat // g
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
-    return sp.csr_matrix((out, (flat % g).astype(np.int32), indptr), shape=(n, g))
-
-
 def simulate_m1(
     n_cells: int,
     n_genes: int,
@@ -270,11 +231,11 @@ def simulate_m1(
     """
     import anndata as ad
 
-    plan = _plan_simulation(
+    plan = plan_simulation(
         n_cells, n_genes, seed, required_genes, n_donors, schema, composition, donor_gene_sd
     )
     start = time.time()
-    counts = _stack_blocks(plan.blocks(), n_cells, plan.n_genes)
+    counts = stack_blocks(plan.blocks(), n_cells, plan.n_genes)
 
     obs, var = plan.obs, plan.var
     uns = {"latentshift": {"simulated": True, "source": plan.source}}
@@ -298,68 +259,6 @@ def simulate_m1(
         time.time() - start,
     )
     return adata
-
-
-def _stack_blocks(blocks: Iterator[sp.csr_matrix], n_cells: int, n_genes: int) -> sp.csr_matrix:
-    """One int32 CSR matrix from the chunks, each freed once copied in.
-
-    The buffer is sized from the first chunk's density (plus 5 %), so memory peaks at the
-    counts plus one chunk, not at twice the counts (``scipy.sparse.vstack`` of a list).
-    """
-    stack: RowStacker | None = None
-    for block in blocks:
-        if stack is None:
-            expected = int(block.nnz / max(1, block.shape[0]) * n_cells * 1.05) + 1
-            stack = RowStacker(n_genes, expected, np.dtype(np.int32))
-        stack.append(block)
-    assert stack is not None  # n_cells >= 1 gives at least one chunk
-    counts = stack.tocsr()
-    counts.indices = counts.indices.astype(np.int32, copy=False)
-    if counts.nnz < np.iinfo(np.int32).max:
-        counts.indptr = counts.indptr.astype(np.int32, copy=False)
-    return counts
-
-
-@dataclass
-class _SimulationPlan:
-    """Everything of a simulation but the counts, which :meth:`blocks` draws chunk by chunk."""
-
-    obs: pd.DataFrame
-    var: pd.DataFrame
-    source: str
-    rows: np.ndarray  # per (type, donor) transcriptome fractions of the panel's genes, float32
-    theta: np.ndarray
-    library: np.ndarray
-    combo: np.ndarray
-    seed: int
-
-    @property
-    def n_genes(self) -> int:
-        return len(self.var)
-
-    def blocks(self) -> Iterator[sp.csr_matrix]:
-        """int32 CSR counts of consecutive chunks of cells (the same draws as :func:`simulate_m1`)."""
-        n_cells, g_total = len(self.obs), self.n_genes
-        chunk = max(1, _CELLS_PER_CHUNK_ENTRIES // g_total)
-        n_chunks = -(-n_cells // chunk)
-        start = time.time()
-        for c in range(n_chunks):
-            lo, hi = c * chunk, min(n_cells, (c + 1) * chunk)
-            mu = self.rows[self.combo[lo:hi]]
-            mu *= self.library[lo:hi, None].astype(np.float32)
-            block = _sample_nb(np.random.default_rng([self.seed, 3, c]), mu, self.theta)
-            del mu
-            block.indices = block.indices.astype(np.int32, copy=False)
-            block.data = block.data.astype(np.int32, copy=False)  # int32 in, int32 out of vstack
-            log.info(
-                "simulate_m1: chunk %d/%d (cells %d-%d) done, %.1f s",
-                c + 1,
-                n_chunks,
-                lo,
-                hi - 1,
-                time.time() - start,
-            )
-            yield block
 
 
 def _gene_panel(
@@ -459,7 +358,7 @@ def _type_effects(
     return eff
 
 
-def _plan_simulation(
+def plan_simulation(
     n_cells: int,
     n_genes: int,
     seed: int,
@@ -468,8 +367,25 @@ def _plan_simulation(
     schema: str,
     composition: str = "m1",
     donor_gene_sd: float = DONOR_GENE_SD,
-) -> _SimulationPlan:
-    """Validate the arguments and draw everything of the simulation but the counts."""
+) -> SimulationPlan:
+    """Validate the arguments and draw everything of the simulation but the counts.
+
+    Parameters
+    ----------
+    n_cells, n_genes, seed, required_genes, n_donors, schema, composition, donor_gene_sd
+        As in :func:`simulate_m1`.
+
+    Returns
+    -------
+    SimulationPlan
+        obs, var and the per-cell means; its
+        :meth:`~latentshift.data.simulate_counts.SimulationPlan.blocks` draws the counts.
+
+    Raises
+    ------
+    DataError
+        An argument out of range, an unknown schema or composition.
+    """
     if n_cells < 1 or n_genes < 1:
         raise DataError(
             f"simulate_m1 needs n_cells >= 1 and n_genes >= 1 (got {n_cells}, {n_genes})."
@@ -530,8 +446,37 @@ def _plan_simulation(
     )
     combo = type_idx * n_donors + donor_idx
 
+    var, obs = _annotations(panel, types, type_idx, donor_idx, sample_idx, n_donors)
+    source = (
+        f"simulate_m1(n_cells={n_cells}, n_genes={n_genes}, seed={seed}, "
+        f"composition={composition!r}"
+        + (f", donor_gene_sd={donor_gene_sd}" if donor_gene_sd != DONOR_GENE_SD else "")
+        + ")"
+    )
+    return SimulationPlan(
+        obs=obs,
+        var=var,
+        source=source,
+        rows=rows,
+        theta=theta.astype(np.float32),
+        library=library,
+        combo=combo,
+        seed=seed,
+    )
+
+
+def _annotations(
+    panel: pd.DataFrame,
+    types: Sequence[CellTypeSpec],
+    type_idx: np.ndarray,
+    donor_idx: np.ndarray,
+    sample_idx: np.ndarray,
+    n_donors: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """var (one row per gene of ``panel``) and obs (one row per cell) of the simulation."""
     from anndata.utils import make_index_unique
 
+    g_total, n_cells = len(panel), len(type_idx)
     symbols = panel["symbol"].astype(str)
     names = make_index_unique(pd.Index(symbols.to_numpy()), join="-")
     var = pd.DataFrame(
@@ -566,135 +511,4 @@ def _plan_simulation(
         },
         index=pd.Index([f"cell{i:07d}" for i in range(1, n_cells + 1)]),
     )
-    source = (
-        f"simulate_m1(n_cells={n_cells}, n_genes={n_genes}, seed={seed}, "
-        f"composition={composition!r}"
-        + (f", donor_gene_sd={donor_gene_sd}" if donor_gene_sd != DONOR_GENE_SD else "")
-        + ")"
-    )
-    return _SimulationPlan(
-        obs=obs,
-        var=var,
-        source=source,
-        rows=rows,
-        theta=theta.astype(np.float32),
-        library=library,
-        combo=combo,
-        seed=seed,
-    )
-
-
-_WRITE_CHUNK = 32_768  # HDF5 chunk length (elements) of the written sparse arrays
-
-
-def write_simulated_h5ad(
-    path: str | Path,
-    n_cells: int,
-    n_genes: int,
-    seed: int = 0,
-    schema: str = "cellxgene",
-    required_genes: Sequence[str] = (),
-    n_donors: int = 4,
-    compression: str | None = None,
-    composition: str = "m1",
-    counts_layer: bool = True,
-) -> Path:
-    """Write a simulated M1 data set to an ``.h5ad`` file, chunk by chunk (never all in memory).
-
-    The file holds exactly what :func:`simulate_m1` returns for the same arguments, but the
-    counts are drawn and appended to the file one chunk of cells at a time, so a file far
-    larger than memory (e.g. 114.6k cells × 30k genes, the size of the real M1 file) can be
-    written. The file is written under a temporary name and renamed into place when complete.
-
-    Parameters
-    ----------
-    path
-        The ``.h5ad`` file to write (its folder is created).
-    n_cells, n_genes, seed, required_genes, n_donors, composition
-        As in :func:`simulate_m1`.
-    schema
-        ``"cellxgene"`` (default): Ensembl-style var_names with symbols in
-        ``var["feature_name"]``, log-normalised ``X`` and the counts (float32) only in
-        ``raw/X``. ``"latentshift"``: symbols as var_names, int32 counts in ``X`` and
-        ``layers["counts"]``.
-    compression
-        HDF5 compression of the sparse arrays (``None``, ``"gzip"``, ``"lzf"``).
-    counts_layer
-        ``"latentshift"`` schema: also write ``layers["counts"]`` (default). ``False`` gives a
-        file with the counts in ``X`` only, to train from on disk
-        (:func:`latentshift.data.ondisk.open_counts`; anndata's backed mode reads layers into memory).
-
-    Returns
-    -------
-    pathlib.Path
-        The written file.
-    """
-    import anndata as ad
-    import h5py
-
-    from latentshift.data.artifacts import atomic_path
-
-    plan = _plan_simulation(n_cells, n_genes, seed, required_genes, n_donors, schema, composition)
-    obs, var = plan.obs, plan.var
-    uns = {"latentshift": {"simulated": True, "source": plan.source}}
-    shape = (n_cells, plan.n_genes)
-    start = time.time()
-    if schema == "cellxgene":
-        var.index = pd.Index(var["gene_ids"].to_numpy(), name=None)
-        skeleton = ad.AnnData(X=sp.csr_matrix(shape, dtype=np.float32), obs=obs, var=var, uns=uns)
-        skeleton.raw = ad.AnnData(
-            X=sp.csr_matrix(shape, dtype=np.float32), obs=obs.copy(), var=var.copy()
-        )
-        targets = {"X": np.float32, "raw/X": np.float32}
-    else:
-        skeleton = ad.AnnData(X=sp.csr_matrix(shape, dtype=np.int32), obs=obs, var=var, uns=uns)
-        targets = {"X": np.int32}
-        if counts_layer:
-            skeleton.layers["counts"] = sp.csr_matrix(shape, dtype=np.int32)
-            targets["layers/counts"] = np.int32
-    nnz = 0
-    with atomic_path(path) as tmp:
-        skeleton.write_h5ad(tmp)
-        del skeleton
-        with h5py.File(tmp, "r+") as f:
-            for key, dtype in targets.items():
-                group = f[key]
-                for name, dt in (("data", dtype), ("indices", np.int32)):
-                    del group[name]
-                    group.create_dataset(
-                        name,
-                        shape=(0,),
-                        maxshape=(None,),
-                        dtype=dt,
-                        chunks=(_WRITE_CHUNK,),
-                        compression=compression,
-                    )
-            indptr = np.zeros(n_cells + 1, dtype=np.int64)
-            row = 0
-            for block in plan.blocks():
-                values = {
-                    "raw/X": block.data.astype(np.float32),
-                    "X": log_normalise(block).data if schema == "cellxgene" else block.data,
-                    "layers/counts": block.data,
-                }
-                for key in targets:
-                    for name, arr in (("data", values[key]), ("indices", block.indices)):
-                        ds = f[key][name]
-                        ds.resize((nnz + block.nnz,))
-                        ds[nnz:] = arr
-                indptr[row + 1 : row + block.shape[0] + 1] = nnz + block.indptr[1:]
-                nnz += block.nnz
-                row += block.shape[0]
-            for key in targets:
-                del f[key]["indptr"]
-                f[key].create_dataset("indptr", data=indptr)
-    log.info(
-        "write_simulated_h5ad: %s, %d cells × %d genes (%s schema), %d nonzeros, %.1f s",
-        path,
-        n_cells,
-        plan.n_genes,
-        schema,
-        nnz,
-        time.time() - start,
-    )
-    return Path(path)
+    return var, obs

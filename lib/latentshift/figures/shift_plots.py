@@ -258,71 +258,12 @@ def plot_edistance(
             part = table[(table["condition"] == cond) & (table["representation"] == rep)]
             part = part.set_index(["scope", "cell_type"])
             color = colors[j % len(colors)]
-            tested = part[part["testable"]]
-            top = float(
-                np.nanmax(
-                    np.r_[
-                        tested[value].to_numpy(dtype=float),
-                        tested["null_high"].to_numpy(dtype=float),
-                        0,
-                    ]
-                )
-            )
-            if value == "edistance":
-                top = float(np.nanmax(np.r_[top, tested["edistance_high"].to_numpy(dtype=float)]))
-            top = top if top > 0 else 1.0
+            top = _edistance_top(part[part["testable"]], value)
             for yy, key in enumerate(keys):
                 if key not in part.index:
                     continue
-                row = part.loc[key]
-                if not row["testable"]:
-                    ax.text(
-                        0, yy, " not tested", ha="left", va="center", fontsize=7, color=_UNTESTED
-                    )
-                    continue
-                v = float(row[value])
-                shown = max(v, top * 1e-4) if log_scale else v
-                ax.barh(
-                    yy, shown, color=color, alpha=0.75 if key[0] == "cell_type" else 1.0, height=0.7
-                )
-                if value == "edistance" and np.isfinite(row["edistance_low"]):
-                    low = (
-                        max(float(row["edistance_low"]), top * 1e-4)
-                        if log_scale
-                        else float(row["edistance_low"])
-                    )
-                    ax.plot([low, float(row["edistance_high"])], [yy, yy], color="black", lw=1)
-                null = (
-                    float(row["null_high"])
-                    if value == "edistance"
-                    else float(row["null_high"] - row["null_mean"])
-                )
-                if not log_scale or null > 0:
-                    ax.plot([null, null], [yy - 0.4, yy + 0.4], color="0.45", lw=1.5)
-                mark = significance_mark(float(row["pvalue_adj"]))
-                if bool(row["at_min_pvalue"]):
-                    mark += " min"
-                ax.text(
-                    1.0,
-                    yy,
-                    mark,
-                    transform=ax.get_yaxis_transform(),
-                    ha="left",
-                    va="center",
-                    fontsize=7,
-                )
-            ax.set_yticks(range(len(keys)))
-            labels = []
-            for key in keys:
-                n = int(part.loc[key, "n_pairs"]) if key in part.index else 0
-                name = f"all cell types ({n})" if key[0] == "condition" else f"{key[1]} ({n})"
-                labels.append(name)
-            ax.set_yticklabels(labels, fontsize=7)
-            for tick, key in zip(ax.get_yticklabels(), keys, strict=True):
-                if key in part.index and not part.loc[key, "testable"]:
-                    tick.set_color(_UNTESTED)
-                if key[0] == "condition":
-                    tick.set_fontweight("bold")
+                _draw_edistance_row(ax, yy, key, part.loc[key], value, top, color, log_scale)
+            _label_edistance_rows(ax, part, keys)
             ax.set_ylim(len(keys) - 0.5, -0.5)
             if log_scale:
                 ax.set_xscale("log")
@@ -335,6 +276,86 @@ def plot_edistance(
     )
     fig.tight_layout()
     return fig
+
+
+def _edistance_top(tested: pd.DataFrame, value: str) -> float:
+    """The largest value a panel of :func:`plot_edistance` draws (its tested rows' values, null
+    97.5 % and bootstrap high; 1 when none is positive)."""
+    top = float(
+        np.nanmax(
+            np.r_[
+                tested[value].to_numpy(dtype=float),
+                tested["null_high"].to_numpy(dtype=float),
+                0,
+            ]
+        )
+    )
+    if value == "edistance":
+        top = float(np.nanmax(np.r_[top, tested["edistance_high"].to_numpy(dtype=float)]))
+    return top if top > 0 else 1.0
+
+
+def _draw_edistance_row(
+    ax: Any,
+    yy: int,
+    key: tuple[str, str],
+    row: pd.Series,
+    value: str,
+    top: float,
+    color: Any,
+    log_scale: bool,
+) -> None:
+    """One row of a :func:`plot_edistance` panel: the bar, its bootstrap interval, the null's
+    tick and the significance mark (or ``not tested``)."""
+    if not row["testable"]:
+        ax.text(0, yy, " not tested", ha="left", va="center", fontsize=7, color=_UNTESTED)
+        return
+    v = float(row[value])
+    shown = max(v, top * 1e-4) if log_scale else v
+    ax.barh(yy, shown, color=color, alpha=0.75 if key[0] == "cell_type" else 1.0, height=0.7)
+    if value == "edistance" and np.isfinite(row["edistance_low"]):
+        low = (
+            max(float(row["edistance_low"]), top * 1e-4)
+            if log_scale
+            else float(row["edistance_low"])
+        )
+        ax.plot([low, float(row["edistance_high"])], [yy, yy], color="black", lw=1)
+    null = (
+        float(row["null_high"])
+        if value == "edistance"
+        else float(row["null_high"] - row["null_mean"])
+    )
+    if not log_scale or null > 0:
+        ax.plot([null, null], [yy - 0.4, yy + 0.4], color="0.45", lw=1.5)
+    mark = significance_mark(float(row["pvalue_adj"]))
+    if bool(row["at_min_pvalue"]):
+        mark += " min"
+    ax.text(
+        1.0,
+        yy,
+        mark,
+        transform=ax.get_yaxis_transform(),
+        ha="left",
+        va="center",
+        fontsize=7,
+    )
+
+
+def _label_edistance_rows(ax: Any, part: pd.DataFrame, keys: list[tuple[str, str]]) -> None:
+    """A :func:`plot_edistance` panel's row labels with their pair counts (pooled row in bold,
+    untested ones greyed)."""
+    ax.set_yticks(range(len(keys)))
+    labels = []
+    for key in keys:
+        n = int(part.loc[key, "n_pairs"]) if key in part.index else 0
+        name = f"all cell types ({n})" if key[0] == "condition" else f"{key[1]} ({n})"
+        labels.append(name)
+    ax.set_yticklabels(labels, fontsize=7)
+    for tick, key in zip(ax.get_yticklabels(), keys, strict=True):
+        if key in part.index and not part.loc[key, "testable"]:
+            tick.set_color(_UNTESTED)
+        if key[0] == "condition":
+            tick.set_fontweight("bold")
 
 
 def plot_pvalue_uniformity(

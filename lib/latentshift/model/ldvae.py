@@ -4,6 +4,8 @@ The model is scvi-tools' own; this module only decides *which* cells and genes i
 checks what comes out:
 
 - which genes it reads: :mod:`latentshift.model.gene_choice`;
+- what training hands scvi-tools (the checks, the optimizer, the validation split, the
+  library-size prior): :mod:`latentshift.model.ldvae_setup`;
 - :func:`train_ldvae` — fits on the training split (``obs["split"] == "train"``) with
   scvi-tools' own validation split inside those cells for early stopping on the validation
   ELBO; stops with :class:`LDVAEDivergedError` when a loss turns NaN or infinite;
@@ -26,13 +28,18 @@ import numpy as np
 import pandas as pd
 
 from latentshift.data.counts import one_index_dtype
-from latentshift.errors import (
-    AcceleratorError,
-    DataError,
-    LDVAEDivergedError,
-    MissingArtifactError,
-)
+from latentshift.errors import DataError, LDVAEDivergedError, MissingArtifactError
 from latentshift.model.gene_choice import train_mask
+from latentshift.model.ldvae_setup import (
+    check_accelerator,
+    check_batch_key,
+    check_counts,
+    epoch_batches,
+    fused_adam,
+    library_prior_over,
+    training_view,
+    validation_split,
+)
 from latentshift.model.training_monitor import (
     DIVERGED_FIX,
     check_finite_history,
@@ -70,46 +77,6 @@ TRAIN_KEYS: tuple[str, ...] = (
     "use_observed_lib_size",
     "snapshot_every",
 )
-
-
-def check_accelerator(params: Mapping[str, Any]) -> None:
-    """Refuse, with the fix, a request for GPUs that torch cannot see.
-
-    ``accelerator: auto`` never fails (Lightning takes the GPU when there is one, else the
-    CPU). ``gpu``/``cuda`` need a CUDA build of torch and a visible GPU; ``devices`` given as a
-    number or a list must not ask for more GPUs than there are.
-
-    Parameters
-    ----------
-    params
-        The ``ldvae`` params section (``accelerator``, ``devices``).
-
-    Raises
-    ------
-    AcceleratorError
-        With the problem and what to change.
-    """
-    import torch
-
-    accelerator = str(params.get("accelerator", "auto"))
-    devices = params.get("devices", "auto")
-    if accelerator not in {"gpu", "cuda"}:
-        return
-    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if n_gpus == 0:
-        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise AcceleratorError(
-            f"ldvae.accelerator is '{accelerator}', but torch sees no GPU on this machine "
-            f"(torch {torch.__version__}, {build}). Set ldvae.accelerator to 'auto' (the GPU when "
-            "there is one, else the CPU) or 'cpu'; on a GPU machine, install a CUDA build of torch "
-            "as the README's GPU section shows."
-        )
-    wanted = len(devices) if isinstance(devices, list) else devices
-    if isinstance(wanted, int) and wanted > n_gpus:
-        raise AcceleratorError(
-            f"ldvae.devices asks for {wanted} GPUs, but this machine has {n_gpus}. "
-            f"Set ldvae.devices to at most {n_gpus}, or to 'auto'."
-        )
 
 
 @dataclass
@@ -157,43 +124,6 @@ class LDVAEFit:
 
 
 # --- training --------------------------------------------------------------------------
-
-
-def fused_adam(lr: float) -> dict[str, Any]:
-    """scvi-tools' training-plan arguments for its own Adam, computed by torch's fused kernel.
-
-    scvi-tools' ``TrainingPlan`` builds ``torch.optim.Adam(params, lr, eps, weight_decay)``
-    with its defaults for ``eps`` and ``weight_decay``; this hands it, through its
-    ``optimizer="Custom"`` hook, the same optimizer with the same settings (read from
-    ``TrainingPlan``'s signature) and ``fused=True``: the same update rule, one kernel per
-    step instead of a loop over the parameters. On 2 CPU cores at 29,496 genes the update
-    takes 2.8 ms instead of 10–25 ms (``torch.optim.Adam`` on CPU defaults to the loop).
-
-    Parameters
-    ----------
-    lr
-        Learning rate (``ldvae.lr``).
-
-    Returns
-    -------
-    dict
-        ``optimizer`` and ``optimizer_creator`` for ``plan_kwargs``.
-    """
-    import inspect
-    from functools import partial
-
-    import torch
-    from scvi.train import TrainingPlan
-
-    defaults = inspect.signature(TrainingPlan.__init__).parameters
-    creator = partial(
-        torch.optim.Adam,
-        lr=lr,
-        eps=defaults["eps"].default,
-        weight_decay=defaults["weight_decay"].default,
-        fused=True,
-    )
-    return {"optimizer": "Custom", "optimizer_creator": creator}
 
 
 def _is_nan_error(exc: BaseException) -> bool:
@@ -270,8 +200,8 @@ def train_ldvae(
     )
     check_accelerator(cfg)
     mask = train_mask(adata, split_key, train_value)
-    _check_counts(adata, layer)
-    batch_key = _check_batch_key(adata.obs.loc[mask], cfg.get("batch_key"))
+    check_counts(adata, layer)
+    batch_key = check_batch_key(adata.obs.loc[mask], cfg.get("batch_key"))
     # scvi-tools registers a light AnnData over the cells' own counts (no copy): the model reads
     # only the training split's rows (scvi-tools' external_indexing below), and its library-size
     # prior is computed over those rows as well. A backed AnnData (latentshift.data.ondisk) is
@@ -280,46 +210,15 @@ def train_ldvae(
         layer = None
         cells = adata
     else:
-        cells = _training_view(adata, layer, batch_key)
+        cells = training_view(adata, layer, batch_key)
     scvi.settings.seed = seed
     # a batch covariate (scvi-tools' batch_key) enters the linear decoder as one coefficient per
     # gene and batch, so the latent factors need not spend themselves on donor differences
     scvi.model.LinearSCVI.setup_anndata(cells, layer=layer, batch_key=batch_key)
-    from latentshift.model import nb_likelihood
-
-    # scvi-tools' LinearSCVI; only its reconstruction term's implementation is chosen here
-    # (ldvae.likelihood_impl: the same model, see latentshift.model.nb_likelihood)
-    with library_prior_over(np.flatnonzero(mask)):
-        model = nb_likelihood.make_linear_scvi(
-            cells,
-            likelihood_impl=cfg["likelihood_impl"],
-            n_hidden=cfg["n_hidden"],
-            n_latent=cfg["n_latent"],
-            n_layers=cfg["n_layers"],
-            dropout_rate=cfg["dropout_rate"],
-            dispersion=cfg["dispersion"],
-            gene_likelihood=cfg["gene_likelihood"],
-            use_observed_lib_size=cfg["use_observed_lib_size"],
-        )
+    model = _build_model(cells, cfg, mask)
     if progress_bar is None:
         progress_bar = interactive()
-    cbs = list(callbacks or [])
-    if not progress_bar:
-        cbs.append(epoch_logger(cfg["max_epochs"], log_every))
-    snapshots = None
-    if cfg.get("snapshot_every"):
-        snapshots = latent_snapshots(
-            int(cfg["snapshot_every"]), _snapshot_capture(model, adata, cfg["batch_size"])
-        )
-        cbs.append(snapshots)
-    patience = cfg["early_stopping_patience"]
-    if patience is not None:
-        # no stop while the KL weight still ramps up: early validation values are not comparable
-        cbs.append(
-            convergence_stopping(
-                patience, cfg["early_stopping_min_delta"], cfg.get("kl_warmup_epochs") or 0
-            )
-        )
+    cbs, snapshots = _callbacks(model, adata, cfg, progress_bar, log_every, callbacks)
     plan_kwargs: dict[str, Any] = {"lr": cfg["lr"], **fused_adam(cfg["lr"])}
     if cfg.get("kl_warmup_epochs") is not None:
         plan_kwargs["n_epochs_kl_warmup"] = cfg["kl_warmup_epochs"]
@@ -341,6 +240,75 @@ def train_ldvae(
         f" of {limit * cfg['batch_size']} cells" if limit else "",
         f", batch covariate obs['{batch_key}']" if batch_key else "",
     )
+    seconds = _train(model, cfg, (fit_rows, val_rows, mask), plan_kwargs, progress_bar, cbs, limit)
+    return _fit_result(model, cfg, len(rows), seconds, snapshots)
+
+
+def _build_model(cells: AnnData, cfg: Mapping[str, Any], mask: np.ndarray) -> Any:
+    """The untrained LinearSCVI over the registered ``cells``, its library-size prior over the
+    training rows (``mask``)."""
+    from latentshift.model import nb_likelihood
+
+    # scvi-tools' LinearSCVI; only its reconstruction term's implementation is chosen here
+    # (ldvae.likelihood_impl: the same model, see latentshift.model.nb_likelihood)
+    with library_prior_over(np.flatnonzero(mask)):
+        model = nb_likelihood.make_linear_scvi(
+            cells,
+            likelihood_impl=cfg["likelihood_impl"],
+            n_hidden=cfg["n_hidden"],
+            n_latent=cfg["n_latent"],
+            n_layers=cfg["n_layers"],
+            dropout_rate=cfg["dropout_rate"],
+            dispersion=cfg["dispersion"],
+            gene_likelihood=cfg["gene_likelihood"],
+            use_observed_lib_size=cfg["use_observed_lib_size"],
+        )
+    return model
+
+
+def _callbacks(
+    model: Any,
+    adata: AnnData,
+    cfg: Mapping[str, Any],
+    progress_bar: bool,
+    log_every: int | None,
+    callbacks: Sequence[Any] | None,
+) -> tuple[list[Any], Any]:
+    """The Lightning callbacks of a fit (the caller's, then the epoch log lines when headless,
+    the latent snapshots and convergence stopping as configured) and the snapshot callback,
+    or ``None``."""
+    cbs = list(callbacks or [])
+    if not progress_bar:
+        cbs.append(epoch_logger(cfg["max_epochs"], log_every))
+    snapshots = None
+    if cfg.get("snapshot_every"):
+        snapshots = latent_snapshots(
+            int(cfg["snapshot_every"]), _snapshot_capture(model, adata, cfg["batch_size"])
+        )
+        cbs.append(snapshots)
+    patience = cfg["early_stopping_patience"]
+    if patience is not None:
+        # no stop while the KL weight still ramps up: early validation values are not comparable
+        cbs.append(
+            convergence_stopping(
+                patience, cfg["early_stopping_min_delta"], cfg.get("kl_warmup_epochs") or 0
+            )
+        )
+    return cbs, snapshots
+
+
+def _train(
+    model: Any,
+    cfg: Mapping[str, Any],
+    split: tuple[np.ndarray, np.ndarray, np.ndarray],
+    plan_kwargs: dict[str, Any],
+    progress_bar: bool,
+    cbs: list[Any],
+    limit: int | None,
+) -> float:
+    """``model.train`` on the fit and validation rows of ``split`` (``mask``: the training
+    split); a NaN refused by torch becomes :class:`LDVAEDivergedError`. Returns the seconds."""
+    fit_rows, val_rows, mask = split
     extra: dict[str, Any] = {"limit_train_batches": limit} if limit else {}
     start = time.perf_counter()
     try:
@@ -365,7 +333,14 @@ def train_ldvae(
                 "The model was not saved. " + DIVERGED_FIX
             ) from exc
         raise
-    seconds = time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def _fit_result(
+    model: Any, cfg: Mapping[str, Any], n_rows: int, seconds: float, snapshots: Any
+) -> LDVAEFit:
+    """The :class:`LDVAEFit` of a trained model (``n_rows`` training-split cells), checked:
+    a loss that stopped training for not being finite raises :class:`LDVAEDivergedError`."""
     unsettled = check_finite_history(model.history)
     history = history_frame(model.history)
     es = getattr(model.trainer, "early_stopping_callback", None)
@@ -392,7 +367,7 @@ def train_ldvae(
         early_stopped=early,
         stop_reason=reason,
         train_seconds=seconds,
-        n_train=len(rows) - n_val,
+        n_train=n_rows - n_val,
         n_validation=n_val,
         params=dict(cfg),
         unsettled_validation_epochs=unsettled,
@@ -440,185 +415,6 @@ def store_snapshots(adata: AnnData, fit: LDVAEFit) -> list[int]:
         adata.varm[f"loadings_epoch{e}"] = w
     adata.uns["ldvae_snapshots"] = {"epochs": epochs, "final_epoch": int(fit.epochs_run)}
     return epochs
-
-
-def validation_split(
-    rows: np.ndarray,
-    groups: Any,
-    fraction: float,
-    seed: int,
-    max_cells: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The training rows split into scvi-tools' training and validation parts (seeded).
-
-    Whole groups (a normal cell and its disease copies) fall on one side, so the validation
-    ELBO is not flattered by near-twins. ``fraction`` of the groups go to validation, but never
-    more than ``max_cells`` cells: at atlas size a fixed-size validation subset keeps each
-    check cheap against a training epoch.
-
-    Parameters
-    ----------
-    rows
-        Positions of the training cells.
-    groups
-        Group label per entry of ``rows``, or ``None`` (every cell its own group).
-    fraction
-        Share of the groups held out for validation.
-    seed
-        Seeds the choice.
-    max_cells
-        Upper bound on the validation cells (``None``: no bound).
-
-    Returns
-    -------
-    fit, validation
-        Sorted positions (subsets of ``rows``), disjoint, together all of ``rows``.
-    """
-    rows = np.asarray(rows)
-    codes = (
-        np.arange(len(rows)) if groups is None else pd.factorize(pd.Series(groups).astype(str))[0]
-    )
-    n_groups = int(codes.max()) + 1 if len(codes) else 0
-    sizes = np.bincount(codes, minlength=n_groups)
-    rng = np.random.default_rng([seed, 11])
-    n_val = max(1, int(round(fraction * n_groups)))
-    chosen = rng.choice(n_groups, n_val, replace=False)
-    if max_cells is not None:
-        # the first chosen groups whose cells fit under max_cells (at least one group)
-        fits = int(np.searchsorted(np.cumsum(sizes[chosen]), max_cells, side="right"))
-        chosen = chosen[: max(1, fits)]
-    is_val = np.zeros(n_groups, dtype=bool)
-    is_val[chosen] = True
-    in_val = is_val[codes]
-    return np.sort(rows[~in_val]), np.sort(rows[in_val])
-
-
-def epoch_batches(n_fit: int, batch_size: int, epoch_cells: int | None) -> int | None:
-    """Minibatches per epoch when ``ldvae.epoch_cells`` caps an epoch (Lightning's
-    ``limit_train_batches``), or ``None`` for a full pass over the ``n_fit`` training cells."""
-    if epoch_cells is None or epoch_cells >= n_fit:
-        return None
-    return max(1, int(np.ceil(epoch_cells / batch_size)))
-
-
-def library_prior(
-    counts: Any, batches: np.ndarray, n_batch: int, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """scvi-tools' library-size prior (``_init_library_size``) over ``rows``, in bounded memory.
-
-    Per batch: the mean and variance of the log total counts of its cells (a cell with no
-    counts contributes 0, as in scvi-tools). scvi-tools computes it over every cell of the
-    AnnData it is given with a copy of the counts and an int64 sum (at 240k cells several GB);
-    here only the training rows are read, block by block (:func:`latentshift.data.counts.row_sums`).
-    ``tests/test_ldvae.py`` checks the result against scvi-tools' own function.
-
-    Returns
-    -------
-    means, variances
-        Arrays of shape ``(1, n_batch)``; a batch with no cells among ``rows`` gets 0 and 1.
-    """
-    from latentshift.data.counts import row_sums
-
-    rows = np.asarray(rows)
-    means, variances = np.zeros(n_batch), np.ones(n_batch)
-    batch_of = np.asarray(batches).ravel().astype(np.int64)[rows]
-    totals = np.zeros(len(rows), dtype=np.float64)
-    step = 10_000
-    for lo in range(0, len(rows), step):
-        totals[lo : lo + step] = row_sums(counts[rows[lo : lo + step]])
-    with np.errstate(divide="ignore"):
-        log_totals = np.where(totals > 0, np.log(np.where(totals > 0, totals, 1.0)), 0.0)
-    for b in np.unique(batch_of):
-        values = log_totals[batch_of == b]
-        means[b] = np.float32(np.mean(values))
-        variances[b] = np.float32(np.var(values))
-    return means.reshape(1, -1), variances.reshape(1, -1)
-
-
-@contextlib.contextmanager
-def library_prior_over(rows: np.ndarray) -> Iterator[None]:
-    """Within the block, a :class:`scvi.model.LinearSCVI` being built takes its library-size
-    prior from :func:`library_prior` over ``rows`` instead of scvi-tools' whole-AnnData copy."""
-    from scvi import REGISTRY_KEYS
-    from scvi.model import _linear_scvi
-
-    original = _linear_scvi._init_library_size
-
-    def over_rows(adata_manager: Any, n_batch: int) -> tuple[np.ndarray, np.ndarray]:
-        counts = adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        batches = adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)
-        return library_prior(counts, batches, n_batch, rows)
-
-    _linear_scvi._init_library_size = over_rows
-    try:
-        yield
-    finally:
-        _linear_scvi._init_library_size = original
-
-
-def _training_view(adata: AnnData, layer: str | None, batch_key: str | None) -> AnnData:
-    """A light AnnData over ``adata``'s counts (the same matrix object) for scvi-tools to
-    register: scvi-tools' ``_scvi_*`` columns stay off the caller's obs, and no counts are copied."""
-    import anndata as ad
-
-    obs = pd.DataFrame(index=adata.obs_names)
-    if batch_key:
-        obs[batch_key] = adata.obs[batch_key].to_numpy()
-    if layer is None:
-        return ad.AnnData(
-            X=one_index_dtype(adata.X), obs=obs, var=pd.DataFrame(index=adata.var_names)
-        )
-    return ad.AnnData(
-        obs=obs,
-        var=pd.DataFrame(index=adata.var_names),
-        layers={layer: one_index_dtype(adata.layers[layer])},
-    )
-
-
-def _check_batch_key(obs: pd.DataFrame, batch_key: str | None) -> str | None:
-    """The batch covariate column, checked: present, and more than one batch among the cells."""
-    if not batch_key:
-        return None
-    if batch_key not in obs:
-        raise DataError(
-            f"ldvae.batch_key is '{batch_key}', but the cells have no such obs column (obs "
-            f"columns: {', '.join(map(str, obs.columns))}). Set ldvae.batch_key to one of "
-            "them (e.g. donor_id), or to null for no batch covariate."
-        )
-    if obs[batch_key].nunique() < 2:
-        log.warning(
-            "ldvae.batch_key '%s' has a single value among the training cells: no batch effect to model",
-            batch_key,
-        )
-    return str(batch_key)
-
-
-def _check_counts(adata: AnnData, layer: str | None) -> None:
-    if adata.isbacked:  # values were checked block by block when the file was opened
-        from anndata.abc import CSRDataset
-
-        if not isinstance(adata.X, CSRDataset):
-            raise DataError(
-                f"the backed AnnData's X ({type(adata.X).__name__}) is not a CSR matrix of "
-                "counts; open the file with latentshift.data.ondisk.open_counts."
-            )
-        return
-    if layer is None:
-        x = adata.X
-    elif layer not in adata.layers:
-        raise DataError(
-            f"layers['{layer}'] is missing: the LDVAE reads raw integer counts from it. "
-            "Run 01_data/02_perturb, which write layers['counts']."
-        )
-    else:
-        x = adata.layers[layer]
-    where = "X" if layer is None else f"layers['{layer}']"
-    data = x.data if hasattr(x, "data") and not isinstance(x, np.ndarray) else np.asarray(x)
-    if data.size and (not np.isfinite(data).all() or (data < 0).any()):
-        raise DataError(
-            f"{where} holds NaN, infinite or negative values; the LDVAE needs raw "
-            "integer counts. Rebuild the data with 01_data and 02_perturb."
-        )
 
 
 # --- outputs ---------------------------------------------------------------------------

@@ -164,6 +164,43 @@ def _with_counts(adata: ad.AnnData, counts: Any) -> ad.AnnData:
 # --- the simulated case-control donors ------------------------------------------------------
 
 
+def _disease_samples(
+    donors: np.ndarray,
+    names: list[Any],
+    entries: Sequence[Mapping[str, Any]],
+    n_disease_donors: int,
+    paired: bool,
+    rng: np.random.Generator,
+) -> list[tuple[str, np.ndarray, Mapping[str, Any]]]:
+    """The disease samples of :func:`add_disease_donors`: ``(name, nuclei, entry)`` each.
+
+    Paired: every donor's nuclei dealt at random into a control sample and one sample per
+    entry. Unpaired: ``n_disease_donors`` donors drawn after a seeded shuffle, dealt to the
+    entries round-robin (refused when a disease would get fewer than 2 donors or fewer than 2
+    donors would stay controls).
+    """
+    if paired:
+        if len(names) < 2:
+            raise CaseControlError(f"a paired design needs 2 donors; the data have {len(names)}.")
+        samples = []
+        for donor in names:
+            nuclei = np.array_split(
+                rng.permutation(np.flatnonzero(donors == donor)), len(entries) + 1
+            )
+            samples += [(f"{donor} ({e['name']})", nuclei[j + 1], e) for j, e in enumerate(entries)]
+        return samples
+    if n_disease_donors < 2 * len(entries) or len(names) - n_disease_donors < 2:
+        raise CaseControlError(
+            f"{len(names)} donors cannot hold {n_disease_donors} disease donors: each of the "
+            f"{len(entries)} disease(s) needs 2 donors and 2 donors must stay controls."
+        )
+    chosen = list(rng.permutation(names)[:n_disease_donors])
+    return [
+        (str(d), np.flatnonzero(donors == d), entries[i % len(entries)])
+        for i, d in enumerate(chosen)
+    ]
+
+
 def add_disease_donors(
     adata: ad.AnnData,
     entries: Sequence[Mapping[str, Any]],
@@ -216,33 +253,14 @@ def add_disease_donors(
         and number of shifted nuclei.
     """
     from latentshift import config
-    from latentshift.perturb.shift import _counts_of, cell_mask_for, perturb_counts
+    from latentshift.perturb.shift import cell_mask_for, perturb_counts, sparse_counts
 
     entries = config.validate_perturbations(list(entries))
     donors = _column(adata.obs, donor_column, "donor", "data.donor_column").to_numpy()
     names = sorted(pd.unique(donors))
     rng = np.random.default_rng([seed, 7])
-    if paired:
-        if len(names) < 2:
-            raise CaseControlError(f"a paired design needs 2 donors; the data have {len(names)}.")
-        samples = []
-        for donor in names:
-            nuclei = np.array_split(
-                rng.permutation(np.flatnonzero(donors == donor)), len(entries) + 1
-            )
-            samples += [(f"{donor} ({e['name']})", nuclei[j + 1], e) for j, e in enumerate(entries)]
-    else:
-        if n_disease_donors < 2 * len(entries) or len(names) - n_disease_donors < 2:
-            raise CaseControlError(
-                f"{len(names)} donors cannot hold {n_disease_donors} disease donors: each of the "
-                f"{len(entries)} disease(s) needs 2 donors and 2 donors must stay controls."
-            )
-        chosen = list(rng.permutation(names)[:n_disease_donors])
-        samples = [
-            (str(d), np.flatnonzero(donors == d), entries[i % len(entries)])
-            for i, d in enumerate(chosen)
-        ]
-    counts = _counts_of(adata)
+    samples = _disease_samples(donors, names, entries, n_disease_donors, paired, rng)
+    counts = sparse_counts(adata)
     var_pos = pd.Index(adata.var_names)
     disease = np.full(adata.n_obs, CONTROL[0], dtype=object)
     term = np.full(adata.n_obs, CONTROL[1], dtype=object)

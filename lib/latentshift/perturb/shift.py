@@ -42,8 +42,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from latentshift.data.counts import RowStacker, counts_matrix, log_normalise_genes, row_sums
-from latentshift.design.split import split_counts
+from latentshift.data.counts import RowStacker, counts_matrix
 from latentshift.errors import PerturbError
 
 log = logging.getLogger(__name__)
@@ -184,12 +183,7 @@ def perturb_counts(
         On an unknown method, a fold change above 1 for ``thin``, non-integer counts, or
         out-of-range indices.
     """
-    if method not in METHODS:
-        close = difflib.get_close_matches(str(method), METHODS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise PerturbError(
-            f"unknown perturbation method '{method}'.{hint} Use one of {', '.join(METHODS)}."
-        )
+    _check_method(method)
     if not sp.issparse(X):
         raise PerturbError(
             "perturb_counts needs a scipy sparse matrix of counts (CSR); got a dense array."
@@ -208,24 +202,7 @@ def perturb_counts(
             f"method '{method}' draws random counts: pass rng (a numpy Generator or a seed)."
         )
     gen = _as_rng(rng) if rng is not None else None
-
-    fc_in = np.asarray(fold_change, dtype=np.float64)
-    if method == "thin" and np.any(fc_in > 1):
-        raise PerturbError(
-            "method 'thin' can only lower counts: fold changes must be <= 1 (use 'poisson' to raise)."
-        )
-    if fc_in.ndim == 0:
-        fc_gene = gene_fold_changes(float(fc_in), gene_idx.size, lfc_sd, method, gen)
-    else:
-        if lfc_sd:
-            raise PerturbError("give either per-gene fold changes or lfc_sd, not both.")
-        fc_gene = fc_in.ravel()
-        if fc_gene.size != gene_idx.size:
-            raise PerturbError(
-                f"{fc_gene.size} fold changes for {gene_idx.size} genes; give one per gene."
-            )
-        if np.any(fc_gene <= 0):
-            raise PerturbError("fold changes must be > 0.")
+    fc_gene = _per_gene_fold_changes(fold_change, gene_idx.size, lfc_sd, method, gen)
 
     if cell_mask is not None:
         cell_mask = np.asarray(cell_mask, dtype=bool).ravel()
@@ -241,6 +218,59 @@ def perturb_counts(
     pos, rows = _touched_positions(X, gene_idx, cell_mask)
     if pos.size == 0:
         return X.copy()
+    new = _drawn_counts(X, pos, gene_idx, fc_gene, method, gen)
+    return _with_new_counts(X, pos, rows, new)
+
+
+def _check_method(method: str) -> None:
+    """Refuse an unknown perturbation method (naming the closest known one)."""
+    if method not in METHODS:
+        close = difflib.get_close_matches(str(method), METHODS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise PerturbError(
+            f"unknown perturbation method '{method}'.{hint} Use one of {', '.join(METHODS)}."
+        )
+
+
+def _per_gene_fold_changes(
+    fold_change: float | Sequence[float] | np.ndarray,
+    n_genes: int,
+    lfc_sd: float,
+    method: str,
+    gen: np.random.Generator | None,
+) -> np.ndarray:
+    """The fold change of each gene: one spread by :func:`gene_fold_changes`, or one per gene
+    (checked: one per gene, > 0, <= 1 for ``thin``, no ``lfc_sd`` beside them)."""
+    fc_in = np.asarray(fold_change, dtype=np.float64)
+    if method == "thin" and np.any(fc_in > 1):
+        raise PerturbError(
+            "method 'thin' can only lower counts: fold changes must be <= 1 (use 'poisson' to raise)."
+        )
+    if fc_in.ndim == 0:
+        fc_gene = gene_fold_changes(float(fc_in), n_genes, lfc_sd, method, gen)
+    else:
+        if lfc_sd:
+            raise PerturbError("give either per-gene fold changes or lfc_sd, not both.")
+        fc_gene = fc_in.ravel()
+        if fc_gene.size != n_genes:
+            raise PerturbError(
+                f"{fc_gene.size} fold changes for {n_genes} genes; give one per gene."
+            )
+        if np.any(fc_gene <= 0):
+            raise PerturbError("fold changes must be > 0.")
+    return fc_gene
+
+
+def _drawn_counts(
+    X: sp.csr_matrix,
+    pos: np.ndarray,
+    gene_idx: np.ndarray,
+    fc_gene: np.ndarray,
+    method: str,
+    gen: np.random.Generator | None,
+) -> np.ndarray:
+    """The new values of the touched entries ``X.data[pos]``, in ``X``'s dtype (the counts
+    checked: whole, non-negative, and not overflowing the dtype once shifted)."""
     old = X.data[pos]
     if X.dtype.kind == "f" and np.any(old != np.rint(old)):
         raise PerturbError(
@@ -249,7 +279,7 @@ def perturb_counts(
         )
     if np.any(old < 0):
         raise PerturbError("the counts hold negative values; perturbations need raw counts.")
-    fc_col = np.ones(n_cols)
+    fc_col = np.ones(X.shape[1])
     fc_col[gene_idx] = fc_gene
     f = fc_col[X.indices[pos]]
     if method == "thin":
@@ -265,8 +295,15 @@ def perturb_counts(
                 f"a perturbed count ({int(new.max())}) overflows the counts' dtype {X.dtype}; "
                 "store the counts as int64."
             )
-    new = new.astype(X.dtype)
+    return new.astype(X.dtype)
 
+
+def _with_new_counts(
+    X: sp.csr_matrix, pos: np.ndarray, rows: np.ndarray, new: np.ndarray
+) -> sp.csr_matrix:
+    """A copy of ``X`` with ``new`` at the touched entries ``pos`` (of rows ``rows``) and the
+    touched entries that became zero removed; ``X``'s own explicit zeros are kept."""
+    n_rows = X.shape[0]
     zero = new == 0
     if not zero.any() or np.count_nonzero(X.data) == X.nnz:
         # the usual case: copy, write the new values, and compact the entries that became
@@ -295,7 +332,24 @@ def perturb_counts(
 # --- building the perturbed data set --------------------------------------------------------
 
 
-def _counts_of(adata: ad.AnnData) -> sp.csr_matrix:
+def sparse_counts(adata: ad.AnnData) -> sp.csr_matrix:
+    """The cells' counts (``layers["counts"]``, else ``X``) as a CSR matrix.
+
+    Parameters
+    ----------
+    adata
+        Cells whose counts 01_data stored sparse.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The counts.
+
+    Raises
+    ------
+    PerturbError
+        When the counts are dense.
+    """
     counts = counts_matrix(adata)
     if not sp.issparse(counts):
         raise PerturbError(
@@ -370,6 +424,59 @@ def _uns_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _copy_obs(
+    obs0: pd.DataFrame, source: pd.Index, condition: str, perturbed: bool | np.ndarray
+) -> pd.DataFrame:
+    """The obs of one condition's copy of the cells: ``source_cell``, ``perturbed``,
+    ``condition``, named ``"<source>-<condition>"``."""
+    part = obs0.copy()
+    part["source_cell"] = source.to_numpy()
+    part["perturbed"] = perturbed
+    part["condition"] = condition
+    part.index = source + f"-{condition}"
+    return part
+
+
+def _entry_genes(
+    entry: Mapping[str, Any], genes_by_set: Mapping[str, Sequence[str]], var_pos: pd.Index
+) -> tuple[list[str], np.ndarray]:
+    """The genes of an entry's set and their columns (refusing an unmatched set or a gene
+    the data lack)."""
+    name = entry["name"]
+    if entry["geneset"] not in genes_by_set:
+        raise PerturbError(
+            f"perturbation '{name}' uses gene set '{entry['geneset']}', which was not matched "
+            f"(matched sets: {', '.join(genes_by_set)}). Match it with genesets.match_genesets first."
+        )
+    genes = list(genes_by_set[entry["geneset"]])
+    idx = var_pos.get_indexer(genes)
+    if np.any(idx < 0):
+        bad = [g for g, i in zip(genes, idx, strict=True) if i < 0][:5]
+        raise PerturbError(
+            f"perturbation '{name}': genes not in the data's var_names: {', '.join(bad)}."
+        )
+    return genes, idx
+
+
+def _stacked_obs(
+    obs_parts: Sequence[pd.DataFrame], entries: Sequence[Mapping[str, Any]]
+) -> pd.DataFrame:
+    """The copies' obs stacked: ``condition`` categorical (``normal`` then the entries),
+    ``perturbed`` bool, ``cell_type`` categorical; refuses repeated obs_names."""
+    obs = pd.concat(obs_parts)
+    obs["condition"] = pd.Categorical(
+        obs["condition"], categories=["normal", *[e["name"] for e in entries]]
+    )
+    obs["perturbed"] = obs["perturbed"].astype(bool)
+    if "cell_type" in obs.columns:
+        obs["cell_type"] = obs["cell_type"].astype("category")
+    if not obs.index.is_unique:
+        raise PerturbError(
+            "obs_names of the perturbed data are not unique; make the input's obs_names unique."
+        )
+    return obs
+
+
 def make_perturbed(
     adata: ad.AnnData,
     entries: Sequence[Mapping[str, Any]],
@@ -415,7 +522,7 @@ def make_perturbed(
     # Python's cyclic collector runs, which need not be before the copies' buffer below is
     # filled; at M1 size that was 02's memory peak. Collect it first.
     gc.collect()
-    counts = _counts_of(adata)
+    counts = sparse_counts(adata)
     var_pos = pd.Index(adata.var_names)
     seeds = np.random.SeedSequence(seed).spawn(len(entries))
     obs0 = adata.obs.copy()
@@ -429,29 +536,12 @@ def make_perturbed(
         counts.shape[1], int(counts.nnz * (1 + len(entries)) * 1.1) + 1, counts.dtype
     )
     stack.append(counts)
-    obs_parts = []
-    normal = obs0.copy()
-    normal["source_cell"] = source.to_numpy()
-    normal["perturbed"] = False
-    normal["condition"] = "normal"
-    normal.index = source + "-normal"
-    obs_parts.append(normal)
+    obs_parts = [_copy_obs(obs0, source, "normal", False)]
     genes_out: dict[str, list[str]] = {}
     fcs_out: dict[str, np.ndarray] = {}
     for entry, ss in zip(entries, seeds, strict=True):
         name = entry["name"]
-        if entry["geneset"] not in genes_by_set:
-            raise PerturbError(
-                f"perturbation '{name}' uses gene set '{entry['geneset']}', which was not matched "
-                f"(matched sets: {', '.join(genes_by_set)}). Match it with genesets.match_genesets first."
-            )
-        genes = list(genes_by_set[entry["geneset"]])
-        idx = var_pos.get_indexer(genes)
-        if np.any(idx < 0):
-            bad = [g for g, i in zip(genes, idx, strict=True) if i < 0][:5]
-            raise PerturbError(
-                f"perturbation '{name}': genes not in the data's var_names: {', '.join(bad)}."
-            )
+        genes, idx = _entry_genes(entry, genes_by_set, var_pos)
         gene_rng, cell_rng, count_rng = (np.random.default_rng(s) for s in ss.spawn(3))
         fc = gene_fold_changes(
             entry["fold_change"], len(idx), entry["lfc_sd"], entry["method"], gene_rng
@@ -460,12 +550,7 @@ def make_perturbed(
             adata, entry["target_cell_types"], entry["penetrance"], cell_rng, cell_type_column
         )
         stack.append(perturb_counts(counts, idx, fc, entry["method"], count_rng, cell_mask=mask))
-        part = obs0.copy()
-        part["source_cell"] = source.to_numpy()
-        part["perturbed"] = mask & bool(np.any(fc != 1.0))
-        part["condition"] = name
-        part.index = source + f"-{name}"
-        obs_parts.append(part)
+        obs_parts.append(_copy_obs(obs0, source, name, mask & bool(np.any(fc != 1.0))))
         genes_out[name] = genes
         fcs_out[name] = fc
         log.info(
@@ -478,17 +563,7 @@ def make_perturbed(
             mask.sum(),
             adata.n_obs,
         )
-    obs = pd.concat(obs_parts)
-    obs["condition"] = pd.Categorical(
-        obs["condition"], categories=["normal", *[e["name"] for e in entries]]
-    )
-    obs["perturbed"] = obs["perturbed"].astype(bool)
-    if "cell_type" in obs.columns:
-        obs["cell_type"] = obs["cell_type"].astype("category")
-    if not obs.index.is_unique:
-        raise PerturbError(
-            "obs_names of the perturbed data are not unique; make the input's obs_names unique."
-        )
+    obs = _stacked_obs(obs_parts, entries)
     X = stack.tocsr()
     out = ad.AnnData(X=X, obs=obs, var=adata.var.copy())
     out.layers["counts"] = (
@@ -515,222 +590,3 @@ def perturbed_genes(adata: ad.AnnData) -> list[str]:
     for genes in sets.values():
         wanted.update(str(g) for g in np.atleast_1d(genes))
     return [g for g in adata.var_names if g in wanted]
-
-
-# --- checks on the result ---------------------------------------------------------------------
-
-
-def realised_fold_change(
-    perturbed: ad.AnnData,
-    entry_name: str,
-    genes: Sequence[str] | None = None,
-    layer: str | None = "counts",
-) -> pd.DataFrame:
-    """Realised vs requested fold change per gene of one entry.
-
-    Compares the touched cells of the entry's copy (``perturbed == True``) with their source
-    cells in the normal condition, gene by gene, on the gene subset only.
-
-    Parameters
-    ----------
-    perturbed
-        From :func:`make_perturbed`.
-    entry_name
-        The condition to look at.
-    genes
-        Genes (``var_names``); default: ``uns["perturbation_genes"][entry_name]``.
-    layer
-        Counts layer (``None``: ``X``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Index: gene. Columns: ``entry``, ``requested`` (the gene's fold change),
-        ``mean_normal``, ``mean_perturbed``, ``realised`` (ratio of the means; NaN when the
-        gene is never expressed in those cells), ``n_cells``.
-    """
-    obs = perturbed.obs
-    if entry_name not in obs["condition"].cat.categories:
-        raise PerturbError(
-            f"condition '{entry_name}' is not in the data (conditions: {', '.join(obs['condition'].cat.categories)})."
-        )
-    all_genes = list(perturbed.uns["perturbation_genes"][entry_name])
-    fcs = np.asarray(
-        perturbed.uns.get("perturbation_fold_changes", {}).get(entry_name, []), dtype=float
-    )
-    requested = dict(zip(all_genes, fcs, strict=False)) if fcs.size == len(all_genes) else {}
-    if not requested:
-        fc = float(perturbed.uns["perturbations"][entry_name]["fold_change"])
-        requested = dict.fromkeys(all_genes, fc)
-    genes = all_genes if genes is None else list(genes)
-    counts = sp.csr_matrix(counts_matrix(perturbed, layer))
-    touched = np.flatnonzero(((obs["condition"] == entry_name) & obs["perturbed"]).to_numpy())
-    name_pos = pd.Index(obs.index)
-    normal_names = obs.index[obs["condition"] == "normal"]
-    by_source = pd.Series(
-        np.asarray(normal_names), index=obs.loc[normal_names, "source_cell"].astype(str).to_numpy()
-    )
-    src_rows = name_pos.get_indexer(
-        by_source.loc[obs["source_cell"].iloc[touched].astype(str)].to_numpy()
-    )
-    cols = perturbed.var_names.get_indexer(genes)
-    sub = counts[:, cols]
-    mean_p = (
-        np.asarray(sub[touched].mean(axis=0)).ravel()
-        if touched.size
-        else np.full(len(genes), np.nan)
-    )
-    mean_n = (
-        np.asarray(sub[src_rows].mean(axis=0)).ravel()
-        if touched.size
-        else np.full(len(genes), np.nan)
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(mean_n > 0, mean_p / mean_n, np.nan)
-    return pd.DataFrame(
-        {
-            "entry": entry_name,
-            "requested": [requested.get(g, np.nan) for g in genes],
-            "mean_normal": mean_n,
-            "mean_perturbed": mean_p,
-            "realised": ratio,
-            "n_cells": touched.size,
-        },
-        index=pd.Index(genes, name="gene"),
-    )
-
-
-def realised_fold_changes(perturbed: ad.AnnData) -> pd.DataFrame:
-    """:func:`realised_fold_change` for every entry, stacked (one row per entry × gene)."""
-    frames = [
-        realised_fold_change(perturbed, name).reset_index()
-        for name in perturbed.obs["condition"].cat.categories
-        if name != "normal"
-    ]
-    return pd.concat(frames, ignore_index=True)
-
-
-def library_sizes(adata: ad.AnnData, layer: str | None = "counts") -> pd.Series:
-    """Total counts per cell (sparse row sums), indexed like ``obs``."""
-    return pd.Series(
-        row_sums(counts_matrix(adata, layer)), index=adata.obs_names, name="library_size"
-    )
-
-
-def mean_expression(
-    adata: ad.AnnData,
-    genes: Sequence[str],
-    groupby: Sequence[str] = ("cell_type", "condition"),
-    layer: str | None = "counts",
-    target_sum: float = 1e4,
-) -> pd.DataFrame:
-    """Mean log1p-normalised expression of some genes per group.
-
-    Each cell is scaled to ``target_sum`` total counts (library size from the whole row,
-    computed sparse), then ``log1p``; only the chosen genes' columns are ever made dense.
-
-    Parameters
-    ----------
-    adata
-        Cells with counts.
-    genes
-        ``var_names`` to show.
-    groupby
-        ``obs`` columns to group by.
-    layer
-        Counts layer (``None``: ``X``).
-    target_sum
-        Counts per cell after scaling.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Rows: genes; columns: a MultiIndex of the groups (empty groups dropped).
-    """
-    cols = adata.var_names.get_indexer(list(genes))
-    if np.any(cols < 0):
-        raise PerturbError("some genes are not in the data's var_names.")
-    sub = log_normalise_genes(
-        counts_matrix(adata, layer), cols, target_sum
-    )  # cells × (a few genes)
-    frame = pd.DataFrame(sub, columns=list(genes))
-    keys = [adata.obs[c].to_numpy() for c in groupby]
-    means = frame.groupby(keys, observed=True).mean()
-    means.index.names = list(groupby)
-    return means.T
-
-
-def fold_change_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per entry: genes, requested and realised (median, min, max) fold change, cells touched.
-
-    Parameters
-    ----------
-    table
-        :func:`realised_fold_changes`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Index: entry names, in the table's order.
-    """
-    return table.groupby("entry", sort=False).agg(
-        genes=("gene", "size"),
-        requested=("requested", "median"),
-        realised_median=("realised", "median"),
-        realised_min=("realised", "min"),
-        realised_max=("realised", "max"),
-        touched_cells=("n_cells", "first"),
-    )
-
-
-def perturb_metrics(
-    perturbed: ad.AnnData,
-    entries: Sequence[Mapping[str, Any]],
-    match_summary: Mapping[str, Any],
-    fc_summary: pd.DataFrame,
-    split: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The ``perturb`` section of ``metrics.json`` (written by ``02_perturb``).
-
-    Parameters
-    ----------
-    perturbed
-        :func:`make_perturbed`'s result with ``obs["split"]``.
-    entries
-        The resolved perturbation entries.
-    match_summary
-        :func:`latentshift.perturb.genesets.match_summary` of the gene-set match.
-    fc_summary
-        :func:`fold_change_summary`.
-    split
-        The resolved ``split`` params section.
-    """
-    n_per_condition = perturbed.obs["condition"].value_counts(sort=False)
-    split_table = split_counts(perturbed)
-    touched = perturbed.obs["perturbed"]
-    return {
-        "genesets": dict(match_summary),
-        "entries": {
-            e["name"]: {
-                "geneset": e["geneset"],
-                "direction": e["direction"],
-                "method": e["method"],
-                "fold_change": e["fold_change"],
-                "n_genes_perturbed": len(perturbed.uns["perturbation_genes"][e["name"]]),
-                "n_cells_perturbed": int(
-                    ((perturbed.obs["condition"] == e["name"]) & touched).sum()
-                ),
-                "realised_median_fold_change": round(
-                    float(fc_summary.loc[e["name"], "realised_median"]), 4
-                ),
-            }
-            for e in entries
-        },
-        "n_cells_per_condition": {str(k): int(v) for k, v in n_per_condition.items()},
-        "split_counts": {
-            str(c): {"train": int(r["train"]), "test": int(r["test"])}
-            for c, r in split_table.iterrows()
-        },
-        "train_fraction": split["train_fraction"],
-        "grouped": split["grouped"],
-    }

@@ -372,8 +372,6 @@ def by_cell_type(
         (:func:`set_correlation`) and ``set_pvalue_adj`` (BH over the cell types of each
         condition).
     """
-    from scipy.stats import kstest
-
     obs = pd.DataFrame(
         {
             "donor_id": units.unit,
@@ -415,41 +413,9 @@ def by_cell_type(
                 )
                 rows.append(row)
                 continue
-            donors = pb.obs["donor_id"].astype(str)
-            held = pd.crosstab(donors, pb.obs["condition"].astype(str)) > 0
-            paired = bool(units.paired and held.all(axis=None))
-            table = deseq(
-                pb, reference=units.reference, test=cond, donor="donor_id" if paired else None
-            )
+            table, stats = _test_cell_type(pb, units, cond, sets, directions)
             tables[(cond, ct)] = table
-            genes = [g for g in sets.get(cond, []) if g in table.index]
-            pair = pb[pb.obs["condition"].astype(str).isin([units.reference, cond]).to_numpy()]
-            res = (
-                set_test(
-                    table,
-                    genes,
-                    directions.get(cond, "up"),
-                    set_correlation(pair, genes, donor="donor_id" if paired else None),
-                )
-                if cond in sets
-                else {}
-            )
-            gene_p = table["pvalue"].dropna().to_numpy()
-            row.update(
-                testable=True,
-                n_genes_fdr05=int((table["padj"] < 0.05).sum()),
-                # are the gene-level p-values uniform? (they must be where nothing changed)
-                pvalue_uniform_ks=float(kstest(gene_p, "uniform").pvalue)
-                if gene_p.size
-                else np.nan,
-                share_p05=float((gene_p < 0.05).mean()) if gene_p.size else np.nan,
-                n_genes=int(len(table)),
-                set_pvalue=res.get("pvalue", np.nan),
-                set_z=res.get("z", np.nan),
-                set_mean_stat=res.get("mean_stat", np.nan),
-                n_set=res.get("n_set", 0),
-                set_correlation=res.get("correlation", np.nan),
-            )
+            row.update(testable=True, **stats)
             rows.append(row)
             log.info(
                 "pseudobulk %s / %s: %d samples, set p = %.3g",
@@ -458,7 +424,54 @@ def by_cell_type(
                 pb.n_obs,
                 row["set_pvalue"],
             )
-    summary = pd.DataFrame(rows)
+    return tables, _with_set_fdr(pd.DataFrame(rows))
+
+
+def _test_cell_type(
+    pb: AnnData,
+    units: Any,
+    cond: str,
+    sets: dict[str, Sequence[str]],
+    directions: dict[str, str],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`deseq` of one testable cell type's pseudobulk ``pb`` (by donor when every donor
+    holds both conditions of a paired design) and its summary columns (:func:`by_cell_type`)."""
+    from scipy.stats import kstest
+
+    donors = pb.obs["donor_id"].astype(str)
+    held = pd.crosstab(donors, pb.obs["condition"].astype(str)) > 0
+    paired = bool(units.paired and held.all(axis=None))
+    table = deseq(pb, reference=units.reference, test=cond, donor="donor_id" if paired else None)
+    genes = [g for g in sets.get(cond, []) if g in table.index]
+    pair = pb[pb.obs["condition"].astype(str).isin([units.reference, cond]).to_numpy()]
+    res = (
+        set_test(
+            table,
+            genes,
+            directions.get(cond, "up"),
+            set_correlation(pair, genes, donor="donor_id" if paired else None),
+        )
+        if cond in sets
+        else {}
+    )
+    gene_p = table["pvalue"].dropna().to_numpy()
+    stats = dict(
+        n_genes_fdr05=int((table["padj"] < 0.05).sum()),
+        # are the gene-level p-values uniform? (they must be where nothing changed)
+        pvalue_uniform_ks=float(kstest(gene_p, "uniform").pvalue) if gene_p.size else np.nan,
+        share_p05=float((gene_p < 0.05).mean()) if gene_p.size else np.nan,
+        n_genes=int(len(table)),
+        set_pvalue=res.get("pvalue", np.nan),
+        set_z=res.get("z", np.nan),
+        set_mean_stat=res.get("mean_stat", np.nan),
+        n_set=res.get("n_set", 0),
+        set_correlation=res.get("correlation", np.nan),
+    )
+    return table, stats
+
+
+def _with_set_fdr(summary: pd.DataFrame) -> pd.DataFrame:
+    """``set_pvalue_adj``: the set p-values BH-adjusted over the cell types of each condition."""
     summary["set_pvalue_adj"] = np.nan
     if len(summary) and "set_pvalue" in summary:
         from scipy.stats import false_discovery_control
@@ -469,7 +482,7 @@ def by_cell_type(
                 summary.loc[part.index[ok], "set_pvalue_adj"] = false_discovery_control(
                     part.loc[ok, "set_pvalue"].to_numpy()
                 )
-    return tables, summary
+    return summary
 
 
 def summary_metrics(summary: pd.DataFrame) -> dict[str, Any]:

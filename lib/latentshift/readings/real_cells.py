@@ -34,7 +34,7 @@ import scipy.sparse as sp
 
 from latentshift.data.h5ad import read_h5ad_counts
 from latentshift.errors import DataError
-from latentshift.readings.transfer import TransferResult, _summary, call_tables
+from latentshift.readings.transfer import TransferResult, call_rates_by_condition, call_tables
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -319,7 +319,7 @@ def real_calls(
         "control": control,
         "n_real_cells": int(real.n_obs),
         "real_donors": sorted(map(str, pd.unique(nuclei["donor_id"].astype(str)))),
-        "by_condition": _summary(nuclei, control, reps),
+        "by_condition": call_rates_by_condition(nuclei, control, reps),
     }
     return TransferResult(nuclei=nuclei, by_cell_type=by_type, by_donor=by_donor, summary=summary)
 

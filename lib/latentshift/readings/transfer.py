@@ -239,10 +239,28 @@ def call_tables(
     return by_type, by_donor
 
 
-def _summary(
+def call_rates_by_condition(
     nuclei: pd.DataFrame, control: str, representations: list[str]
 ) -> dict[str, dict[str, float]]:
-    """Per disease condition: call rates of disease and control nuclei, targeted or not."""
+    """Per disease condition: call rates of disease and control nuclei, targeted or not.
+
+    Parameters
+    ----------
+    nuclei
+        One row per scored nucleus: ``condition``, ``cell_type``, ``targeted``, and per
+        representation ``call_<rep>`` and ``own_<rep>``.
+    control
+        The control condition.
+    representations
+        The representations whose calls are summarised.
+
+    Returns
+    -------
+    dict
+        Disease condition → ``<rep>_<targeted|untargeted>_<disease|control>`` (the mean call of
+        those nuclei; NaN when there are none) and ``<rep>_own`` (the share of the disease's
+        nuclei called their own condition).
+    """
     out: dict[str, dict[str, float]] = {}
     cond = nuclei["condition"].astype(str)
     for disease in sorted(set(cond) - {control}):
@@ -370,7 +388,7 @@ def synthetic_transfer(
         "ldvae_epochs": int(len(fit.history)),
         "synthetic_validation_accuracy": validation,
         "targets": dict(targets),
-        "by_condition": _summary(nuclei, control, reps),
+        "by_condition": call_rates_by_condition(nuclei, control, reps),
     }
     return TransferResult(nuclei=nuclei, by_cell_type=by_type, by_donor=by_donor, summary=summary)
 

@@ -61,7 +61,7 @@ def machine() -> dict[str, Any]:
     loaded in this process; a kernel started with ``OPENBLAS_NUM_THREADS`` set uses that count.
     ``cpu_model`` and ``torch_cpu_capability`` (the vector instruction set torch's kernels use,
     e.g. ``AVX512``) say whether two runs did the same floating-point work: on another CPU the
-    same code and seed can train another path (see the README, "How much a number moves").
+    same code and seed can train another path (see docs/results.md, "How much a number moves").
     """
     info: dict[str, Any] = {
         "cpu_cores": os.cpu_count(),

@@ -1,9 +1,10 @@
-"""The README's numbers, written from the recorded results (``python -m latentshift readme``).
+"""The README's and docs' numbers, written from the recorded results (``python -m latentshift readme``).
 
-Every table the README quotes from a run sits between two marker comments, and every number
-quoted in its prose between two more; ``python -m latentshift readme`` rewrites them from the
-records in ``results/`` (:mod:`latentshift.record.results`, recorded study tables), ``--check`` only
-says which are stale, and a test fails when the README and ``results/`` disagree.
+Every table the README and the pages of ``docs/`` quote from a run sits between two marker
+comments, and every number quoted in their prose between two more; ``python -m latentshift
+readme`` rewrites them from the records in ``results/`` (:mod:`latentshift.record.results`,
+recorded study tables) in every file (:func:`sync_docs`; one file: :func:`sync`), ``--check``
+only says which are stale, and a test fails when a file and ``results/`` disagree.
 
 Tables (the opening marker, the table, ``<!-- /KIND-table -->``):
 
@@ -19,6 +20,9 @@ Tables (the opening marker, the table, ``<!-- /KIND-table -->``):
   measured afresh (``simulate_m1(2000, 28000, seed=0)``: deterministic, a few seconds);
 - ``<!-- power-table results/case_control_power.csv -->`` — a recorded power study
   (:func:`latentshift.readings.power.power_markdown`);
+- ``<!-- pseudobulk-table case_control_sim_split_donor_split -->``, ``composition-table`` —
+  recorded case-control runs' donor-level readings
+  (:mod:`latentshift.report.donor_level_summary`);
 - ``<!-- realcells-table PAIRED NULL SPLIT SYNTHETIC SYNTHETIC_NULL TRANSFER_SWEEP -->`` — the
   real cells' readings, synthetic against real, and the sentences made from them
   (:mod:`latentshift.report.realcells_summary`).
@@ -46,7 +50,7 @@ import pandas as pd
 from latentshift.data import artifacts
 from latentshift.errors import LatentshiftError
 from latentshift.record import results
-from latentshift.report import realcells_summary, study_report
+from latentshift.report import donor_level_summary, realcells_summary, study_report
 from latentshift.report.findings import pct
 
 #: A generated table: its kind, its arguments, its body and the closing marker.
@@ -85,6 +89,9 @@ FORMATS: dict[str, Callable[[Any], str]] = {
     "pct2": lambda x: "–" if x is None or pd.isna(x) else pct(float(x), 2),
     "points": lambda x: _num(None if x is None else 100 * float(x), 1),
     "f3": lambda x: _num(x, 3),
+    "p": lambda x: (
+        "–" if x is None or pd.isna(x) else f"{float(x):.2g}" if x < 0.001 else f"{x:.3f}"
+    ),
     "f2": lambda x: _num(x, 2),
     "f1": lambda x: _num(x, 1),
     "int": lambda x: "–" if x is None or pd.isna(x) else f"{int(round(float(x))):,}",
@@ -243,7 +250,7 @@ def results_table(records: Sequence[Mapping[str, Any]]) -> str:
         row("finished", lambda r: str((r.get("provenance") or {}).get("finished") or "–")),
         row("machine", _machine),
     ]
-    return study_report._markdown(["measure", *(_header(r) for r in records)], rows)
+    return study_report.markdown_from_rows(["measure", *(_header(r) for r in records)], rows)
 
 
 def timings_table(records: Sequence[Mapping[str, Any]]) -> str:
@@ -271,7 +278,7 @@ def timings_table(records: Sequence[Mapping[str, Any]]) -> str:
             )
         finished = str((r.get("provenance") or {}).get("finished") or "")
         rows.append([*cells, _commit(r), finished[:10] or "–"])
-    return study_report._markdown(head, rows)
+    return study_report.markdown_from_rows(head, rows)
 
 
 # --- spread and sweep -------------------------------------------------------------------------
@@ -354,7 +361,7 @@ def spread_table(
                 _commit(record),
             ]
         )
-    return study_report._markdown(head, rows)
+    return study_report.markdown_from_rows(head, rows)
 
 
 def fidelity_table(n_cells: int, n_genes: int) -> str:
@@ -375,7 +382,7 @@ def fidelity_table(n_cells: int, n_genes: int) -> str:
         [measure, show(r["this data"]), show(r["published"]), str(r["source"])]
         for measure, r in table.iterrows()
     ]
-    return study_report._markdown(["measure", "simulated", "published", "source"], rows)
+    return study_report.markdown_from_rows(["measure", "simulated", "published", "source"], rows)
 
 
 def sweep_table(table: pd.DataFrame) -> str:
@@ -404,7 +411,7 @@ def sweep_table(table: pd.DataFrame) -> str:
         )
     if "git_commit" in table:
         rows.append(["commit", *(FORMATS["commit"](c) for c in table["git_commit"])])
-    return study_report._markdown(["fold-change level", *levels], rows)
+    return study_report.markdown_from_rows(["fold-change level", *levels], rows)
 
 
 # --- the README -------------------------------------------------------------------------------
@@ -444,12 +451,16 @@ def render_table(kind: str, args: Sequence[str], root: Path) -> str:
         from latentshift.readings.power import power_markdown
 
         return power_markdown(_csv(root, args[0]))
+    if kind == "pseudobulk":
+        return donor_level_summary.pseudobulk_markdown([results.load(a, root) for a in args])
+    if kind == "composition":
+        return donor_level_summary.composition_markdown([results.load(a, root) for a in args])
     if kind == "realcells":
         return realcells_summary.render(
             args, lambda name: results.load(name, root), lambda name: _csv(root, name)
         )
     raise ReadmeError(
-        f"the README has a '{kind}-table' marker; known kinds: results, timings, spread, sweep, fidelity, realcells, power, {', '.join(study_report.TABLES)}."
+        f"the README has a '{kind}-table' marker; known kinds: results, timings, spread, sweep, fidelity, realcells, power, pseudobulk, composition, {', '.join(study_report.TABLES)}."
     )
 
 
@@ -525,4 +536,33 @@ def sync(readme: Path, root: Path, check: bool = False) -> list[str]:
     new = VALUE.sub(fill_value, BLOCK.sub(fill_table, text))
     if stale and not check:
         artifacts.write_text(new, readme)
+    return stale
+
+
+def sync_docs(root: Path, check: bool = False) -> list[str]:
+    """Regenerate the tables and quoted numbers of the README and of every page in ``docs/``.
+
+    Runs :func:`sync` over ``README.md`` and then over every ``docs/*.md`` in sorted order.
+
+    Parameters
+    ----------
+    root
+        The project root: it holds ``README.md`` and ``docs/``, and the paths in the markers
+        are relative to it.
+    check
+        Only compare: every file is left as it is.
+
+    Returns
+    -------
+    list of str
+        The markers whose text was out of date (rewritten unless ``check``), each prefixed with
+        its file's path relative to ``root``, e.g. ``"docs/results.md: results-table demo null"``.
+    """
+    root = Path(root)
+    files = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    stale: list[str] = []
+    for path in files:
+        if path.is_file():
+            name = path.relative_to(root).as_posix()
+            stale += [f"{name}: {entry}" for entry in sync(path, root, check=check)]
     return stale

@@ -6,6 +6,8 @@ each beside its control or baseline (:attr:`Findings.items`), the notes a reader
 (:attr:`Findings.notes`) and the closing "what this shows" paragraph (:attr:`Findings.closing`).
 Nothing is typed in by hand: every number comes from the step's results. The HTML report shows
 the box at the top of the page (:mod:`latentshift.report.pages`); in JupyterLab it closes the notebook.
+The run's own answer, on the index page, is
+:func:`latentshift.report.index_page.run_findings`.
 
 The thresholds the texts use to choose their words are named here, once.
 """
@@ -225,11 +227,11 @@ def perturb_findings(
     Parameters
     ----------
     metrics
-        The ``perturb`` section (:func:`latentshift.perturb.shift.perturb_metrics`).
+        The ``perturb`` section (:func:`latentshift.perturb.shift_checks.perturb_metrics`).
     entries
         The resolved perturbation entries.
     fc_summary
-        :func:`latentshift.perturb.shift.fold_change_summary` (index: entry names).
+        :func:`latentshift.perturb.shift_checks.fold_change_summary` (index: entry names).
     library_median
         Median library size per condition (index: conditions, ``normal`` included).
     counts_info
@@ -536,7 +538,7 @@ def embedding_findings(metrics: Mapping[str, Any], simulated: bool) -> Findings:
     )
 
 
-# --- the whole run (the index page) ---------------------------------------------------------
+# --- the gene choice (03_ldvae and the index page) -----------------------------------------
 
 
 def gene_choice_text(choice: Mapping[str, Any]) -> str:
@@ -555,112 +557,3 @@ def gene_choice_text(choice: Mapping[str, Any]) -> str:
             f"knows which genes were shifted){kept}"
         )
     return f"{how}, label-blind{kept}"
-
-
-def run_findings(
-    metrics: Mapping[str, Any],
-    null_metrics: Mapping[str, Any] | None,
-    simulated: bool,
-    oracle_metrics: Mapping[str, Any] | None = None,
-) -> Findings:
-    """The run's answer for the index page, from ``metrics.json`` alone.
-
-    Parameters
-    ----------
-    metrics
-        The run's ``metrics.json``.
-    null_metrics
-        The null-perturbation run's ``metrics.json`` (profile ``null``), when it exists.
-    simulated
-        Whether the data are simulated.
-    oracle_metrics
-        The oracle run's ``metrics.json`` (``report.oracle_profile``), when it exists: named as
-        the oracle beside the headline.
-    """
-    items: list[str] = []
-    notes: list[str] = []
-    clf = metrics.get("classifier") or {}
-    headline = "The run has not produced its numbers yet."
-    if clf:
-        null_clf = (null_metrics or {}).get("classifier") or {}
-        null_text = (
-            f", the null-perturbation run {pct(null_clf.get('accuracy'))}" if null_clf else ""
-        )
-        items.append(
-            f"Detection: the classifier on the LDVAE latent reaches **"
-            f"{interval(clf.get('accuracy'), clf.get('accuracy_low'), clf.get('accuracy_high'))}"
-            f"** accuracy; chance {pct(clf.get('chance_uniform'))}, label null "
-            f"{pct(clf.get('permutation_accuracy'))}{null_text}."
-        )
-        choice = (metrics.get("ldvae") or {}).get("gene_choice")
-        if choice:
-            items.append(f"LDVAE genes: {gene_choice_text(choice)}.")
-        oracle = (oracle_metrics or {}).get("classifier") or {}
-        if oracle:
-            items.append(
-                "Oracle (not the headline): with every disease-set gene forced into the LDVAE's "
-                "genes — a choice that knows which genes were shifted — the same network reaches "
-                f"{interval(oracle.get('accuracy'), oracle.get('accuracy_low'), oracle.get('accuracy_high'))}."
-            )
-        base = clf.get("baseline_accuracy", {})
-        items.append(
-            f"Baselines: the same network on PCA {pct(base.get('mlp_pca'))}; logistic "
-            f"regression on the disease-set genes (knows where to look) "
-            f"{pct(base.get('logreg_disease_genes'))}."
-        )
-        headline = (
-            f"A network on the LDVAE latent tells the conditions apart with "
-            f"{pct(clf.get('accuracy'))} accuracy (chance {pct(clf.get('chance_uniform'))})."
-        )
-        unit = clf.get("unit", "source cell")
-        if clf.get("paired") is False:  # units are cases or controls: each unit's call
-            null_unit = (null_clf or {}).get("unit_accuracy")
-            items.insert(
-                0,
-                f"Per {unit} (each held out once, called by its cells' mean probability): **"
-                f"{interval(clf['unit_accuracy'], clf['unit_accuracy_low'], clf['unit_accuracy_high'])}"
-                f"** of {clf['n_units']} {unit}s; label null (whole {unit}s relabelled) "
-                f"{pct(clf['permutation_unit_accuracy'])}"
-                + (f", the null run {pct(null_unit)}" if null_unit is not None else "")
-                + ".",
-            )
-            headline = (
-                f"Held-out {unit}s are called right {pct(clf['unit_accuracy'])} of the time "
-                f"(label null {pct(clf['permutation_unit_accuracy'])}); per cell "
-                f"{pct(clf['accuracy'])}."
-            )
-        if not clf.get("split_grouped", True):
-            notes.append(f"The split does not keep each {unit} whole: accuracy is inflated.")
-    transfer = metrics.get("transfer") or {}
-    for cond, r in (transfer.get("by_condition") or {}).items():
-        if "direction" not in transfer:
-            continue  # a case-control run's own transfer test: its page says it
-        d = transfer["direction"].get(f"{cond} / ldvae") or {}
-        items.insert(
-            0,
-            f"Synthetic against real: trained only on synthetic copies, the network calls "
-            f"**{pct(r['ldvae_targeted_disease'])}** of real {cond} cells perturbed against "
-            f"{pct(r['ldvae_targeted_control'])} of real control cells (donors never seen); the "
-            f"shifts' cosine {d.get('cosine', float('nan')):.2f} (null 97.5 % "
-            f"{d.get('null_high', float('nan')):.2f}).",
-        )
-    for name, m in (metrics.get("loadings") or {}).items():
-        if isinstance(m, dict) and "auroc_ldvae_projected" in m:
-            items.append(
-                f"{name} genes recovered from the loadings: AUROC "
-                f"**{m['auroc_ldvae_projected']:.3f}** (PCA {m.get('auroc_pca_projected', 0):.3f}, "
-                f"expression alone {m.get('auroc_expression', 0):.3f})."
-            )
-    for row in (metrics.get("cell_types") or {}).get("headline", []):
-        if row.get("representation") == "LDVAE":
-            items.append(
-                f"{row['condition']} is best detected in **{row['cell_type']}** (AUC "
-                f"{row['auc']:.3f}, null {row['null']:.3f}); E-test p {row['e_pvalue']:.2g}."
-            )
-    emb = metrics.get("embedding") or {}
-    if emb:
-        items.append(
-            f"Cell identity in the latent: Leiden ARI {emb['ldvae']['leiden_ari']:.3f} (PCA "
-            f"{emb['pca']['leiden_ari']:.3f})."
-        )
-    return Findings("index", headline, items, notes, "", simulated)

@@ -177,14 +177,7 @@ def classifier_findings(
         f"{split['units_across']} {u.name}s on both sides.",
     ]
     if by_epoch is not None and len(by_epoch) > 1:
-        first, last = by_epoch.iloc[0], by_epoch.iloc[-1]
-        best = by_epoch.loc[by_epoch["accuracy"].astype(float).idxmax()]
-        text = (
-            f"When the shift is encoded (one LDVAE training run, its latent kept every few "
-            f"epochs): {pct(first['accuracy'])} at epoch {first['epoch']}, best "
-            f"{pct(best['accuracy'])} at epoch {best['epoch']}, {pct(last['accuracy'])} when "
-            f"training ended (epoch {last['epoch']})."
-        )
+        text = _by_epoch_text(by_epoch)
         items.append(text)
         lines.append(text)
     notes = []
@@ -200,19 +193,7 @@ def classifier_findings(
         notes.append(few)
         lines.append(few)
     if cell_types is not None:
-        for r in cell_types.headline.itertuples():
-            if r.representation != "LDVAE":
-                continue
-            if r.cell_type is None or pd.isna(r.auc):
-                text = f"{r.condition}: no cell type could be tested ({r.n_untested} too small)."
-            else:
-                text = (
-                    f"{r.condition}: best detected in **{r.cell_type}** (AUC {r.auc:.3f} "
-                    f"[{r.auc_low:.3f}, {r.auc_high:.3f}], null {r.null:.3f}, "
-                    f"{r.n_tested} types tested, {r.n_untested} too small); E-test p "
-                    f"{_p(r.e_pvalue)} (smallest possible {_p(r.e_min_pvalue)}, adjusted "
-                    f"{_p(r.e_pvalue_adj)})."
-                )
+        for text in _cell_type_texts(cell_types):
             items.append(text)
             lines.append(text)
     items.extend(extra)
@@ -221,6 +202,50 @@ def classifier_findings(
         tr = real_transfer_items(transfer) if "direction" in transfer else transfer_items(transfer)
         items.extend(tr)
         lines.extend(tr)
+    headline = _classifier_headline(result)
+    return Findings("05_classifier", headline, items, notes, "\n\n".join(lines), simulated)
+
+
+def _by_epoch_text(by_epoch: pd.DataFrame) -> str:
+    """When the shift is encoded: the accuracy at the first, the best and the last snapshot
+    (:func:`latentshift.readings.classify.accuracy_by_epoch`, at least two rows)."""
+    first, last = by_epoch.iloc[0], by_epoch.iloc[-1]
+    best = by_epoch.loc[by_epoch["accuracy"].astype(float).idxmax()]
+    return (
+        f"When the shift is encoded (one LDVAE training run, its latent kept every few "
+        f"epochs): {pct(first['accuracy'])} at epoch {first['epoch']}, best "
+        f"{pct(best['accuracy'])} at epoch {best['epoch']}, {pct(last['accuracy'])} when "
+        f"training ended (epoch {last['epoch']})."
+    )
+
+
+def _cell_type_texts(cell_types: Any) -> list[str]:
+    """Each condition's best-detected cell type on the LDVAE latent, in words (the headline of
+    :func:`latentshift.readings.celltype_shift.analyse_cell_types`)."""
+    texts = []
+    for r in cell_types.headline.itertuples():
+        if r.representation != "LDVAE":
+            continue
+        if r.cell_type is None or pd.isna(r.auc):
+            text = f"{r.condition}: no cell type could be tested ({r.n_untested} too small)."
+        else:
+            text = (
+                f"{r.condition}: best detected in **{r.cell_type}** (AUC {r.auc:.3f} "
+                f"[{r.auc_low:.3f}, {r.auc_high:.3f}], null {r.null:.3f}, "
+                f"{r.n_tested} types tested, {r.n_untested} too small); E-test p "
+                f"{_p(r.e_pvalue)} (smallest possible {_p(r.e_min_pvalue)}, adjusted "
+                f"{_p(r.e_pvalue_adj)})."
+            )
+        texts.append(text)
+    return texts
+
+
+def _classifier_headline(result: Any) -> str:
+    """The headline of ``05_classifier``: the per-cell accuracy when the conditions sit within
+    units (or are copies), else whether the units are told apart beyond the label null."""
+    b, main, chance, u = result.baselines, result.main, result.chance, result.units
+    perm = result.permutation
+    copies = u.name == "source cell"
     if u.paired or copies:
         headline = (
             f"A small network tells the conditions apart with {pct(main['accuracy'])} accuracy "
@@ -235,7 +260,7 @@ def classifier_findings(
             if above
             else f"No {u.name}-level signal beyond the label null: {score} per {u.name}"
         )
-    return Findings("05_classifier", headline, items, notes, "\n\n".join(lines), simulated)
+    return headline
 
 
 def _untouched_text(untouched: Mapping[str, Any]) -> str:

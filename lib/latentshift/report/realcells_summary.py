@@ -93,7 +93,7 @@ def readings_table(
     synthetic_null: Mapping[str, Any] | None,
 ) -> str:
     """Every reading on the real labels, beside the real-donor null and the synthetic design."""
-    from latentshift.report.study_report import _markdown
+    from latentshift.report.study_report import markdown_from_rows
 
     columns = {
         f"real labels ({_clf(paired).get('n_units')} donors, paired)": _row(paired),
@@ -119,7 +119,7 @@ def readings_table(
     names = list(columns)
     keys = list(dict.fromkeys(k for col in columns.values() for k in col))
     rows = [[k, *(columns[n].get(k, "–") for n in names)] for k in keys]
-    return _markdown(["reading", *names], rows)
+    return markdown_from_rows(["reading", *names], rows)
 
 
 def _sweep_row(r: pd.Series, rep: str) -> tuple[float, float, float, float, float]:
@@ -155,7 +155,7 @@ def best_level(sweep: pd.DataFrame, rep: str = "ldvae") -> float | None:
 
 def transfer_table(sweep: pd.DataFrame) -> str:
     """Synthetic against real for each fold change of the transfer sweep."""
-    from latentshift.report.study_report import _markdown
+    from latentshift.report.study_report import markdown_from_rows
 
     rows = []
     for _, r in sweep.sort_values("level").iterrows():
@@ -165,7 +165,7 @@ def transfer_table(sweep: pd.DataFrame) -> str:
             cells += [f"{pct(stim)} vs {pct(ctrl)}", f"{cos:.2f} (null {high:.2f}), ×{ratio:.2f}"]
         cells.append(str(r.get("git_commit") or "")[:7])
         rows.append(cells)
-    return _markdown(
+    return markdown_from_rows(
         [
             "fold change f",
             "LDVAE: stimulated vs control cells called perturbed",

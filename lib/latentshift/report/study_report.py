@@ -25,8 +25,16 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _markdown(head: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table: the header, its rule, one line per row."""
+def markdown_from_rows(head: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table: the header, its rule, one line per row.
+
+    Parameters
+    ----------
+    head
+        The column names.
+    rows
+        The rows, each a list of cells already formatted as text.
+    """
     lines = [head, *rows]
     out = ["| " + " | ".join(cells) + " |" for cells in lines]
     out.insert(1, "|" + " --- |" * len(head))
@@ -83,7 +91,7 @@ def markdown_table(table: pd.DataFrame) -> str:
             "–" if pd.isna(r["wall_seconds"]) else f"{r['wall_seconds'] / 60:.1f} min",
         ]
         rows.append(cells)
-    return _markdown(head, rows)
+    return markdown_from_rows(head, rows)
 
 
 def transfer_table(table: pd.DataFrame) -> str:
@@ -127,7 +135,7 @@ def transfer_table(table: pd.DataFrame) -> str:
                     )
                 ]
                 rows.append(cells)
-    return _markdown(head, rows)
+    return markdown_from_rows(head, rows)
 
 
 def transfer_calls_table(calls: pd.DataFrame) -> str:
@@ -169,7 +177,7 @@ def transfer_calls_table(calls: pd.DataFrame) -> str:
                 else f"{float(p):.3f}" + ("" if pd.isna(adj) else f" ({adj:.3f})"),
             ]
         rows.append(cells)
-    return _markdown(head, rows)
+    return markdown_from_rows(head, rows)
 
 
 #: The recorded-study tables the README quotes (:mod:`latentshift.record.readme`):
@@ -240,13 +248,15 @@ def render_study(
     figure: Path | None = None,
 ) -> Path:
     """Write the study page (and its figure to ``figure``)."""
-    from latentshift.figures import result_plots
+    from latentshift.figures import classifier_plots
     from latentshift.report import pages as report
     from latentshift.report.findings import SIMULATED_NOTE, findings_html, pct
 
     label = " (simulated data)" if simulated else ""
     chance = float(table["chance"].dropna().median()) if table["chance"].notna().any() else 1 / 3
-    fig = result_plots.study_points(table, chance, title=f"study {study}, profile {profile}{label}")
+    fig = classifier_plots.study_points(
+        table, chance, title=f"study {study}, profile {profile}{label}"
+    )
     src = report.embedded_figure(fig, figure)
 
     def cell(v: Any) -> str:

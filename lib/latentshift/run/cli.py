@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_results.add_argument("--out", help="where to write the record (default results/...)")
     p_readme = sub.add_parser(
-        "readme", help="regenerate the README's tables and quoted numbers from results/"
+        "readme",
+        help="regenerate the tables and quoted numbers of README.md and docs/*.md from results/",
     )
     p_readme.add_argument("--check", action="store_true", help="only say whether they are stale")
     p_power = sub.add_parser(
@@ -259,12 +260,12 @@ def _power(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from latentshift.data import simulate
+    from latentshift.data import simulate_h5ad
     from latentshift.perturb import genesets
 
     sets = genesets.read_gmt(artifacts.resolve_path(args.gmt))
     required = sorted({g for gs in sets.values() for g in gs.genes})
-    simulate.write_simulated_h5ad(
+    simulate_h5ad.write_simulated_h5ad(
         Path(args.out),
         args.cells,
         args.genes,
@@ -299,9 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from latentshift.record import readme
 
             root = artifacts.project_root()
-            stale = readme.sync(root / "README.md", root, check=args.check)
+            stale = readme.sync_docs(root, check=args.check)
             log.info(
-                "README tables and quoted numbers %s: %s",
+                "README and docs tables and quoted numbers %s: %s",
                 "stale" if args.check else "rewritten",
                 "; ".join(stale) or "none",
             )

@@ -4,7 +4,8 @@
 
 1. :func:`plan_run` — load and validate the profile, check files and hardware
    (:func:`preflight`), choose the notebooks (``--only`` / ``--from``) and the folders;
-2. take the run folder's lock (:func:`lock_run_folder`) and clear what a killed run left;
+2. take the run folder's lock (:func:`~latentshift.run.bookkeeping.lock_run_folder`) and clear
+   what a killed run left;
 3. for each notebook: the parameters it declares (:func:`injected_parameters`), its input
    stamp (:func:`input_stamp`: its file, parameters, library code and everything upstream);
    skip it when it is up to date (:func:`is_up_to_date`), else execute it
@@ -18,7 +19,6 @@ a failure resumes at the failed notebook. ``force`` reruns everything.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,15 +39,18 @@ from latentshift.data import artifacts
 from latentshift.errors import LatentshiftError, PipelineError
 from latentshift.record import results
 from latentshift.record.provenance import provenance
+from latentshift.report import index_page
 from latentshift.report import pages as report
+from latentshift.run.bookkeeping import (
+    PeakMemory,
+    inline_figures,
+    lock_run_folder,
+    remove_stale_temporaries,
+)
 
 log = logging.getLogger("latentshift")
 
 KERNEL_NAME = "python3"  # the running interpreter's ipykernel (the project .venv under make)
-# matplotlib's backend in the notebook kernels: the inline one, whose figures become the
-# notebook's PNG outputs. A kernel inherits the runner's environment, and a headless shell
-# often sets MPLBACKEND=Agg, with which every figure is drawn and thrown away, unseen.
-INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 STATE_FILE = artifacts.STATE_FILE
 # keys the runner always offers to notebooks, besides the params sections
 RUN_KEYS = ("profile", "run_dir", "seed")
@@ -99,12 +102,12 @@ def preflight(params: dict[str, Any], params_path: Path) -> None:
             f"{params_path}: the real cells' file {real} (real_transfer.path) does not exist. "
             "Point real_transfer.path at an .h5ad of real cells, or set it to null."
         )
-    from latentshift.model import ldvae
+    from latentshift.model import ldvae_setup
     from latentshift.perturb import genesets
 
     gmt = Path(params["genesets"]["gmt"])
     try:
-        ldvae.check_accelerator(params["ldvae"])
+        ldvae_setup.check_accelerator(params["ldvae"])
         if not gmt.is_file():
             raise PipelineError(
                 f"the gene-set file {gmt} (genesets.gmt) does not exist. "
@@ -334,25 +337,6 @@ def execute_notebook(
     return entry
 
 
-@contextlib.contextmanager
-def inline_figures() -> Iterator[None]:
-    """Start notebook kernels with matplotlib's inline backend, whatever ``MPLBACKEND`` says.
-
-    The kernel inherits this process's environment; ``MPLBACKEND=Agg`` (set by many headless
-    setups) would make it draw every figure without showing it, so the report would have none.
-    The variable is restored afterwards.
-    """
-    before = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = INLINE_BACKEND
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = before
-
-
 def render_page(
     plan: RunPlan, index: int, executed: Path, prov: dict[str, Any], entry: dict[str, Any]
 ) -> Path:
@@ -394,7 +378,7 @@ def render_index_of(
         return artifacts.read_metrics(plan.root / "runs" / other) or None
 
     null_metrics = metrics_of("null_profile")
-    return report.render_index(
+    return index_page.render_index(
         plan.profile,
         plan.params_as_given,
         artifacts.read_metrics(folder),
@@ -560,103 +544,3 @@ def run(
     finish_run(plan, state, prov)
     lock.close()
     return 1 if failed else 0
-
-
-# --- the run folder ----------------------------------------------------------------------
-
-
-def remove_stale_temporaries(run_folder: Path) -> None:
-    """Delete temporary files a killed run left behind (under the lock, nobody else writes)."""
-    import shutil
-
-    for tmp in run_folder.glob(".*.tmp"):
-        log.info("removing %s, left behind by an interrupted run", tmp.name)
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-
-
-def lock_run_folder(run_folder: Path, profile: str) -> Any:
-    """Hold an exclusive lock on the run folder so two runs never write the same files.
-
-    Returns
-    -------
-    file
-        The open lock file; close it to release the lock.
-
-    Raises
-    ------
-    PipelineError
-        Another run holds the lock.
-    """
-    import fcntl
-
-    handle = open(run_folder / ".lock", "w")  # noqa: SIM115 - held for the whole run
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise PipelineError(
-            f"another run is already using {run_folder} (profile {profile}); wait for it to "
-            "finish, or give this run its own folder with --run-dir."
-        ) from None
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
-
-
-class PeakMemory:
-    """Peak resident memory of the processes a notebook runs in, watched from the runner.
-
-    A thread reads, every ``interval`` seconds, the kernel's (and its children's) high-water
-    mark of resident memory (``VmHWM`` from ``/proc``, exact, not sampled; on other systems the
-    current RSS from psutil, sampled). :attr:`peak_bytes` is the largest of them.
-
-    Use as a context manager around one notebook's execution.
-    """
-
-    def __init__(self, interval: float = 0.5) -> None:
-        import threading
-
-        self.interval = interval
-        self.peak_bytes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True, name="peak-memory")
-
-    @staticmethod
-    def _high_water(proc: Any) -> int:
-        try:
-            with open(f"/proc/{proc.pid}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return int(proc.memory_info().rss)
-
-    def _sample(self) -> None:
-        import psutil
-
-        try:
-            children = psutil.Process().children(recursive=True)
-        except psutil.Error:
-            return
-        for child in children:
-            try:
-                self.peak_bytes = max(self.peak_bytes, self._high_water(child))
-            except psutil.Error:
-                continue
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._sample()
-        self._stop.set()
-        self._thread.join()

@@ -348,6 +348,66 @@ def _resolve(params_path: str | Path, root: Path) -> Path:
     return params_path
 
 
+def point_runs(
+    params_path: Path,
+    points: Sequence[Point],
+    nulls: bool | Sequence[str],
+    only: Sequence[str] | None,
+) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """The study's runs, every point validated before anything runs (arguments as in
+    :func:`run_study`).
+
+    Returns
+    -------
+    resolved : dict
+        The profile's resolved params.
+    runs : list of (str, dict)
+        ``(run name, raw params)`` per point to run, each followed by its null control when it
+        gets one.
+
+    Raises
+    ------
+    SweepError
+        No points, two points of one name, ``only`` naming an unknown point, a point that
+        changes the fold changes in the case-control design, or a point whose params are
+        invalid.
+    """
+    if not points:
+        raise SweepError("a study needs at least one point (--vary KEY=V1,V2 or --design FILE).")
+    if len({p.name for p in points}) != len(points):
+        raise SweepError("two study points share a name; give every point a unique name.")
+    unknown = sorted(set(only or ()) - {p.name for p in points})
+    if unknown:
+        raise SweepError(
+            f"--points names points the study does not have: {', '.join(unknown)}; "
+            f"its points are {', '.join(p.name for p in points)}."
+        )
+    resolved = config.load_params(params_path)
+    raw = yaml.safe_load(params_path.read_text()) or {}
+    if resolved["design"] == "case_control" and (
+        nulls or any(LEVEL_KEY in p.changes for p in points)
+    ):
+        raise SweepError(
+            "in the case-control design the disease donors' shift is made in 01_data, which a "
+            "study runs once, so a point cannot change the fold changes (no --nulls, no "
+            f"{LEVEL_KEY}). Run the same study on the null profile (e.g. "
+            "params/case_control_sim_null.yaml) instead."
+        )
+    runs: list[tuple[str, dict[str, Any]]] = []
+    for p in points:  # every point validated before anything runs
+        point_raw = point_params(raw, p.changes)
+        try:
+            config.validate(point_raw)
+        except LatentshiftError as exc:
+            raise SweepError(f"study point '{p.name}': {exc}") from None
+        if only is not None and p.name not in only:
+            continue
+        runs.append((p.name, point_raw))
+        if nulls is True or (not isinstance(nulls, bool) and p.name in nulls):
+            runs.append((p.name + NULL_SUFFIX, scaled_params(point_raw, 1.0)))
+    return resolved, runs
+
+
 def run_study(
     params_path: str | Path,
     points: Sequence[Point],
@@ -399,39 +459,7 @@ def run_study(
 
     root = artifacts.project_root(root)
     params_path = _resolve(params_path, root)
-    if not points:
-        raise SweepError("a study needs at least one point (--vary KEY=V1,V2 or --design FILE).")
-    if len({p.name for p in points}) != len(points):
-        raise SweepError("two study points share a name; give every point a unique name.")
-    unknown = sorted(set(only or ()) - {p.name for p in points})
-    if unknown:
-        raise SweepError(
-            f"--points names points the study does not have: {', '.join(unknown)}; "
-            f"its points are {', '.join(p.name for p in points)}."
-        )
-    resolved = config.load_params(params_path)
-    raw = yaml.safe_load(params_path.read_text()) or {}
-    if resolved["design"] == "case_control" and (
-        nulls or any(LEVEL_KEY in p.changes for p in points)
-    ):
-        raise SweepError(
-            "in the case-control design the disease donors' shift is made in 01_data, which a "
-            "study runs once, so a point cannot change the fold changes (no --nulls, no "
-            f"{LEVEL_KEY}). Run the same study on the null profile (e.g. "
-            "params/case_control_sim_null.yaml) instead."
-        )
-    runs: list[tuple[str, dict[str, Any]]] = []
-    for p in points:  # every point validated before anything runs
-        point_raw = point_params(raw, p.changes)
-        try:
-            config.validate(point_raw)
-        except LatentshiftError as exc:
-            raise SweepError(f"study point '{p.name}': {exc}") from None
-        if only is not None and p.name not in only:
-            continue
-        runs.append((p.name, point_raw))
-        if nulls is True or (not isinstance(nulls, bool) and p.name in nulls):
-            runs.append((p.name + NULL_SUFFIX, scaled_params(point_raw, 1.0)))
+    resolved, runs = point_runs(params_path, points, nulls, only)
     profile = config.profile_name(params_path)
     main_run = artifacts.run_dir(profile, run_folder, root)
     main_report = Path(report_folder) if report_folder else root / "reports" / profile

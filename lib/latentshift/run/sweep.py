@@ -144,7 +144,7 @@ def render_sweep(
     figure, the threshold, the table and the provenance (``prov``: package versions, git
     commit, data checksum, start/end times). The figure is also saved to ``figure`` (the index
     page's thumbnail)."""
-    from latentshift.figures import result_plots
+    from latentshift.figures import classifier_plots
     from latentshift.report import pages as report
     from latentshift.report.findings import SIMULATED_NOTE, Findings, findings_html
 
@@ -152,7 +152,7 @@ def render_sweep(
     thr_ldvae = detection_threshold(table, "ldvae")
     thr_pca = detection_threshold(table, "pca")
     label = " (simulated data)" if simulated else ""
-    fig = result_plots.dose_response(
+    fig = classifier_plots.dose_response(
         table, chance, thr_ldvae, title=f"dose response, profile {profile}{label}"
     )
     src = report.embedded_figure(fig, figure)

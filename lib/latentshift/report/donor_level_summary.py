@@ -1,0 +1,146 @@
+"""The donor-level readings of recorded runs as the tables the docs quote.
+
+- :func:`pseudobulk_markdown` — per cell type, the pseudobulk set test by donor (camera's rank
+  test with the set's estimated inter-gene correlation), its BH-adjusted p, the genes at FDR
+  0.05 and the uniformity of the gene-level p-values (KS p, and the share below 0.05: under
+  5 % the test is conservative there, over 5 % anti-conservative), one block of rows per record;
+- :func:`composition_markdown` — per cell type, the shares of the reference and the disease
+  donors, the logit change and its (adjusted) p (propeller's logit-proportion t test).
+
+Both read the ``pseudobulk`` and ``composition`` sections that 05 and 01 write to
+``metrics.json`` (:func:`latentshift.readings.pseudobulk.summary_metrics`,
+:func:`latentshift.readings.composition.summary_metrics`) as the record keeps them. Used by
+:mod:`latentshift.record.readme` for the ``pseudobulk-table`` and ``composition-table`` markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from latentshift.errors import LatentshiftError
+from latentshift.report.study_report import markdown_from_rows
+
+
+class DonorLevelTableError(LatentshiftError):
+    """A record without the donor-level section a docs table quotes."""
+
+
+def _p(x: Any) -> str:
+    """A p-value as the tables show it: three significant digits, '–' when missing."""
+    if x is None:
+        return "–"
+    return f"{x:.2g}" if x < 0.001 else f"{x:.3f}"
+
+
+def _section(rec: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    metrics = rec.get("metrics", {})
+    section = metrics.get(name)
+    if section is None:
+        section = metrics.get("data", {}).get(name)
+    if not section:
+        raise DonorLevelTableError(
+            f"the record of '{rec.get('profile', '?')}' has no '{name}' section: it was recorded "
+            "before the donor-level readings or is not a case-control run. Re-run the profile "
+            "(make report PARAMS=params/<profile>.yaml) and record it (make results PROFILE=<profile>)."
+        )
+    return section
+
+
+def pseudobulk_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """The pseudobulk set test per record, condition and cell type (targeted types marked ★).
+
+    Parameters
+    ----------
+    records
+        Recorded runs (:func:`latentshift.record.results.load`) of case-control profiles.
+
+    Returns
+    -------
+    str
+        A Markdown table.
+    """
+    rows: list[list[str]] = []
+    for rec in records:
+        section = _section(rec, "pseudobulk")
+        targets = {
+            ct
+            for p in rec.get("params", {}).get("perturbations", []) or []
+            for ct in (p.get("target_cell_types") or [])
+            if float(p.get("fold_change", 1.0)) != 1.0
+        }
+        for cond, types in section.get("by_type", {}).items():
+            for ct, r in types.items():
+                rows.append(
+                    [
+                        rec.get("profile", "?"),
+                        cond,
+                        f"{ct} ★" if ct in targets else ct,
+                        _p(r.get("set_pvalue")),
+                        _p(r.get("set_pvalue_adj")),
+                        f"{r['set_correlation']:.3f}"
+                        if r.get("set_correlation") is not None
+                        else "–",
+                        f"{int(r.get('n_genes_fdr05') or 0)} of {int(r.get('n_genes') or 0)}",
+                        _p(r.get("pvalue_uniform_ks")),
+                        f"{100 * r['share_p05']:.1f}%" if r.get("share_p05") is not None else "–",
+                    ]
+                )
+        for cond, types in section.get("untested", {}).items():
+            for ct, reason in types.items():
+                rows.append([rec.get("profile", "?"), cond, ct, "untested", reason, "", "", "", ""])
+    header = [
+        "record",
+        "condition",
+        "cell type",
+        "set test p",
+        "adjusted p (BH)",
+        "set correlation",
+        "genes at FDR 0.05",
+        "gene p uniform (KS p)",
+        "genes at p < 0.05 (5% when uniform)",
+    ]
+    return markdown_from_rows(header, rows)
+
+
+def composition_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """The composition test per record, condition and cell type.
+
+    Parameters
+    ----------
+    records
+        Recorded runs of case-control profiles (01 tests the composition on every QC'd nucleus).
+
+    Returns
+    -------
+    str
+        A Markdown table.
+    """
+    rows: list[list[str]] = []
+    for rec in records:
+        section = _section(rec, "composition")
+        for cond, types in section.items():
+            for ct, r in types.items():
+                rows.append(
+                    [
+                        rec.get("profile", "?"),
+                        cond,
+                        ct,
+                        f"{100 * r['share_reference']:.2f}%",
+                        f"{100 * r['share_condition']:.2f}%",
+                        f"{r['logit_change']:+.2f}" if r.get("logit_change") is not None else "–",
+                        _p(r.get("pvalue")),
+                        _p(r.get("pvalue_adj")),
+                    ]
+                )
+    header = [
+        "record",
+        "condition",
+        "cell type",
+        "share, reference donors",
+        "share, disease donors",
+        "logit change",
+        "p",
+        "adjusted p (BH)",
+    ]
+    return markdown_from_rows(header, rows)
