@@ -9,11 +9,11 @@ PARAMS ?= params/demo.yaml
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup report data test lint lab bench sweep study results readme clean
+.PHONY: help setup report data test test-all test-slow lint lab bench sweep study results readme docs clean
 
 help: ## list the targets
 	@echo "latentshift — make targets (PARAMS=$(PARAMS))"
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## create .venv from requirements.lock and register the Jupyter kernel (quick when nothing changed)
 
@@ -31,8 +31,14 @@ report: setup ## run the pipeline for PARAMS (default params/demo.yaml) and rend
 data: setup ## download the data file of PARAMS (data.url → data.path, verified against data.sha256)
 	$(PY) -m latentshift fetch $(PARAMS) $(ARGS)
 
-test: setup ## run the test suite (unit, property and the smoke pipeline test)
-	$(PY) -m pytest $(ARGS)
+test: setup ## run the fast test suite: unit, property and one smoke pipeline run per design (minutes)
+	$(PY) -m pytest -n auto --maxprocesses 4 -m "not slow" $(ARGS)
+
+test-all: setup ## run every test, the slow ones too (studies, real cells end to end, reruns)
+	$(PY) -m pytest -n auto --maxprocesses 4 $(ARGS)
+
+test-slow: setup ## run only the slow tests (what make test-all adds to make test)
+	$(PY) -m pytest -n auto --maxprocesses 4 -m slow $(ARGS)
 
 lint: setup ## ruff check and ruff format --check over lib, tests, benchmarks and notebooks
 	$(VENV)/bin/ruff check lib tests benchmarks notebooks
@@ -55,6 +61,9 @@ results: setup ## record a finished run: PROFILE=demo → results/demo.json (STU
 
 readme: setup ## rewrite the README's tables and quoted numbers from results/ (ARGS=--check only compares)
 	$(PY) -m latentshift readme $(ARGS)
+
+docs: setup ## build the documentation site into site/ (mkdocs, strict: a broken link or anchor fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean: ## remove runs/ and reports/ (keeps .venv and data/)
 	rm -rf runs reports

@@ -13,6 +13,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: Test files with a test that reads the session's smoke run (found by name, so a new one joins).
+SMOKE_RUN_FILES = {
+    f"tests/{p.name}"
+    for p in Path(__file__).parent.glob("test_*.py")
+    if "smoke_run" in p.read_text(encoding="utf-8")
+}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule by file under pytest-xdist (``make test`` runs ``-n auto``), keeping shared runs
+    whole: the tests of one file run on one worker (its module fixtures are built once), and all
+    files reading the session's smoke run share one worker, so the smoke pipeline runs once per
+    session rather than once per worker. (``--dist loadgroup`` would do this with markers, but
+    it does not group under pytest 9.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "smoke_run" if path in SMOKE_RUN_FILES else path
+
+    return SharedRunScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     """The project root."""
