@@ -37,3 +37,25 @@ def test_the_machine_line_shows_the_cpu_when_the_record_has_it():
     assert report.machine_text(old) == (
         "2 CPU cores, 23.5 GiB memory, torch 2.13.0+cpu on 2 threads, no GPU"
     )
+
+
+def test_a_record_waiting_in_results_does_not_make_the_next_run_dirty(tmp_path):
+    import subprocess
+
+    from latentshift.record import provenance
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    assert provenance.dirty_paths(tmp_path) == ""
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "demo.json").write_text("{}")  # a record made, not yet committed
+    (tmp_path / "README.md").write_text("numbers from it\n")
+    assert provenance.dirty_paths(tmp_path) == ""
+    (tmp_path / "lib" / "code.py").write_text("x = 2\n")  # changed code is dirty
+    assert "lib/code.py" in provenance.dirty_paths(tmp_path)

@@ -113,6 +113,22 @@ def git(root: Path, *args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+#: Paths whose changes do not make a run's code dirty: the records, and the README and docs
+#: pages written from them (a record made after another, before it is committed, is still
+#: made by clean code).
+RECORD_OUTPUTS = ("results", "docs", "README.md")
+
+
+def dirty_paths(root: Path) -> str | None:
+    """``git status --porcelain`` of ``root`` without :data:`RECORD_OUTPUTS` (``None``: no git).
+
+    Non-empty when the code, notebooks, params or anything else a run reads differ from the
+    commit, tracked or not.
+    """
+    excludes = [f":(exclude){p}" for p in RECORD_OUTPUTS]
+    return git(root, "status", "--porcelain", "--", ".", *excludes)
+
+
 def data_checksum(params: dict[str, Any], run_folder: Path) -> str:
     """SHA-256 of the data file (cached by size and modification time), or ``"simulated"``."""
     if params["data"]["source"] == "simulated":
@@ -154,7 +170,7 @@ def provenance(params: dict[str, Any], root: Path, run_folder: Path) -> dict[str
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = None
-    status = git(root, "status", "--porcelain")
+    status = dirty_paths(root)
     return {
         "python": sys.version.split()[0],
         "packages": versions,
