@@ -128,6 +128,7 @@ def test_small_case_control_studies_run_05_and_06_with_their_null(tmp_path, n_di
     assert "Huntington disease" in metrics["loadings"]
 
 
+@pytest.mark.slow
 @pytest.mark.pipeline
 def test_a_paired_design_runs_end_to_end(tmp_path):
     run, rep = tmp_path / "run", tmp_path / "rep"

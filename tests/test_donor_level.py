@@ -217,6 +217,7 @@ def test_a_tiny_power_grid_holds_its_level_at_fold_1_and_rises_with_the_fold(tin
     assert needed.loc[3.0, "donors_per_arm"] == 4 and np.isnan(needed.loc[1.0, "donors_per_arm"])
 
 
+@pytest.mark.slow  # a small power study through the CLI
 def test_the_power_command_writes_its_table_figure_and_provenance(root, tmp_path, caplog):
     import logging
 

@@ -224,6 +224,7 @@ def test_figures_draw(adata):
     assert training_plots.loss_curves(hist, early_stopped=True) is not None
 
 
+@pytest.mark.slow  # builds a large neighbour graph: about 40 s
 def test_large_data_neighbours_use_approximate_knn_scanpy_accepts(monkeypatch):
     # above EXACT_NEIGHBOURS_BELOW, scanpy switches to pynndescent, whose csr_array output scanpy
     # 1.11.5 cannot read with scipy >= 1.17; our transformer hands it a csr_matrix instead
