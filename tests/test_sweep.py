@@ -103,3 +103,37 @@ def test_run_sweep_rejects_bad_levels(tmp_path):
         sweep.run_sweep("params/smoke.yaml", levels=[0.5, 2.0])
     with pytest.raises(sweep.SweepError, match="no sweep levels"):
         sweep.run_sweep("params/smoke.yaml", levels=[])
+
+
+def test_collect_calls_stacks_each_levels_calls_per_cell_type(tmp_path):
+    runs = tmp_path / "sweep"
+    for level, rate in [(1.0, 0.1), (4.0, 0.9)]:
+        folder = runs / sweep.level_name(level)
+        artifacts.update_metrics(folder, "provenance", {"git_commit": f"c{int(level)}" * 4})
+        pd.DataFrame(
+            {
+                "condition": ["stim", "stim"],
+                "cell_type": ["B", "T"],
+                "targeted": [True, True],
+                "n_disease": [10, 20],
+                "n_control": [10, 20],
+                "donors_disease": [2, 2],
+                "donors_control": [2, 2],
+                "ldvae_disease": [rate, rate / 2],
+                "ldvae_control": [0.1, 0.1],
+                "ldvae_donor_p": [0.25, 0.25],
+                "pca_disease": [rate, rate],
+                "pca_control": [0.2, 0.2],
+                "pca_donor_p": [0.25, 0.25],
+            }
+        ).to_csv(folder / "transfer_calls.csv", index=False)
+    calls = sweep.collect_calls(runs, [1.0, 2.0, 4.0])  # 2.0 never ran: left out
+    assert list(calls["level"]) == [1.0, 1.0, 4.0, 4.0]
+    assert list(calls["git_commit"]) == ["c1c1c1c1"] * 2 + ["c4c4c4c4"] * 2
+    assert calls.loc[calls["level"] == 4.0, "ldvae_disease"].tolist() == [0.9, 0.45]
+    assert sweep.collect_calls(tmp_path / "none", [1.0]).empty
+    from latentshift.report import study_report
+
+    text = study_report.transfer_calls_table(calls)
+    assert text.splitlines()[0].startswith("| fold change f | condition | cell type |")
+    assert "| 4 | stim | **T** (targeted) | 20 / 20 (2 / 2) | 45.0% | 10.0% | 0.250 |" in text

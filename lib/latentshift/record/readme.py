@@ -23,7 +23,7 @@ Tables (the opening marker, the table, ``<!-- /KIND-table -->``):
 - ``<!-- pseudobulk-table case_control_sim_split_donor_split -->``, ``composition-table`` —
   recorded case-control runs' donor-level readings
   (:mod:`latentshift.report.donor_level_summary`);
-- ``<!-- realcells-table PAIRED NULL SPLIT SYNTHETIC SYNTHETIC_NULL TRANSFER_SWEEP -->`` — the
+- ``<!-- realcells-table PAIRED NULL SPLIT SYNTHETIC SYNTHETIC_NULL TRANSFER_SWEEP CALLS -->`` — the
   real cells' readings, synthetic against real, and the sentences made from them
   (:mod:`latentshift.report.realcells_summary`).
 

@@ -1,13 +1,14 @@
 """The real cells in the docs: tables and sentences made from the recorded runs.
 
-``<!-- realcells-table PAIRED NULL SPLIT SYNTHETIC SYNTHETIC_NULL TRANSFER_SWEEP -->`` (a
+``<!-- realcells-table PAIRED NULL SPLIT SYNTHETIC SYNTHETIC_NULL TRANSFER_SWEEP CALLS -->`` (a
 ``python -m latentshift readme`` block) renders, from ``results/``:
 
 - every reading on the real labels (:data:`PAIRED`: Kang et al. 2018's two donors before and
   after interferon-β) beside its null and beside the real-donor null (8 control donors dealt
   into two fake groups; with donor and with cell folds) and the synthetic design on the same
   real cells beside its own null (:func:`readings_table`);
-- synthetic against real for each fold change f of the transfer sweep (:func:`transfer_table`);
+- synthetic against real for each fold change f of the transfer sweep (:func:`transfer_table`),
+  and per cell type at the best-matching f (:func:`per_type_sentence`, from the sweep's calls);
 - the sentences that say what these numbers mean for the premise (:func:`verdict`), each number
   from the records — re-running their commands gives them back.
 """
@@ -98,10 +99,7 @@ def readings_table(
     columns = {
         f"real labels ({_clf(paired).get('n_units')} donors, paired)": _row(paired),
         "real-donor null, donor folds": _row(null),
-        f"synthetic on real cells (f = {_fold(synthetic)})": _row(synthetic),
-        f"its null (f = {_fold(synthetic_null)})": _row(synthetic_null),
     }
-    columns = {k: v for k, v in columns.items() if v}
     if split is not None and "point" in split:
         cell = split[split["point"] == "cell_split"]
         if len(cell):
@@ -116,6 +114,9 @@ def readings_table(
                 "label null per cell (p)": pct(r.get("permutation_accuracy")),
                 "commit": str(r.get("git_commit") or "")[:7],
             }
+    columns[f"synthetic on real cells (f = {_fold(synthetic)})"] = _row(synthetic)
+    columns[f"synthetic null (f = {_fold(synthetic_null)})"] = _row(synthetic_null)
+    columns = {k: v for k, v in columns.items() if v}
     names = list(columns)
     keys = list(dict.fromkeys(k for col in columns.values() for k in col))
     rows = [[k, *(columns[n].get(k, "–") for n in names)] for k in keys]
@@ -178,6 +179,27 @@ def transfer_table(sweep: pd.DataFrame) -> str:
     )
 
 
+def per_type_sentence(calls: pd.DataFrame, level: float) -> str:
+    """The call rates per cell type at one fold change of a sweep's calls
+    (:func:`latentshift.run.sweep.collect_calls`), LDVAE beside PCA: the range over the types of
+    stimulated and of control cells called perturbed, and the types at the ends."""
+    at = calls[calls["level"].astype(float) == float(level)]
+    if at.empty:
+        return ""
+    parts = []
+    for rep, name in (("ldvae", "the LDVAE network"), ("pca", "the PCA network")):
+        stim = at.set_index("cell_type")[f"{rep}_disease"].astype(float)
+        ctrl = at.set_index("cell_type")[f"{rep}_control"].astype(float)
+        gap = stim - ctrl
+        parts.append(
+            f"{name} calls {pct(stim.min())}–{pct(stim.max())} of the stimulated cells perturbed "
+            f"against {pct(ctrl.min())}–{pct(ctrl.max())} of the control cells (widest gap "
+            f"{gap.idxmax()}, {pct(stim[gap.idxmax()])} vs {pct(ctrl[gap.idxmax()])}; narrowest "
+            f"{gap.idxmin()}, {pct(stim[gap.idxmin()])} vs {pct(ctrl[gap.idxmin()])})"
+        )
+    return f"Per cell type at f = {float(level):g} ({len(at)} types): " + "; ".join(parts) + "."
+
+
 def verdict(
     paired: Mapping[str, Any],
     null: Mapping[str, Any] | None,
@@ -185,6 +207,7 @@ def verdict(
     transfer: pd.DataFrame | None,
     synthetic: Mapping[str, Any] | None = None,
     synthetic_null: Mapping[str, Any] | None = None,
+    calls: pd.DataFrame | None = None,
 ) -> str:
     """What the real cells say about the premise, in sentences made from the numbers."""
     c = _clf(paired)
@@ -251,14 +274,16 @@ def verdict(
                     if cos > high
                     else "The premise does not hold here."
                 )
+                + (f" {per_type_sentence(calls, f)}" if calls is not None and len(calls) else "")
             )
     return "\n\n".join(out)
 
 
 def render(args: Sequence[str], load: Any, csv: Any) -> str:
-    """The block: ``PAIRED NULL SPLIT SYNTHETIC SYNTHETIC_NULL TRANSFER_SWEEP`` (record names,
-    ``.csv`` paths for the study and sweep tables; ``-`` for one not recorded)."""
-    names = list(args) + ["-"] * (6 - len(args))
+    """The block: ``PAIRED NULL SPLIT SYNTHETIC SYNTHETIC_NULL TRANSFER_SWEEP [CALLS]`` (record
+    names, ``.csv`` paths for the study and sweep tables and the sweep's calls per cell type;
+    ``-`` for one not recorded)."""
+    names = list(args) + ["-"] * (7 - len(args))
 
     def rec(name: str) -> Any:
         return None if name == "-" else load(name)
@@ -268,8 +293,9 @@ def render(args: Sequence[str], load: Any, csv: Any) -> str:
 
     paired, null, split = rec(names[0]), rec(names[1]), table(names[2])
     synthetic, synthetic_null, sweep = rec(names[3]), rec(names[4]), table(names[5])
+    calls = table(names[6])
     parts = [readings_table(paired, null, split, synthetic, synthetic_null)]
     if sweep is not None:
         parts.append(transfer_table(sweep))
-    parts.append(verdict(paired, null, split, sweep, synthetic, synthetic_null))
+    parts.append(verdict(paired, null, split, sweep, synthetic, synthetic_null, calls))
     return "\n\n".join(parts) + "\n"

@@ -143,11 +143,14 @@ def transfer_calls_table(calls: pd.DataFrame) -> str:
 
     One row per disease condition and cell type, the targeted types first: nuclei on each
     side, and per representation the share of disease and of control nuclei called disease
-    with the one-sided donor-level p-value (Benjamini–Hochberg-adjusted in brackets).
+    with the one-sided donor-level p-value (Benjamini–Hochberg-adjusted in brackets). A sweep's
+    calls (:func:`latentshift.run.sweep.collect_calls`) carry a ``level`` column: one block of
+    rows per fold change, led by it.
     """
     from latentshift.report.findings import pct
 
-    head = [
+    by_level = "level" in calls
+    head = ["fold change f"] * by_level + [
         "condition",
         "cell type",
         "disease / control nuclei (donors)",
@@ -161,7 +164,7 @@ def transfer_calls_table(calls: pd.DataFrame) -> str:
     rows = []
     for _, r in calls.iterrows():
         targeted = str(r["targeted"]).lower() == "true"
-        cells = [
+        cells = ([f"{float(r['level']):g}"] if by_level else []) + [
             str(r["condition"]),
             f"**{r['cell_type']}** (targeted)" if targeted else str(r["cell_type"]),
             f"{int(r['n_disease'])} / {int(r['n_control'])} "

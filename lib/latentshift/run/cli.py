@@ -168,7 +168,13 @@ def _results(args: argparse.Namespace) -> int:
         elif (folder / "power.csv").is_file():
             table = pd.read_csv(folder / "power.csv")
         elif (folder / "sweep.csv").is_file():  # read again: each level with the commit it ran at
-            table = sweep.collect(folder, pd.read_csv(folder / "sweep.csv")["level"].tolist())
+            levels = pd.read_csv(folder / "sweep.csv")["level"].tolist()
+            table = sweep.collect(folder, levels)
+            calls = sweep.collect_calls(folder, levels)
+            if len(calls):  # a transfer test: its call rates per cell type, beside the table
+                out = Path(args.out) if args.out else None
+                calls_out = out.with_name(out.stem + "_calls.csv") if out else None
+                results.write_table(calls, f"{name}_calls", out=calls_out)
         else:
             raise results.ResultsError(
                 f"'{args.folder}' holds no run, study.csv or sweep.csv: give a run folder "

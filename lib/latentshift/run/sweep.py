@@ -41,7 +41,14 @@ from latentshift.run.study import (
     transfer_columns,
 )
 
-__all__ = ["DEFAULT_LEVELS", "collect", "detection_threshold", "run_sweep", "scaled_params"]
+__all__ = [
+    "DEFAULT_LEVELS",
+    "collect",
+    "collect_calls",
+    "detection_threshold",
+    "run_sweep",
+    "scaled_params",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +111,37 @@ def collect(sweep_folder: str | Path, levels: Sequence[float]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def collect_calls(sweep_folder: str | Path, levels: Sequence[float]) -> pd.DataFrame:
+    """Each level's call rates per cell type against real cells, one table.
+
+    Parameters
+    ----------
+    sweep_folder
+        ``runs/<profile>/sweep``.
+    levels
+        The levels to read.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ``transfer_calls.csv`` of every level that wrote one (a profile with a transfer
+        test), with ``level`` and the commit the level ran at (``git_commit``) in front; empty
+        when no level has one.
+    """
+    frames = []
+    for level in levels:
+        folder = Path(sweep_folder) / level_name(level)
+        calls = folder / "transfer_calls.csv"
+        if not calls.is_file():
+            continue
+        table = pd.read_csv(calls)
+        prov = artifacts.read_metrics(folder).get("provenance") or {}
+        table.insert(0, "level", float(level))
+        table.insert(1, "git_commit", (prov.get("git_commit") or "")[:12] or None)
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def detection_threshold(
