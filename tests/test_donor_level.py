@@ -110,6 +110,11 @@ def test_by_cell_type_finds_the_set_where_it_moved_and_lists_the_untestable_type
     assert set(tables) == {("HD", "A"), ("HD", "B")}
     assert rows.loc["A", "set_pvalue_adj"] < 0.01
     assert rows.loc["B", "set_pvalue_adj"] > 0.05
+    # nothing moved in B: its gene-level p-values are uniform; the check reads the genes with
+    # counts enough for a continuous p (here every gene: ~4 counts × 40 nuclei per donor)
+    assert rows.loc["B", "pvalue_uniform_ks"] > 0.01
+    assert rows.loc["B", "n_genes_uniform"] == rows.loc["B", "n_genes"] == 60
+    assert rows.loc["B", "pvalue_uniform_ks_all"] == rows.loc["B", "pvalue_uniform_ks"]
     assert not rows.loc["C", "testable"] and "fewer than 2 donors" in rows.loc["C", "reason"]
     metrics = pseudobulk.summary_metrics(summary)
     assert set(metrics["by_type"]["HD"]) == {"A", "B"} and "C" in metrics["untested"]["HD"]
@@ -263,6 +268,8 @@ def test_donor_level_tables_show_each_type_mark_the_targets_and_name_a_missing_s
                             "n_genes": 800.0,
                             "pvalue_uniform_ks": 0.5,
                             "share_p05": 0.2,
+                            "n_genes_uniform": 600,
+                            "pvalue_uniform_ks_all": 0.0002,
                         },
                         "Astro": {
                             "set_pvalue": 0.4,
@@ -291,7 +298,10 @@ def test_donor_level_tables_show_each_type_mark_the_targets_and_name_a_missing_s
     }
     table = dls.pseudobulk_markdown([rec]).splitlines()
     assert len(table) == 2 + 3
-    assert "| cc | HD | L2/3 IT ★ | 1e-06 | 1e-05 | 0.010 | 12 of 800 | 0.500 | 20.0% |" in table
+    assert (
+        "| cc | HD | L2/3 IT ★ | 1e-06 | 1e-05 | 0.010 | 12 of 800 | 0.500 (600 genes) | 20.0% "
+        "| 0.0002 |" in table
+    )
     assert any("| Astro |" in row and "★" not in row and "| – |" in row for row in table)
     assert any("Endo" in row and "fewer than 2 donors" in row for row in table)
     comp = dls.composition_markdown([rec]).splitlines()

@@ -2,8 +2,9 @@
 
 - :func:`pseudobulk_markdown` — per cell type, the pseudobulk set test by donor (camera's rank
   test with the set's estimated inter-gene correlation), its BH-adjusted p, the genes at FDR
-  0.05 and the uniformity of the gene-level p-values (KS p, and the share below 0.05: under
-  5 % the test is conservative there, over 5 % anti-conservative), one block of rows per record;
+  0.05 and the uniformity of the gene-level p-values over the genes with counts enough for a
+  continuous p (KS p, and the share below 0.05: under 5 % the test is conservative there, over
+  5 % anti-conservative) and over every gene, one block of rows per record;
 - :func:`composition_markdown` — per cell type, the shares of the reference and the disease
   donors, the logit change and its (adjusted) p (propeller's logit-proportion t test).
 
@@ -82,13 +83,19 @@ def pseudobulk_markdown(records: Sequence[Mapping[str, Any]]) -> str:
                         if r.get("set_correlation") is not None
                         else "–",
                         f"{int(r.get('n_genes_fdr05') or 0)} of {int(r.get('n_genes') or 0)}",
-                        _p(r.get("pvalue_uniform_ks")),
+                        _p(r.get("pvalue_uniform_ks"))
+                        + (
+                            f" ({int(r['n_genes_uniform'])} genes)"
+                            if r.get("n_genes_uniform") is not None
+                            else ""
+                        ),
                         f"{100 * r['share_p05']:.1f}%" if r.get("share_p05") is not None else "–",
+                        _p(r.get("pvalue_uniform_ks_all")),
                     ]
                 )
         for cond, types in section.get("untested", {}).items():
             for ct, reason in types.items():
-                rows.append([rec.get("profile", "?"), cond, ct, "untested", reason, "", "", "", ""])
+                rows.append([rec.get("profile", "?"), cond, ct, "untested", reason, *[""] * 5])
     header = [
         "record",
         "condition",
@@ -97,8 +104,9 @@ def pseudobulk_markdown(records: Sequence[Mapping[str, Any]]) -> str:
         "adjusted p (BH)",
         "set correlation",
         "genes at FDR 0.05",
-        "gene p uniform (KS p)",
-        "genes at p < 0.05 (5% when uniform)",
+        "gene p uniform, genes with mean count ≥ 10 (KS p)",
+        "those at p < 0.05 (5% when uniform)",
+        "gene p uniform, every gene (KS p)",
     ]
     return markdown_from_rows(header, rows)
 

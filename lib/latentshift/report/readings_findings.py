@@ -339,7 +339,8 @@ def donor_level_items(
             + f"; strongest in {best['cell_type']} (p = {_p(best['set_pvalue'])}); "
             f"genes at FDR 0.05: {int(tested['n_genes_fdr05'].sum())} calls over the types, "
             f"in {int((tested['n_genes_fdr05'] > 0).sum())} of them; gene-level p-values uniform "
-            f"(KS p > 0.01) in {int((tested['pvalue_uniform_ks'] > 0.01).sum())} of "
+            f"(KS p > 0.01, genes with a mean count of 10 or more) in "
+            f"{int((tested['pvalue_uniform_ks'] > 0.01).sum())} of "
             f"{len(tested)} types; {int((~part['testable']).sum())} types untested (too few "
             "donors or nuclei)."
         )
