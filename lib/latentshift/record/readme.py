@@ -452,9 +452,19 @@ def render_table(kind: str, args: Sequence[str], root: Path) -> str:
 
         return power_markdown(_csv(root, args[0]))
     if kind == "pseudobulk":
-        return donor_level_summary.pseudobulk_markdown([results.load(a, root) for a in args])
+        recs = [results.load(a, root) for a in args]
+        return (
+            donor_level_summary.pseudobulk_markdown(recs)
+            + "\n\n"
+            + donor_level_summary.pseudobulk_sentences(recs)
+        )
     if kind == "composition":
-        return donor_level_summary.composition_markdown([results.load(a, root) for a in args])
+        recs = [results.load(a, root) for a in args]
+        return (
+            donor_level_summary.composition_markdown(recs)
+            + "\n\n"
+            + donor_level_summary.composition_sentences(recs)
+        )
     if kind == "realcells":
         return realcells_summary.render(
             args, lambda name: results.load(name, root), lambda name: _csv(root, name)

@@ -6,7 +6,9 @@
   continuous p (KS p, and the share below 0.05: under 5 % the test is conservative there, over
   5 % anti-conservative) and over every gene, one block of rows per record;
 - :func:`composition_markdown` — per cell type, the shares of the reference and the disease
-  donors, the logit change and its (adjusted) p (propeller's logit-proportion t test).
+  donors, the logit change and its (adjusted) p (propeller's logit-proportion t test);
+- :func:`pseudobulk_sentences`, :func:`composition_sentences` — what the tables say, in
+  sentences made from the same records (written under each table).
 
 Both read the ``pseudobulk`` and ``composition`` sections that 05 and 01 write to
 ``metrics.json`` (:func:`latentshift.readings.pseudobulk.summary_metrics`,
@@ -64,12 +66,7 @@ def pseudobulk_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     rows: list[list[str]] = []
     for rec in records:
         section = _section(rec, "pseudobulk")
-        targets = {
-            ct
-            for p in rec.get("params", {}).get("perturbations", []) or []
-            for ct in (p.get("target_cell_types") or [])
-            if float(p.get("fold_change", 1.0)) != 1.0
-        }
+        targets = _targets(rec)
         for cond, types in section.get("by_type", {}).items():
             for ct, r in types.items():
                 rows.append(
@@ -152,3 +149,86 @@ def composition_markdown(records: Sequence[Mapping[str, Any]]) -> str:
         "adjusted p (BH)",
     ]
     return markdown_from_rows(header, rows)
+
+
+def _targets(rec: Mapping[str, Any]) -> set[str]:
+    return {
+        ct
+        for p in rec.get("params", {}).get("perturbations", []) or []
+        for ct in (p.get("target_cell_types") or [])
+        if float(p.get("fold_change", 1.0)) != 1.0
+    }
+
+
+def pseudobulk_sentences(records: Sequence[Mapping[str, Any]]) -> str:
+    """What the pseudobulk tables say, in sentences made from the records: per record and
+    condition, the set test in the targeted types (when the record shifted some) and the
+    smallest adjusted p of the others; the uniformity of the gene-level p-values and the types
+    with genes at FDR 0.05."""
+    out = []
+    for rec in records:
+        name, targets = rec.get("profile", "?"), _targets(rec)
+        for cond, types in _section(rec, "pseudobulk").get("by_type", {}).items():
+            hit = {ct: r for ct, r in types.items() if ct in targets}
+            rest = {ct: r for ct, r in types.items() if ct not in targets}
+            parts = []
+            if hit:
+                parts.append(
+                    "the set test gives the targeted types "
+                    + ", ".join(f"p = {_p(r.get('set_pvalue'))} ({ct})" for ct, r in hit.items())
+                )
+            adj = {ct: r.get("set_pvalue_adj") for ct, r in rest.items()}
+            adj = {ct: p for ct, p in adj.items() if p is not None}
+            if adj:
+                low = min(adj, key=adj.__getitem__)
+                called = sum(p < 0.05 for p in adj.values())
+                parts.append(
+                    f"{'the other' if hit else 'the'} {len(adj)} type{'s' * (len(adj) != 1)} "
+                    f"{'none' if not called else called} at adjusted p < 0.05 (smallest "
+                    f"{_p(adj[low])}, {low})"
+                )
+            tested = list(types.values())
+            uniform = sum((r.get("pvalue_uniform_ks") or 0) > 0.01 for r in tested)
+            with_fdr = [ct for ct, r in types.items() if (r.get("n_genes_fdr05") or 0) > 0]
+            most = max((int(r.get("n_genes_fdr05") or 0) for r in tested), default=0)
+            parts.append(
+                f"gene-level p-values uniform (KS p > 0.01, genes with a mean count of 10 or "
+                f"more) in {uniform} of {len(tested)} types; genes at FDR 0.05 in "
+                f"{len(with_fdr)} of {len(tested)} types"
+                + (f" (at most {most} in one)" if with_fdr else "")
+            )
+            out.append(f"**{name}**, {cond}: " + "; ".join(parts) + ".")
+    return "\n\n".join(out)
+
+
+def composition_sentences(records: Sequence[Mapping[str, Any]]) -> str:
+    """What the composition tables say: per record and condition, the type a profile makes the
+    disease donors lose (``data.simulate_disease_type_loss``) with its shares and p, and the
+    smallest adjusted p of the other types."""
+    out = []
+    for rec in records:
+        name = rec.get("profile", "?")
+        lost = (rec.get("params", {}).get("data", {}) or {}).get("simulate_disease_type_loss") or {}
+        for cond, types in _section(rec, "composition").items():
+            parts = []
+            for ct, frac in lost.items():
+                r = types.get(ct)
+                if r is None:
+                    continue
+                parts.append(
+                    f"{ct}, of which each disease donor lost {100 * float(frac):.0f} %, goes from "
+                    f"{100 * r['share_reference']:.2f}% to {100 * r['share_condition']:.2f}% of the "
+                    f"nuclei (p = {_p(r.get('pvalue'))}, adjusted {_p(r.get('pvalue_adj'))})"
+                )
+            rest = {ct: r.get("pvalue_adj") for ct, r in types.items() if ct not in lost}
+            rest = {ct: p for ct, p in rest.items() if p is not None}
+            if rest:
+                low = min(rest, key=rest.__getitem__)
+                called = sum(p < 0.05 for p in rest.values())
+                parts.append(
+                    f"{'of the other' if parts else 'of the'} {len(rest)} type{'s' * (len(rest) != 1)} "
+                    f"{'none' if not called else called} at adjusted p < 0.05 (smallest "
+                    f"{_p(rest[low])}, {low})"
+                )
+            out.append(f"**{name}**, {cond}: " + "; ".join(parts) + ".")
+    return "\n\n".join(out)
