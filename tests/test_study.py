@@ -327,3 +327,25 @@ def test_the_transfer_table_is_generated_from_the_study_record(tmp_path):
     assert readme.read_text() == (
         "<!-- transfer-table results/t.csv -->\n" + text + "\n<!-- /transfer-table -->\n"
     )
+
+
+def test_each_point_carries_the_data_readings_of_the_run_that_made_its_cells(tmp_path, monkeypatch):
+    """A point runs from 02 on: 01's readings (QC, composition) of its cells go with it, so
+    05's donor-level findings and the point's record read them (05 stopped without them)."""
+    profile_run = tmp_path / "run"
+    artifacts.write_text("cells", profile_run / "cells.h5ad")
+    artifacts.update_metrics(profile_run, "data", {"composition": {"HD": {"L5 ET": {"p": 0.01}}}})
+    monkeypatch.setattr(study.runner, "run", lambda *a, **k: 0)
+    status = study.run_points(
+        "params/smoke.yaml",
+        [("a", {}), ("b", {})],
+        tmp_path / "run" / "s",
+        tmp_path / "rep",
+        ["02"],
+        profile_run / "cells.h5ad",
+        tmp_path,
+    )
+    assert status == {"a": 0, "b": 0}
+    for name in ("a", "b"):
+        point = artifacts.read_metrics(tmp_path / "run" / "s" / name)
+        assert point["data"]["composition"]["HD"]["L5 ET"]["p"] == 0.01

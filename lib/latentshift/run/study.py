@@ -94,14 +94,10 @@ def scaled_params(raw: Mapping[str, Any] | None, level: float) -> dict[str, Any]
         )
     out = copy.deepcopy(dict(raw or {}))
     entries = out.get("perturbations") or copy.deepcopy(config.DEFAULT_PERTURBATIONS)
-    scaled = []
-    for entry in entries:
-        entry = dict(entry)
-        entry["fold_change"] = (
-            float(level) if entry.get("direction") == "up" else 1.0 / float(level)
-        )
-        scaled.append(entry)
-    out["perturbations"] = scaled
+    out["perturbations"] = [
+        {**e, "fold_change": float(level) if e.get("direction") == "up" else 1.0 / float(level)}
+        for e in entries
+    ]
     return out
 
 
@@ -295,8 +291,8 @@ def run_points(
 ) -> dict[str, int]:
     """Run notebooks ``select`` once per ``(folder name, raw params)`` point.
 
-    Each point runs in ``run_base/<name>`` from a link to ``cells``; a failed point is logged
-    and the others still run.
+    Each point runs in ``run_base/<name>`` from a link to ``cells`` and the ``data`` metrics
+    (QC, composition) of their run; a failed point is logged and the others still run.
 
     Returns
     -------
@@ -308,6 +304,9 @@ def run_points(
         log.info("point %s (%d/%d)", name, i + 1, len(points))
         folder = run_base / name
         _link_or_copy(cells, folder / "cells.h5ad")
+        data = artifacts.read_metrics(cells.parent).get("data")  # 01 ran once, for them
+        if data:
+            artifacts.update_metrics(folder, "data", data)
         try:
             status[name] = runner.run(
                 params_path,
