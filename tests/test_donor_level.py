@@ -311,7 +311,7 @@ def test_donor_level_tables_show_each_type_mark_the_targets_and_name_a_missing_s
     # the sentences under the tables read the same numbers
     said = dls.pseudobulk_sentences([rec])
     assert said.startswith("**cc**, HD: the set test gives the targeted types p = 1e-06 (L2/3 IT)")
-    assert "the other 1 type none at adjusted p < 0.05 (smallest 0.800, Astro)" in said
+    assert "the other 1 type: none at adjusted p < 0.05 (smallest 0.800, Astro)" in said
     assert "uniform (KS p > 0.01, genes with a mean count of 10 or more) in 2 of 2 types" in said
     assert "genes at FDR 0.05 in 1 of 2 types (at most 12 in one)" in said
     rec["params"]["data"] = {"simulate_disease_type_loss": {"L5 ET": 0.5}}
@@ -324,6 +324,6 @@ def test_donor_level_tables_show_each_type_mark_the_targets_and_name_a_missing_s
     comp_said = dls.composition_sentences([rec])
     assert comp_said == (
         "**cc**, HD: L5 ET, of which each disease donor lost 50 %, goes from 0.80% to 0.40% of "
-        "the nuclei (p = 0.0004, adjusted 0.005); of the other 1 type none at adjusted "
+        "the nuclei (p = 0.0004, adjusted 0.005); the other 1 type: none at adjusted "
         "p < 0.05 (smallest 0.600, Astro)."
     )

@@ -183,7 +183,7 @@ def pseudobulk_sentences(records: Sequence[Mapping[str, Any]]) -> str:
                 low = min(adj, key=adj.__getitem__)
                 called = sum(p < 0.05 for p in adj.values())
                 parts.append(
-                    f"{'the other' if hit else 'the'} {len(adj)} type{'s' * (len(adj) != 1)} "
+                    f"{'the other' if hit else 'the'} {len(adj)} type{'s' * (len(adj) != 1)}: "
                     f"{'none' if not called else called} at adjusted p < 0.05 (smallest "
                     f"{_p(adj[low])}, {low})"
                 )
@@ -226,7 +226,7 @@ def composition_sentences(records: Sequence[Mapping[str, Any]]) -> str:
                 low = min(rest, key=rest.__getitem__)
                 called = sum(p < 0.05 for p in rest.values())
                 parts.append(
-                    f"{'of the other' if parts else 'of the'} {len(rest)} type{'s' * (len(rest) != 1)} "
+                    f"{'the other' if parts else 'the'} {len(rest)} type{'s' * (len(rest) != 1)}: "
                     f"{'none' if not called else called} at adjusted p < 0.05 (smallest "
                     f"{_p(rest[low])}, {low})"
                 )
