@@ -393,3 +393,18 @@ def test_committed_records_carry_provenance_and_no_machine_path(root):
         table = pd.read_csv(path)
         if "git_commit" in table:  # study and sweep tables: every row says what made it
             assert table["git_commit"].notna().all(), path.name
+
+
+def test_a_study_record_leaves_out_the_points_without_a_result(tmp_path):
+    table = pd.DataFrame(
+        {
+            "point": ["donor_split", "cell_split"],
+            "accuracy": [0.8, float("nan")],
+            "git_commit": ["abc", None],
+        }
+    )
+    out = results.write_table(table, "s", out=tmp_path / "s.csv")
+    written = pd.read_csv(out)
+    assert list(written["point"]) == ["donor_split"] and written["git_commit"].notna().all()
+    with pytest.raises(results.ResultsError, match="no point of 'none' has a result"):
+        results.write_table(table.iloc[1:], "none", out=tmp_path / "n.csv")

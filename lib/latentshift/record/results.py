@@ -181,7 +181,8 @@ def write_table(
     table: Any, name: str, root: str | Path | None = None, out: str | Path | None = None
 ) -> Path:
     """Record a study's or a sweep's table (each row with the commit it ran at) as
-    ``results/<name>.csv`` (or ``out``).
+    ``results/<name>.csv`` (or ``out``); a point without a result (not run, or run with
+    ``--points`` leaving it out) is left out of the record, and the log names it.
 
     Raises
     ------
@@ -189,8 +190,17 @@ def write_table(
         No row of the table has a result yet.
     """
     done = [c for c in ("accuracy", "ldvae_accuracy") if c in table]
-    if done and table[done[0]].isna().all():
-        raise ResultsError(f"no point of '{name}' has a result yet; run it before recording it.")
+    if done:
+        missing = table[done[0]].isna()
+        if missing.all():
+            raise ResultsError(
+                f"no point of '{name}' has a result yet; run it before recording it."
+            )
+        if missing.any():
+            key = next((c for c in ("point", "level") if c in table), None)
+            names = table.loc[missing, key].astype(str).tolist() if key else []
+            log.info("not recorded, without a result: %s", ", ".join(names) or missing.sum())
+            table = table[~missing]
     target = Path(out) if out else artifacts.project_root(root) / RESULTS_DIR / f"{name}.csv"
     artifacts.write_csv(table, target, index=False)
     log.info("recorded %s (%d rows) → %s", name, len(table), artifacts.display_path(target, root))
