@@ -228,6 +228,14 @@ def test_headline_rows_put_each_number_beside_its_control():
     box = run_findings(metrics, None, True, oracle)
     assert "50.0%" in box.headline and "66.0%" not in box.headline
     assert any(item.startswith("Oracle (not the headline)") for item in box.items)
+    # synthetic against real at fold change 1: no synthetic shift, so no direction to compare
+    cond = "IFN-beta stimulated"
+    metrics["transfer"] = {
+        "by_condition": {cond: {"ldvae_targeted_disease": 0.1, "ldvae_targeted_control": 0.1}},
+        "direction": {f"{cond} / ldvae": {"cosine": None, "null_high": None}},
+    }
+    box = run_findings(metrics, None, True, oracle)
+    assert any("cosine n/a (null 97.5 % n/a)" in item for item in box.items)
 
 
 def test_peak_memory_sees_a_child_process_allocation():

@@ -39,6 +39,11 @@ KEY_FIGURES: dict[str, tuple[str, str]] = {
 # --- the run's Findings ---------------------------------------------------------------------
 
 
+def _num(x: float | None) -> str:
+    """A number with 2 decimals, or "n/a" where there is none (no shift at fold change 1)."""
+    return "n/a" if x is None or x != x else f"{x:.2f}"
+
+
 def run_findings(
     metrics: Mapping[str, Any],
     null_metrics: Mapping[str, Any] | None,
@@ -123,8 +128,7 @@ def run_findings(
             f"Synthetic against real: trained only on synthetic copies, the network calls "
             f"**{pct(r['ldvae_targeted_disease'])}** of real {cond} cells perturbed against "
             f"{pct(r['ldvae_targeted_control'])} of real control cells (donors never seen); the "
-            f"shifts' cosine {d.get('cosine', float('nan')):.2f} (null 97.5 % "
-            f"{d.get('null_high', float('nan')):.2f}).",
+            f"shifts' cosine {_num(d.get('cosine'))} (null 97.5 % {_num(d.get('null_high'))}).",
         )
     for name, m in (metrics.get("loadings") or {}).items():
         if isinstance(m, dict) and "auroc_ldvae_projected" in m:
