@@ -160,6 +160,19 @@ def _targets(rec: Mapping[str, Any]) -> set[str]:
     }
 
 
+def _others_clause(adjusted: Mapping[str, Any], after_named: bool) -> str:
+    """``"the other N types: none at adjusted p < 0.05 (smallest …, type)"`` ('' for none)."""
+    adj = {ct: p for ct, p in adjusted.items() if p is not None}
+    if not adj:
+        return ""
+    low = min(adj, key=adj.__getitem__)
+    called = sum(p < 0.05 for p in adj.values())
+    return (
+        f"{'the other' if after_named else 'the'} {len(adj)} type{'s' * (len(adj) != 1)}: "
+        f"{'none' if not called else called} at adjusted p < 0.05 (smallest {_p(adj[low])}, {low})"
+    )
+
+
 def pseudobulk_sentences(records: Sequence[Mapping[str, Any]]) -> str:
     """What the pseudobulk tables say, in sentences made from the records: per record and
     condition, the set test in the targeted types (when the record shifted some) and the
@@ -177,16 +190,10 @@ def pseudobulk_sentences(records: Sequence[Mapping[str, Any]]) -> str:
                     "the set test gives the targeted types "
                     + ", ".join(f"p = {_p(r.get('set_pvalue'))} ({ct})" for ct, r in hit.items())
                 )
-            adj = {ct: r.get("set_pvalue_adj") for ct, r in rest.items()}
-            adj = {ct: p for ct, p in adj.items() if p is not None}
-            if adj:
-                low = min(adj, key=adj.__getitem__)
-                called = sum(p < 0.05 for p in adj.values())
-                parts.append(
-                    f"{'the other' if hit else 'the'} {len(adj)} type{'s' * (len(adj) != 1)}: "
-                    f"{'none' if not called else called} at adjusted p < 0.05 (smallest "
-                    f"{_p(adj[low])}, {low})"
-                )
+            others = _others_clause(
+                {ct: r.get("set_pvalue_adj") for ct, r in rest.items()}, bool(hit)
+            )
+            parts += [others] if others else []
             tested = list(types.values())
             uniform = sum((r.get("pvalue_uniform_ks") or 0) > 0.01 for r in tested)
             with_fdr = [ct for ct, r in types.items() if (r.get("n_genes_fdr05") or 0) > 0]
@@ -221,14 +228,7 @@ def composition_sentences(records: Sequence[Mapping[str, Any]]) -> str:
                     f"nuclei (p = {_p(r.get('pvalue'))}, adjusted {_p(r.get('pvalue_adj'))})"
                 )
             rest = {ct: r.get("pvalue_adj") for ct, r in types.items() if ct not in lost}
-            rest = {ct: p for ct, p in rest.items() if p is not None}
-            if rest:
-                low = min(rest, key=rest.__getitem__)
-                called = sum(p < 0.05 for p in rest.values())
-                parts.append(
-                    f"{'the other' if parts else 'the'} {len(rest)} type{'s' * (len(rest) != 1)}: "
-                    f"{'none' if not called else called} at adjusted p < 0.05 (smallest "
-                    f"{_p(rest[low])}, {low})"
-                )
+            others = _others_clause(rest, bool(parts))
+            parts += [others] if others else []
             out.append(f"**{name}**, {cond}: " + "; ".join(parts) + ".")
     return "\n\n".join(out)
