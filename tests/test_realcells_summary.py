@@ -113,3 +113,23 @@ def test_render_puts_the_leak_beside_its_null_and_says_the_verdict():
     # unrecorded parts are left out, not shown as empty columns or sentences
     short = rs.render(["paired", "-", "-", "-", "-", "-"], records.__getitem__, tables.__getitem__)
     assert "donor folds" not in short and "Synthetic against real" not in short
+
+
+def test_widest_gap_is_named_where_it_is_not_the_best_match():
+    sweep = _sweep()
+    assert rs.widest_gap_level(sweep) == 16.0  # 95% vs 10%
+    assert rs._widest_clause(sweep, 16.0) == ""
+    # f = 4 calls more stimulated cells than f = 16 (as on the real cells: 97% vs 64%)
+    sweep.loc[sweep["level"] == 4.0, f"{STIM}_transfer_ldvae_targeted_disease"] = 0.99
+    assert rs.widest_gap_level(sweep) == 4.0
+    clause = rs._widest_clause(sweep, 16.0)
+    assert "most at f = 4: 99.0% of the stimulated cells against 10.0%" in clause
+    assert "shorter than the real one" in clause  # cosine 0.9 > 0.4, length 0.5
+
+
+def test_transfer_table_says_na_where_f1_has_no_direction():
+    sweep = _sweep()
+    sweep.loc[sweep["level"] == 1.0, f"{STIM}_direction_ldvae_cosine"] = float("nan")
+    table = rs.transfer_table(sweep)
+    row = next(line for line in table.splitlines() if line.startswith("| 1 |"))
+    assert "n/a (no synthetic displacement at f = 1)" in row and "nan" not in row

@@ -154,6 +154,18 @@ def best_level(sweep: pd.DataFrame, rep: str = "ldvae") -> float | None:
     return best
 
 
+def widest_gap_level(sweep: pd.DataFrame, rep: str = "ldvae") -> float | None:
+    """The fold change at which the network calls the most more stimulated than control cells
+    perturbed (the largest difference of the two call rates)."""
+    gaps = {
+        float(r["level"]): s - c
+        for _, r in sweep.iterrows()
+        for s, c, *_ in [_sweep_row(r, rep)]
+        if np.isfinite(s - c)
+    }
+    return max(gaps, key=gaps.get) if gaps else None
+
+
 def transfer_table(sweep: pd.DataFrame) -> str:
     """Synthetic against real for each fold change of the transfer sweep."""
     from latentshift.report.study_report import markdown_from_rows
@@ -163,7 +175,12 @@ def transfer_table(sweep: pd.DataFrame) -> str:
         cells = [f"{float(r['level']):g}"]
         for rep in ("ldvae", "pca"):
             stim, ctrl, cos, high, ratio = _sweep_row(r, rep)
-            cells += [f"{pct(stim)} vs {pct(ctrl)}", f"{cos:.2f} (null {high:.2f}), ×{ratio:.2f}"]
+            direction = (
+                f"{cos:.2f} (null {high:.2f}), ×{ratio:.2f}"
+                if np.isfinite(cos)
+                else "n/a (no synthetic displacement at f = 1)"
+            )
+            cells += [f"{pct(stim)} vs {pct(ctrl)}", direction]
         cells.append(str(r.get("git_commit") or "")[:7])
         rows.append(cells)
     return markdown_from_rows(
@@ -274,9 +291,28 @@ def verdict(
                     if cos > high
                     else "The premise does not hold here."
                 )
+                + _widest_clause(transfer, f)
                 + (f" {per_type_sentence(calls, f)}" if calls is not None and len(calls) else "")
             )
     return "\n\n".join(out)
+
+
+def _widest_clause(sweep: pd.DataFrame, best: float) -> str:
+    """A sentence on the fold change that separates the conditions best, where it is not the
+    best-matching one."""
+    w = widest_gap_level(sweep)
+    if w is None or w == best:
+        return ""
+    r = sweep[sweep["level"].astype(float) == w].iloc[0]
+    stim, ctrl, cos, high, ratio = _sweep_row(r, "ldvae")
+    return (
+        f" The calls separate the conditions most at f = {w:g}: {pct(stim)} of the stimulated "
+        f"cells against {pct(ctrl)} of the control cells (cosine {cos:.2f}, length {ratio:.2f}×), "
+        "a synthetic shift shorter than the real one but pointing its way."
+        if np.isfinite(cos) and cos > high and ratio < 1
+        else f" The calls separate the conditions most at f = {w:g}: {pct(stim)} of the "
+        f"stimulated cells against {pct(ctrl)} of the control cells."
+    )
 
 
 def render(args: Sequence[str], load: Any, csv: Any) -> str:
