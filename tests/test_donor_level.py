@@ -327,3 +327,32 @@ def test_donor_level_tables_show_each_type_mark_the_targets_and_name_a_missing_s
         "the nuclei (p = 0.0004, adjusted 0.005); the other 1 type: none at adjusted "
         "p < 0.05 (smallest 0.600, Astro)."
     )
+
+
+def test_power_table_marks_a_reading_whose_null_cannot_reach_alpha_as_untestable():
+    # 3 against 3 donors: 20 relabellings, 2 of them the observed grouping -> p >= 0.1
+    assert power.relabelling_floor("E-test (PCA)", 3) == pytest.approx(0.1)
+    assert power.relabelling_floor("per-type AUC (LDVAE)", 3) == pytest.approx(0.1)
+    assert power.relabelling_floor("E-test (PCA)", 6) < power.ALPHA  # sampled: 1/201
+    assert power.relabelling_floor("pseudobulk set test", 3) == 0.0
+    rows = [
+        {
+            "reading": r,
+            "donors": d,
+            "nuclei": 300,
+            "fold": 2.0,
+            "replicates": 50,
+            "detected": 0,
+            "power": 0.0,
+            "power_low": 0.0,
+            "power_high": 0.07,
+        }
+        for r in ("E-test (PCA)", "pseudobulk set test")
+        for d in (3, 6)
+    ]
+    text = power.power_markdown(pd.DataFrame(rows))
+    etest = next(line for line in text.splitlines() if line.startswith("| E-test (PCA)"))
+    pseudo = next(line for line in text.splitlines() if line.startswith("| pseudobulk"))
+    assert "untestable: p ≥ 0.1 with 3 donors per arm" in etest
+    assert etest.count("untestable") == 1  # 6 donors per arm can reach 0.05
+    assert "untestable" not in pseudo

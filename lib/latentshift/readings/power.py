@@ -133,6 +133,34 @@ def _first_target(adata: AnnData) -> str:
     return str(adata.obs["cell_type"].value_counts().index[0])
 
 
+#: Donor relabellings of the E-test and of the per-type AUC's null in each simulated study.
+ETEST_PERMUTATIONS = 200
+AUC_PERMUTATIONS = 50
+
+
+def relabelling_floor(reading: str, donors_per_arm: int) -> float:
+    """The smallest p a reading's donor-relabelling null can give with ``donors_per_arm``
+    donors in each of two unpaired arms (0 for a reading without one: pseudobulk, composition).
+
+    With 3 against 3 donors there are 20 relabellings, two of which give the observed grouping
+    back, so the E-test's p cannot fall below 0.1: it never passes α = 0.05 there, whatever the
+    shift — untestable, not underpowered."""
+    from latentshift.design.nulls import relabel
+    from latentshift.design.units import Units
+
+    if not reading.startswith(("E-test", "per-type AUC")):
+        return 0.0
+    n = ETEST_PERMUTATIONS if reading.startswith("E-test") else AUC_PERMUTATIONS
+    d = int(donors_per_arm)
+    units = Units(
+        unit=np.array([f"d{i}" for i in range(2 * d)]),
+        condition=np.array(["control"] * d + ["case"] * d),
+        labels=("control", "case"),
+        paired=False,
+    )
+    return float(relabel(units, n).min_pvalue)
+
+
 def _latent_readings(
     Z: np.ndarray, adata: AnnData, units: Any, cell_type: str, seed: int
 ) -> dict[str, float]:
@@ -148,7 +176,7 @@ def _latent_readings(
         {"Z": sub_Z},
         sub_obs,
         units=sub_units,
-        n_permutations=200,
+        n_permutations=ETEST_PERMUTATIONS,
         n_bootstrap=0,
         min_cells=10,
         by_cell_type=False,
@@ -160,7 +188,7 @@ def _latent_readings(
         units=sub_units,
         subsample_size=15,
         n_subsamples=8,
-        n_permutations=50,
+        n_permutations=AUC_PERMUTATIONS,
         seed=seed,
     )
     return {
@@ -475,6 +503,10 @@ def power_markdown(table: pd.DataFrame) -> str:
                 cells.append("–")
                 continue
             r = row.iloc[0]
+            floor = relabelling_floor(str(reading), d)
+            if floor >= ALPHA:
+                cells.append(f"untestable: p ≥ {floor:.2g} with {d} donors per arm")
+                continue
             cells.append(
                 f"{100 * r['power']:.0f}% [{100 * r['power_low']:.0f}, {100 * r['power_high']:.0f}]"
                 f" (n={int(r['replicates'])})"
