@@ -331,10 +331,10 @@ def test_donor_level_tables_show_each_type_mark_the_targets_and_name_a_missing_s
 
 def test_power_table_marks_a_reading_whose_null_cannot_reach_alpha_as_untestable():
     # 3 against 3 donors: 20 relabellings, 2 of them the observed grouping -> p >= 0.1
-    assert power.relabelling_floor("E-test (PCA)", 3) == pytest.approx(0.1)
-    assert power.relabelling_floor("per-type AUC (LDVAE)", 3) == pytest.approx(0.1)
-    assert power.relabelling_floor("E-test (PCA)", 6) < power.ALPHA  # sampled: 1/201
-    assert power.relabelling_floor("pseudobulk set test", 3) == 0.0
+    assert power.null_floor("E-test (PCA)", 3) == pytest.approx(0.1)
+    assert power.null_floor("per-type AUC (LDVAE)", 3) == pytest.approx(0.1)
+    assert power.null_floor("E-test (PCA)", 6) < power.ALPHA  # sampled: 1/201
+    assert power.null_floor("pseudobulk set test", 3) == 0.0
     rows = [
         {
             "reading": r,

@@ -138,7 +138,7 @@ ETEST_PERMUTATIONS = 200
 AUC_PERMUTATIONS = 50
 
 
-def relabelling_floor(reading: str, donors_per_arm: int) -> float:
+def null_floor(reading: str, donors_per_arm: int) -> float:
     """The smallest p a reading's donor-relabelling null can give with ``donors_per_arm``
     donors in each of two unpaired arms (0 for a reading without one: pseudobulk, composition).
 
@@ -503,7 +503,7 @@ def power_markdown(table: pd.DataFrame) -> str:
                 cells.append("–")
                 continue
             r = row.iloc[0]
-            floor = relabelling_floor(str(reading), d)
+            floor = null_floor(str(reading), d)
             if floor >= ALPHA:
                 cells.append(f"untestable: p ≥ {floor:.2g} with {d} donors per arm")
                 continue
