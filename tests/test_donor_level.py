@@ -115,9 +115,49 @@ def test_by_cell_type_finds_the_set_where_it_moved_and_lists_the_untestable_type
     assert rows.loc["B", "pvalue_uniform_ks"] > 0.01
     assert rows.loc["B", "n_genes_uniform"] == rows.loc["B", "n_genes"] == 60
     assert rows.loc["B", "pvalue_uniform_ks_all"] == rows.loc["B", "pvalue_uniform_ks"]
-    assert not rows.loc["C", "testable"] and "fewer than 2 donors" in rows.loc["C", "reason"]
+    assert not rows.loc["C", "testable"] and "fewer than 3 donors" in rows.loc["C", "reason"]
+    # 8 unpaired samples: intercept and condition leave 6 residual degrees of freedom
+    assert rows.loc["A", "n_samples"] == 8 and rows.loc["A", "residual_df"] == 6
+    assert not rows.loc["A", "paired"]
     metrics = pseudobulk.summary_metrics(summary)
     assert set(metrics["by_type"]["HD"]) == {"A", "B"} and "C" in metrics["untested"]["HD"]
+    assert metrics["by_type"]["HD"]["A"]["residual_df"] == 6
+
+
+def test_an_unpaired_type_needs_three_donors_a_side_and_a_paired_one_two_pairs():
+    # type B thinned to 5 nuclei (under MIN_CELLS) in all but 2 control and 3 disease donors:
+    # 3 residual degrees of freedom, too few for DESeq2's dispersion prior
+    nuclei = _nuclei()
+    thin = (nuclei.obs["cell_type"] == "B") & nuclei.obs["donor_id"].isin(["d2", "d3"])
+    keep = ~thin | (nuclei.obs.groupby(["donor_id", "cell_type"]).cumcount() < 5)
+    nuclei = nuclei[keep.to_numpy()].copy()
+    nuclei = nuclei[
+        ~((nuclei.obs["cell_type"] == "B") & (nuclei.obs["donor_id"] == "d7")).to_numpy()
+    ].copy()
+    u = units_of(nuclei.obs, "donor_id")
+    _, summary = pseudobulk.by_cell_type(nuclei, u, {"HD": ["g0"]}, {"HD": "up"})
+    b = summary.set_index("cell_type").loc["B"]
+    assert not b["testable"]
+    assert "fewer than 3 donors" in b["reason"] and "normal: 2, HD: 3" in b["reason"]
+    # the same samples pass when the caller asks for 2 a side (the old rule): 3 residual df
+    _, loose = pseudobulk.by_cell_type(nuclei, u, {"HD": ["g0"]}, {"HD": "up"}, min_units=2)
+    assert loose.set_index("cell_type").loc["B", "residual_df"] == 3
+
+    # paired: 2 donors, each with both conditions, is enough (the donor in the design)
+    two = _nuclei()
+    two = two[two.obs["donor_id"].isin(["d0", "d1", "d4", "d5"]).to_numpy()].copy()
+    twin = {"d4": "d0", "d5": "d1"}  # the disease samples become the second condition of d0, d1
+    two.obs["donor_id"] = two.obs["donor_id"].astype(str).replace(twin)
+    pu = units_of(two.obs, "donor_id")
+    assert pu.paired
+    _, summary = pseudobulk.by_cell_type(
+        two, pu, {"HD": [f"g{i}" for i in range(10)]}, {"HD": "up"}
+    )
+    a = summary.set_index("cell_type").loc["A"]
+    # 4 samples less intercept, condition and one donor coefficient
+    assert a["testable"] and a["paired"] and a["residual_df"] == 1
+    c = summary.set_index("cell_type").loc["C"]
+    assert not c["testable"] and "fewer than 3 donors" in c["reason"]
 
 
 # --- composition ----------------------------------------------------------------------------

@@ -32,6 +32,16 @@ log = logging.getLogger(__name__)
 
 #: Fewest cells a donor × condition group needs to be a pseudobulk sample.
 MIN_CELLS = 10
+#: Fewest donors in each condition for an unpaired per-type test. With 2 against 3 donors the
+#: GLM keeps 3 residual degrees of freedom, too few for DESeq2's dispersion prior (PyDESeq2 warns
+#: that it is poorly estimated and falls back to a prior variance of 0.25): measured on
+#: ``case_control_sim_null``, astrocytes held by 2 control and 3 disease donors gave conservative
+#: gene-level p-values (KS p = 1.7e-9 against the uniform, 2.0 % below 0.05), where every type
+#: with more donors was uniform. Such a type is listed untested.
+MIN_DONORS_UNPAIRED = 3
+#: Fewest donors holding both conditions for a paired per-type test (the donor in the design:
+#: each donor is its own control, so two pairs already estimate the condition).
+MIN_PAIRS = 2
 #: limma camera's default inter-gene correlation, the floor of :func:`set_correlation`'s.
 DEFAULT_CORRELATION = 0.01
 #: Fewest mean normalised counts per sample (DESeq2's ``baseMean``) for a gene to enter the
@@ -344,7 +354,7 @@ def by_cell_type(
     *,
     cell_type_key: str = "cell_type",
     min_cells: int = MIN_CELLS,
-    min_units: int = 2,
+    min_units: int | None = None,
 ) -> tuple[dict[tuple[str, str], pd.DataFrame], pd.DataFrame]:
     """Pseudobulk DE of every condition against the reference in every cell type, by donor,
     and the set test of each named set there.
@@ -364,7 +374,9 @@ def by_cell_type(
         The obs column of the cell type.
     min_cells, min_units
         A (donor, condition) sample needs ``min_cells`` cells of the type; a type is tested when
-        each condition has ``min_units`` such samples.
+        each condition has ``min_units`` such samples. Default: :data:`MIN_PAIRS` donors
+        holding both conditions where the type's test is paired, else
+        :data:`MIN_DONORS_UNPAIRED` in each condition.
 
     Returns
     -------
@@ -372,7 +384,7 @@ def by_cell_type(
         ``(condition, cell type)`` → :func:`deseq`'s table.
     summary : pandas.DataFrame
         One row per (condition, cell type): ``testable``, ``reason``, ``n_samples``,
-        ``n_genes_fdr05`` (genes at BH 0.05), ``n_genes``, ``pvalue_uniform_ks`` (the KS test
+        ``paired``, ``residual_df`` (samples less the GLM's coefficients), ``n_genes_fdr05`` (genes at BH 0.05), ``n_genes``, ``pvalue_uniform_ks`` (the KS test
         of the gene-level p-values against the uniform, over the ``n_genes_uniform`` genes with
         ``baseMean`` ≥ :data:`MIN_BASEMEAN_UNIFORM`; ``pvalue_uniform_ks_all`` over every
         gene), ``share_p05`` (those genes at p < 0.05),
@@ -414,14 +426,19 @@ def by_cell_type(
                 else pd.Series(dtype=int)
             )
             row["n_samples"] = int(pb.n_obs) if pb is not None else 0
-            if per.get(units.reference, 0) < min_units or per.get(cond, 0) < min_units:
+            paired = pb is not None and _paired(pb, units)
+            need = (
+                min_units if min_units is not None else MIN_PAIRS if paired else MIN_DONORS_UNPAIRED
+            )
+            n_ref, n_cond = per.get(units.reference, 0), per.get(cond, 0)
+            if n_ref < need or n_cond < need:
                 row["reason"] = (
-                    f"fewer than {min_units} donors with {min_cells} cells of the type in a "
-                    f"condition ({units.reference}: {per.get(units.reference, 0)}, {cond}: {per.get(cond, 0)})"
+                    f"fewer than {need} {'pairs of ' if paired else ''}donors with {min_cells} "
+                    f"cells of the type in a condition ({units.reference}: {n_ref}, {cond}: {n_cond})"
                 )
                 rows.append(row)
                 continue
-            table, stats = _test_cell_type(pb, units, cond, sets, directions)
+            table, stats = _test_cell_type(pb, units, cond, sets, directions, paired)
             tables[(cond, ct)] = table
             row.update(testable=True, **stats)
             rows.append(row)
@@ -441,14 +458,12 @@ def _test_cell_type(
     cond: str,
     sets: dict[str, Sequence[str]],
     directions: dict[str, str],
+    paired: bool,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """:func:`deseq` of one testable cell type's pseudobulk ``pb`` (by donor when every donor
-    holds both conditions of a paired design) and its summary columns (:func:`by_cell_type`)."""
+    """:func:`deseq` of one testable cell type's pseudobulk ``pb`` (by donor when ``paired``,
+    :func:`_paired`) and its summary columns (:func:`by_cell_type`)."""
     from scipy.stats import kstest
 
-    donors = pb.obs["donor_id"].astype(str)
-    held = pd.crosstab(donors, pb.obs["condition"].astype(str)) > 0
-    paired = bool(units.paired and held.all(axis=None))
     table = deseq(pb, reference=units.reference, test=cond, donor="donor_id" if paired else None)
     genes = [g for g in sets.get(cond, []) if g in table.index]
     pair = pb[pb.obs["condition"].astype(str).isin([units.reference, cond]).to_numpy()]
@@ -464,7 +479,11 @@ def _test_cell_type(
     )
     all_p = table["pvalue"].dropna()
     gene_p = all_p[table.loc[all_p.index, "baseMean"] >= MIN_BASEMEAN_UNIFORM].to_numpy()
+    n_donors = pb.obs["donor_id"].nunique()
     stats = dict(
+        paired=paired,
+        # intercept and condition, and a coefficient per donor but one when paired
+        residual_df=int(pb.n_obs - 2 - (n_donors - 1 if paired else 0)),
         n_genes_fdr05=int((table["padj"] < 0.05).sum()),
         # are the gene-level p-values uniform? (they must be where nothing changed) — over the
         # genes with counts enough for a continuous p (MIN_BASEMEAN_UNIFORM), and over all
@@ -482,6 +501,13 @@ def _test_cell_type(
     return table, stats
 
 
+def _paired(pb: AnnData, units: Any) -> bool:
+    """Is one cell type's test paired: a paired design whose every donor holds the type in both
+    conditions (then the donor goes into the GLM and each donor is its own control)?"""
+    held = pd.crosstab(pb.obs["donor_id"].astype(str), pb.obs["condition"].astype(str)) > 0
+    return bool(units.paired and held.shape[1] > 1 and held.all(axis=None))
+
+
 def _with_set_fdr(summary: pd.DataFrame) -> pd.DataFrame:
     """``set_pvalue_adj``: the set p-values BH-adjusted over the cell types of each condition."""
     summary["set_pvalue_adj"] = np.nan
@@ -497,9 +523,14 @@ def _with_set_fdr(summary: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
+#: The summary columns :func:`summary_metrics` writes as whole numbers.
+_COUNTS = ("n_samples", "residual_df", "n_genes_fdr05", "n_genes_uniform")
+
+
 def summary_metrics(summary: pd.DataFrame) -> dict[str, Any]:
-    """The ``pseudobulk`` section of ``metrics.json``: per condition and cell type the set test
-    and the genes at FDR 0.05; the untested types with their reasons."""
+    """The ``pseudobulk`` section of ``metrics.json``: per condition and cell type the samples
+    and residual degrees of freedom, the set test and the genes at FDR 0.05; the untested types
+    with their reasons."""
 
     def clean(v: Any) -> Any:
         return None if isinstance(v, float) and not np.isfinite(v) else v
@@ -511,8 +542,10 @@ def summary_metrics(summary: pd.DataFrame) -> dict[str, Any]:
             out["untested"].setdefault(cond, {})[ct] = r["reason"]
             continue
         out["by_type"].setdefault(cond, {})[ct] = {
-            k: clean(float(r[k])) if k not in ("n_genes_fdr05", "n_genes_uniform") else int(r[k])
+            k: clean(float(r[k])) if k not in _COUNTS else int(r[k])
             for k in (
+                "n_samples",
+                "residual_df",
                 "set_pvalue",
                 "set_pvalue_adj",
                 "set_z",
