@@ -396,3 +396,56 @@ def test_power_table_marks_a_reading_whose_null_cannot_reach_alpha_as_untestable
     assert "untestable: p ≥ 0.1 with 3 donors per arm" in etest
     assert etest.count("untestable") == 1  # 6 donors per arm can reach 0.05
     assert "untestable" not in pseudo
+
+
+# --- gene-level calibration by donors per arm ------------------------------------------------
+
+
+def test_calibration_table_summarises_the_null_studies_per_donor_count():
+    from latentshift.readings import gene_calibration as gc
+
+    reps = pd.DataFrame(
+        {
+            "donors": [2, 2, 6, 6],
+            "nuclei": [100] * 4,
+            "rep": [0, 1, 0, 1],
+            "residual_df": [2, 2, 10, 10],
+            "n_genes": [500, 520, 600, 610],
+            "share_p05": [0.01, 0.03, 0.05, 0.06],
+            "ks_pvalue": [1e-9, 0.002, 0.4, 0.03],
+            "seconds": [1.0, 3.0, 2.0, 2.0],
+        }
+    )
+    table = gc.calibration_table(reps).set_index("donors")
+    assert table.loc[2, "share_p05"] == pytest.approx(0.02)
+    assert (table.loc[2, "share_p05_low"], table.loc[2, "share_p05_high"]) == (0.01, 0.03)
+    assert table.loc[2, "uniform"] == 0 and table.loc[6, "uniform"] == 2
+    # by_cell_type leaves a type with 2 donors a side untested, tests one with 6
+    assert not table.loc[2, "tested_by_cell_type"] and table.loc[6, "tested_by_cell_type"]
+    text = gc.calibration_markdown(table.reset_index())
+    assert "| 2 | 2 | 2.0% [1.0, 3.0] | 0 of 2 | no: untested |" in text
+    assert "| 6 | 10 | 5.5% [5.0, 6.0] | 2 of 2 | yes |" in text
+
+
+def test_the_calibration_command_records_null_studies_and_refuses_one_donor(root, tmp_path):
+    from latentshift.readings.power import PowerError
+    from latentshift.run import cli
+
+    out = tmp_path / "calibration"
+    args = ["calibration", str(root / "params" / "case_control_smoke.yaml"), "--out", str(out)]
+    assert (
+        cli.main(args + ["--donors", "3", "--nuclei", "60", "--reps", "2", "--genes", "200"]) == 0
+    )
+    reps = pd.read_csv(out / "replicates.csv")
+    assert len(reps) == 2 and (reps["donors"] == 3).all()
+    # 6 donors with enough nuclei of the type: 6 samples, intercept and condition
+    assert (reps["residual_df"] == 4).all() and (reps["n_genes"] > 0).all()
+    assert reps["share_p05"].between(0, 1).all() and reps["ks_pvalue"].between(0, 1).all()
+    table = pd.read_csv(out / "calibration.csv")
+    assert table["git_commit"].notna().all() and table.loc[0, "replicates"] == 2
+    from latentshift import config
+    from latentshift.readings import gene_calibration as gc
+
+    params = config.load_params(root / "params" / "case_control_smoke.yaml")
+    with pytest.raises(PowerError, match="at least 2 donors"):
+        gc.run_calibration(params, [1], reps=1)

@@ -118,7 +118,9 @@ def simulate_study(params: Mapping[str, Any], point: Point, rep: int, seed: int 
     return adata
 
 
-def _units(adata: AnnData) -> Any:
+def study_units(adata: AnnData) -> Any:
+    """The donors of a simulated study (:func:`simulate_study`), unpaired; sets its
+    ``obs["condition"]``."""
     from latentshift.design.units import units_of
     from latentshift.perturb import case_control as cc
 
@@ -126,7 +128,9 @@ def _units(adata: AnnData) -> Any:
     return units_of(adata.obs, "donor_id", paired=False)
 
 
-def _first_target(adata: AnnData) -> str:
+def first_target(adata: AnnData) -> str:
+    """The cell type a simulated study's readings look at: its first targeted type (else the
+    most abundant)."""
     targets = adata.uns["power"]["entry"].get("target_cell_types")
     if targets:
         return str(np.atleast_1d(targets)[0])
@@ -224,8 +228,8 @@ def cheap_readings(
     from latentshift.model.embedding import pca_of_counts
     from latentshift.readings import pseudobulk
 
-    units = _units(adata)
-    cell_type = _first_target(adata)
+    units = study_units(adata)
+    cell_type = first_target(adata)
     entry, genes = adata.uns["power"]["entry"], adata.uns["power"]["genes"]
     out: dict[str, float] = {}
     mask = (adata.obs["cell_type"].astype(str) == cell_type).to_numpy()
@@ -270,7 +274,7 @@ def ldvae_readings(adata: AnnData, ldvae: Mapping[str, Any], seed: int = 0) -> d
     """The latent readings on an LDVAE trained (label-blind) on the data set's nuclei."""
     from latentshift.model import ldvae as L
 
-    units = _units(adata)
+    units = study_units(adata)
     adata.obs["split"] = "train"
     adata.obs["source_cell"] = adata.obs_names.astype(str)
     cfg = {**dict(ldvae), "snapshot_every": None, "n_top_genes": None}
@@ -278,7 +282,7 @@ def ldvae_readings(adata: AnnData, ldvae: Mapping[str, Any], seed: int = 0) -> d
     Z = L.latent_representation(fit.model, adata)
     return {
         f"{k} (LDVAE)": v
-        for k, v in _latent_readings(Z, adata, units, _first_target(adata), seed).items()
+        for k, v in _latent_readings(Z, adata, units, first_target(adata), seed).items()
     }
 
 

@@ -20,6 +20,9 @@ Tables (the opening marker, the table, ``<!-- /KIND-table -->``):
   measured afresh (``simulate_m1(2000, 28000, seed=0)``: deterministic, a few seconds);
 - ``<!-- power-table results/case_control_power.csv -->`` — a recorded power study
   (:func:`latentshift.readings.power.power_markdown`);
+- ``<!-- calibration-table results/case_control_power_calibration.csv -->`` — the recorded
+  calibration of the pseudobulk gene-level p-values by donors per arm
+  (:func:`latentshift.readings.gene_calibration.calibration_markdown`);
 - ``<!-- pseudobulk-table case_control_sim_split_donor_split -->``, ``composition-table`` —
   recorded case-control runs' donor-level readings
   (:mod:`latentshift.report.donor_level_summary`);
@@ -451,6 +454,10 @@ def render_table(kind: str, args: Sequence[str], root: Path) -> str:
         from latentshift.readings.power import power_markdown
 
         return power_markdown(_csv(root, args[0]))
+    if kind == "calibration":
+        from latentshift.readings.gene_calibration import calibration_markdown
+
+        return calibration_markdown(_csv(root, args[0]))
     if kind == "pseudobulk":
         recs = [results.load(a, root) for a in args]
         return (
@@ -470,7 +477,7 @@ def render_table(kind: str, args: Sequence[str], root: Path) -> str:
             args, lambda name: results.load(name, root), lambda name: _csv(root, name)
         )
     raise ReadmeError(
-        f"the README has a '{kind}-table' marker; known kinds: results, timings, spread, sweep, fidelity, realcells, power, pseudobulk, composition, {', '.join(study_report.TABLES)}."
+        f"the README has a '{kind}-table' marker; known kinds: results, timings, spread, sweep, fidelity, realcells, power, calibration, pseudobulk, composition, {', '.join(study_report.TABLES)}."
     )
 
 

@@ -137,6 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_power.add_argument("--jobs", type=int, default=1, help="replicates run at once (default 1)")
     p_power.add_argument("--out", help="folder (default runs/<profile>/power)")
+    p_cal = sub.add_parser(
+        "calibration",
+        help="are the pseudobulk gene-level p-values uniform on null studies with few donors?",
+    )
+    p_cal.add_argument("params", help="a simulated case-control profile")
+    p_cal.add_argument("--donors", default="2,3,4,6", help="donors per arm (default 2,3,4,6)")
+    p_cal.add_argument("--nuclei", type=int, default=200, help="nuclei per donor (default 200)")
+    p_cal.add_argument("--reps", type=int, default=20, help="null studies per donor count")
+    p_cal.add_argument(
+        "--genes", type=int, help="simulated genes (default: the profile's simulate_n_genes)"
+    )
+    p_cal.add_argument("--out", help="folder (default runs/<profile>/calibration)")
     p_check = sub.add_parser("check", help="validate a profile without running anything")
     p_check.add_argument("params")
     return parser
@@ -167,6 +179,8 @@ def _results(args: argparse.Namespace) -> int:
             table = pd.read_csv(folder / "study.csv")
         elif (folder / "power.csv").is_file():
             table = pd.read_csv(folder / "power.csv")
+        elif (folder / "calibration.csv").is_file():
+            table = pd.read_csv(folder / "calibration.csv")
         elif (folder / "sweep.csv").is_file():  # read again: each level with the commit it ran at
             levels = pd.read_csv(folder / "sweep.csv")["level"].tolist()
             table = sweep.collect(folder, levels)
@@ -234,12 +248,7 @@ def _power(args: argparse.Namespace) -> int:
     from latentshift.readings import power
     from latentshift.record import provenance
 
-    params = config.load_params(args.params)
-    if params["design"] != "case_control" or params["data"]["source"] != "simulated":
-        raise power.PowerError(
-            f"{args.params}: a power study draws simulated case-control data sets; give a "
-            "simulated case-control profile (e.g. params/case_control_sim.yaml)."
-        )
+    params = _simulated_case_control(args.params, "a power study")
     if args.genes:
         params["data"]["simulate_n_genes"] = args.genes
     nuclei = _numbers(args.nuclei, int)
@@ -263,6 +272,43 @@ def _power(args: argparse.Namespace) -> int:
     table = power.write_power(folder, replicates, provenance.provenance(params, root, folder))
     log.info("power: %d rows → %s", len(table), artifacts.display_path(folder / "power.csv"))
     return 0
+
+
+def _calibration(args: argparse.Namespace) -> int:
+    from latentshift.readings import gene_calibration
+    from latentshift.record import provenance
+
+    params = _simulated_case_control(args.params, "a calibration")
+    if args.genes:
+        params["data"]["simulate_n_genes"] = args.genes
+    profile = Path(args.params).stem
+    root = artifacts.project_root()
+    folder = Path(args.out) if args.out else root / "runs" / profile / "calibration"
+    replicates = gene_calibration.run_calibration(
+        params, _numbers(args.donors, int), args.nuclei, args.reps, params["seed"]
+    )
+    table = gene_calibration.write_calibration(
+        folder, replicates, provenance.provenance(params, root, folder)
+    )
+    log.info(
+        "calibration: %d donor counts → %s",
+        len(table),
+        artifacts.display_path(folder / "calibration.csv"),
+    )
+    return 0
+
+
+def _simulated_case_control(path: str, what: str) -> dict[str, Any]:
+    """A simulated case-control profile, resolved; refused otherwise."""
+    from latentshift.readings import power
+
+    params = config.load_params(path)
+    if params["design"] != "case_control" or params["data"]["source"] != "simulated":
+        raise power.PowerError(
+            f"{path}: {what} draws simulated case-control data sets; give a "
+            "simulated case-control profile (e.g. params/case_control_sim.yaml)."
+        )
+    return params
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -317,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _results(args)
         if args.command == "power":
             return _power(args)
+        if args.command == "calibration":
+            return _calibration(args)
         if args.command == "sweep" and (args.vary or args.design):
             return _study(args)
         if args.command == "sweep":
