@@ -301,6 +301,8 @@ def test_donor_level_tables_show_each_type_mark_the_targets_and_name_a_missing_s
                 "by_type": {
                     "HD": {
                         "L2/3 IT": {
+                            "n_samples": 12,
+                            "residual_df": 10,
                             "set_pvalue": 1e-6,
                             "set_pvalue_adj": 1e-5,
                             "set_correlation": 0.01,
@@ -339,10 +341,11 @@ def test_donor_level_tables_show_each_type_mark_the_targets_and_name_a_missing_s
     table = dls.pseudobulk_markdown([rec]).splitlines()
     assert len(table) == 2 + 3
     assert (
-        "| cc | HD | L2/3 IT ★ | 1e-06 | 1e-05 | 0.010 | 12 of 800 | 0.500 (600 genes) | 20.0% "
-        "| 0.0002 |" in table
+        "| cc | HD | L2/3 IT ★ | 12 (10) | 1e-06 | 1e-05 | 0.010 | 12 of 800 | 0.500 (600 genes) "
+        "| 20.0% | 0.0002 |" in table
     )
-    assert any("| Astro |" in row and "★" not in row and "| – |" in row for row in table)
+    # a record made before the samples were kept shows '–' there
+    assert any("| Astro | – | 0.400 |" in row and "★" not in row for row in table)
     assert any("Endo" in row and "fewer than 2 donors" in row for row in table)
     comp = dls.composition_markdown([rec]).splitlines()
     assert comp[2] == "| cc | HD | L5 ET | 0.80% | 0.40% | -0.69 | 0.0004 | 0.005 |"
@@ -353,7 +356,7 @@ def test_donor_level_tables_show_each_type_mark_the_targets_and_name_a_missing_s
     assert said.startswith("**cc**, HD: the set test gives the targeted types p = 1e-06 (L2/3 IT)")
     assert "the other 1 type: none at adjusted p < 0.05 (smallest 0.800, Astro)" in said
     assert "uniform (KS p > 0.01, genes with a mean count of 10 or more) in 2 of 2 types" in said
-    assert "genes at FDR 0.05 in 1 of 2 types (at most 12 in one)" in said
+    assert "genes at FDR 0.05 in 1 of 2 types (at most 12 in one); 1 type untested" in said
     rec["params"]["data"] = {"simulate_disease_type_loss": {"L5 ET": 0.5}}
     rec["metrics"]["composition"]["HD"]["Astro"] = {
         "share_reference": 0.02,

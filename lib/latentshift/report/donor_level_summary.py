@@ -1,6 +1,7 @@
 """The donor-level readings of recorded runs as the tables the docs quote.
 
-- :func:`pseudobulk_markdown` — per cell type, the pseudobulk set test by donor (camera's rank
+- :func:`pseudobulk_markdown` — per cell type, the pseudobulk samples and the GLM's residual
+  degrees of freedom, the set test by donor (camera's rank
   test with the set's estimated inter-gene correlation), its BH-adjusted p, the genes at FDR
   0.05 and the uniformity of the gene-level p-values over the genes with counts enough for a
   continuous p (KS p, and the share below 0.05: under 5 % the test is conservative there, over
@@ -74,6 +75,7 @@ def pseudobulk_markdown(records: Sequence[Mapping[str, Any]]) -> str:
                         rec.get("profile", "?"),
                         cond,
                         f"{ct} ★" if ct in targets else ct,
+                        _samples(r),
                         _p(r.get("set_pvalue")),
                         _p(r.get("set_pvalue_adj")),
                         f"{r['set_correlation']:.3f}"
@@ -92,11 +94,12 @@ def pseudobulk_markdown(records: Sequence[Mapping[str, Any]]) -> str:
                 )
         for cond, types in section.get("untested", {}).items():
             for ct, reason in types.items():
-                rows.append([rec.get("profile", "?"), cond, ct, "untested", reason, *[""] * 5])
+                rows.append([rec.get("profile", "?"), cond, ct, "–", "untested", reason, *[""] * 5])
     header = [
         "record",
         "condition",
         "cell type",
+        "samples (residual df)",
         "set test p",
         "adjusted p (BH)",
         "set correlation",
@@ -106,6 +109,15 @@ def pseudobulk_markdown(records: Sequence[Mapping[str, Any]]) -> str:
         "gene p uniform, every gene (KS p)",
     ]
     return markdown_from_rows(header, rows)
+
+
+def _samples(r: Mapping[str, Any]) -> str:
+    """``"12 (10)"``: the type's pseudobulk samples and the GLM's residual degrees of freedom
+    ('–' in a record made before they were kept)."""
+    if r.get("n_samples") is None:
+        return "–"
+    df = r.get("residual_df")
+    return f"{int(r['n_samples'])}" + (f" ({int(df)})" if df is not None else "")
 
 
 def composition_markdown(records: Sequence[Mapping[str, Any]]) -> str:
@@ -176,12 +188,14 @@ def _others_clause(adjusted: Mapping[str, Any], after_named: bool) -> str:
 def pseudobulk_sentences(records: Sequence[Mapping[str, Any]]) -> str:
     """What the pseudobulk tables say, in sentences made from the records: per record and
     condition, the set test in the targeted types (when the record shifted some) and the
-    smallest adjusted p of the others; the uniformity of the gene-level p-values and the types
-    with genes at FDR 0.05."""
+    smallest adjusted p of the others; the uniformity of the gene-level p-values, the types
+    with genes at FDR 0.05 and how many types were left untested."""
     out = []
     for rec in records:
         name, targets = rec.get("profile", "?"), _targets(rec)
-        for cond, types in _section(rec, "pseudobulk").get("by_type", {}).items():
+        section = _section(rec, "pseudobulk")
+        for cond, types in section.get("by_type", {}).items():
+            untested = len(section.get("untested", {}).get(cond, {}))
             hit = {ct: r for ct, r in types.items() if ct in targets}
             rest = {ct: r for ct, r in types.items() if ct not in targets}
             parts = []
@@ -203,6 +217,12 @@ def pseudobulk_sentences(records: Sequence[Mapping[str, Any]]) -> str:
                 f"more) in {uniform} of {len(tested)} types; genes at FDR 0.05 in "
                 f"{len(with_fdr)} of {len(tested)} types"
                 + (f" (at most {most} in one)" if with_fdr else "")
+                + (
+                    f"; {untested} type{'s' * (untested != 1)} untested (too few donors with "
+                    "enough nuclei of the type: the table gives each count)"
+                    if untested
+                    else ""
+                )
             )
             out.append(f"**{name}**, {cond}: " + "; ".join(parts) + ".")
     return "\n\n".join(out)

@@ -178,7 +178,7 @@ def transfer_table(sweep: pd.DataFrame) -> str:
             direction = (
                 f"{cos:.2f} (null {high:.2f}), ×{ratio:.2f}"
                 if np.isfinite(cos)
-                else "n/a (no synthetic displacement at f = 1)"
+                else f"n/a (no synthetic displacement at f = {float(r['level']):g})"
             )
             cells += [f"{pct(stim)} vs {pct(ctrl)}", direction]
         cells.append(str(r.get("git_commit") or "")[:7])
@@ -305,14 +305,16 @@ def _widest_clause(sweep: pd.DataFrame, best: float) -> str:
         return ""
     r = sweep[sweep["level"].astype(float) == w].iloc[0]
     stim, ctrl, cos, high, ratio = _sweep_row(r, "ldvae")
-    return (
+    said = (
         f" The calls separate the conditions most at f = {w:g}: {pct(stim)} of the stimulated "
-        f"cells against {pct(ctrl)} of the control cells (cosine {cos:.2f}, length {ratio:.2f}×), "
-        "a synthetic shift shorter than the real one but pointing its way."
-        if np.isfinite(cos) and cos > high and ratio < 1
-        else f" The calls separate the conditions most at f = {w:g}: {pct(stim)} of the "
-        f"stimulated cells against {pct(ctrl)} of the control cells."
+        f"cells against {pct(ctrl)} of the control cells"
     )
+    if np.isfinite(cos) and cos > high and ratio < 1:
+        return (
+            said + f" (cosine {cos:.2f}, length {ratio:.2f}×), a synthetic shift shorter than "
+            "the real one but pointing its way."
+        )
+    return said + "."
 
 
 def render(args: Sequence[str], load: Any, csv: Any) -> str:
