@@ -416,6 +416,7 @@ def test_calibration_table_summarises_the_null_studies_per_donor_count():
             "n_genes": [500, 520, 600, 610],
             "share_p05": [0.01, 0.03, 0.05, 0.06],
             "ks_pvalue": [1e-9, 0.002, 0.4, 0.03],
+            "n_genes_fdr05": [0, 0, 1, 0],
             "seconds": [1.0, 3.0, 2.0, 2.0],
         }
     )
@@ -426,8 +427,9 @@ def test_calibration_table_summarises_the_null_studies_per_donor_count():
     # by_cell_type leaves a type with 2 donors a side untested, tests one with 6
     assert not table.loc[2, "tested_by_cell_type"] and table.loc[6, "tested_by_cell_type"]
     text = gc.calibration_markdown(table.reset_index())
-    assert "| 2 | 2 | 2.0% [1.0, 3.0] | 0 of 2 | no: untested |" in text
-    assert "| 6 | 10 | 5.5% [5.0, 6.0] | 2 of 2 | yes |" in text
+    assert table.loc[6, "with_fdr05"] == 1 and table.loc[2, "with_fdr05"] == 0
+    assert "| 2 | 2 | 2.0% [1.0, 3.0] | 0 of 2 | 0 of 2 | no: untested |" in text
+    assert "| 6 | 10 | 5.5% [5.0, 6.0] | 2 of 2 | 1 of 2 | yes |" in text
 
 
 def test_the_calibration_command_records_null_studies_and_refuses_one_donor(root, tmp_path):
@@ -444,6 +446,7 @@ def test_the_calibration_command_records_null_studies_and_refuses_one_donor(root
     # 6 donors with enough nuclei of the type: 6 samples, intercept and condition
     assert (reps["residual_df"] == 4).all() and (reps["n_genes"] > 0).all()
     assert reps["share_p05"].between(0, 1).all() and reps["ks_pvalue"].between(0, 1).all()
+    assert (reps["n_genes_fdr05"] >= 0).all()
     table = pd.read_csv(out / "calibration.csv")
     assert table["git_commit"].notna().all() and table.loc[0, "replicates"] == 2
     from latentshift import config

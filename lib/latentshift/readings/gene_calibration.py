@@ -9,7 +9,9 @@ at fold change 1, new donors, effects and nuclei each time) per number of donors
 each the PyDESeq2 test by donor in the profile's first targeted cell type
 (:func:`gene_calibration`): the share of genes below p = 0.05 and the KS test of the p-values
 against the uniform, over the genes with counts enough for a continuous p
-(:data:`latentshift.readings.pseudobulk.MIN_BASEMEAN_UNIFORM`). :func:`calibration_table`
+(:data:`latentshift.readings.pseudobulk.MIN_BASEMEAN_UNIFORM`), and whether any gene passes FDR
+0.05 (a false discovery: Benjamini–Hochberg keeps the share of null studies with one at 5 % or
+fewer). :func:`calibration_table`
 summarises them per donor count, beside whether
 :func:`latentshift.readings.pseudobulk.by_cell_type` tests a type held by that many donors.
 """
@@ -43,8 +45,9 @@ def gene_calibration(adata: AnnData) -> dict[str, Any]:
     dict
         ``n_samples``, ``residual_df`` (samples less intercept and condition), ``n_genes`` (genes
         with ``baseMean`` ≥ :data:`~latentshift.readings.pseudobulk.MIN_BASEMEAN_UNIFORM`),
-        ``share_p05`` (those below p = 0.05) and ``ks_pvalue`` (their KS test against the
-        uniform).
+        ``share_p05`` (those below p = 0.05), ``ks_pvalue`` (their KS test against the
+        uniform) and ``n_genes_fdr05`` (genes at BH-adjusted p < 0.05: on a null, a false
+        discovery; BH keeps a study with any at 5 % or fewer).
     """
     from scipy.stats import kstest
 
@@ -66,6 +69,7 @@ def gene_calibration(adata: AnnData) -> dict[str, Any]:
         "n_genes": int(genes.size),
         "share_p05": float((genes < 0.05).mean()) if genes.size else np.nan,
         "ks_pvalue": float(kstest(genes, "uniform").pvalue) if genes.size else np.nan,
+        "n_genes_fdr05": int((table["padj"] < 0.05).sum()),
     }
 
 
@@ -131,7 +135,7 @@ def run_calibration(
 def calibration_table(replicates: pd.DataFrame) -> pd.DataFrame:
     """Per donor count: the studies, the residual df, the mean share of genes below p = 0.05
     (and the lowest and highest study's), the studies whose p-values pass the KS test
-    (p > :data:`KS_LEVEL`), and whether :func:`latentshift.readings.pseudobulk.by_cell_type`
+    (p > :data:`KS_LEVEL`), the studies with a gene at FDR 0.05, and whether :func:`latentshift.readings.pseudobulk.by_cell_type`
     tests an unpaired type held by that many donors per arm."""
     from latentshift.readings.pseudobulk import MIN_DONORS_UNPAIRED
 
@@ -148,6 +152,7 @@ def calibration_table(replicates: pd.DataFrame) -> pd.DataFrame:
                 "share_p05_low": float(part["share_p05"].min()),
                 "share_p05_high": float(part["share_p05"].max()),
                 "uniform": int((part["ks_pvalue"] > KS_LEVEL).sum()),
+                "with_fdr05": int((part["n_genes_fdr05"] > 0).sum()),
                 "tested_by_cell_type": bool(d >= MIN_DONORS_UNPAIRED),
                 "seconds_per_replicate": round(float(part["seconds"].mean()), 2),
             }
@@ -162,6 +167,7 @@ def calibration_markdown(table: pd.DataFrame) -> str:
         "residual df",
         "genes at p < 0.05 (5% when calibrated): mean [lowest, highest study]",
         f"studies uniform (KS p > {KS_LEVEL})",
+        "studies with a gene at FDR 0.05 (5% at most when calibrated)",
         "tested per cell type",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -175,6 +181,7 @@ def calibration_markdown(table: pd.DataFrame) -> str:
                     f"{100 * r['share_p05']:.1f}% [{100 * r['share_p05_low']:.1f}, "
                     f"{100 * r['share_p05_high']:.1f}]",
                     f"{int(r['uniform'])} of {int(r['replicates'])}",
+                    f"{int(r['with_fdr05'])} of {int(r['replicates'])}",
                     "yes" if r["tested_by_cell_type"] else "no: untested",
                 ]
             )
