@@ -19,7 +19,8 @@
   against real disease nuclei and real cells;
 - :mod:`~latentshift.readings.pseudobulk`, :mod:`~latentshift.readings.composition` — the
   donor-level readings (PyDESeq2 by donor, cell-type shares);
-- :mod:`~latentshift.readings.power` — how many donors a shift needs.
+- :mod:`~latentshift.readings.power` — how many donors a shift needs;
+  :mod:`~latentshift.readings.gene_calibration` — how the gene-level p-values behave with few.
 """
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "etest",
     "evaluation",
     "factor_shifts",
+    "gene_calibration",
     "latent_file",
     "loadings",
     "network",

@@ -118,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="regenerate the tables and quoted numbers of README.md and docs/*.md from results/",
     )
     p_readme.add_argument("--check", action="store_true", help="only say whether they are stale")
+    _add_donor_level_parsers(sub)
+    p_check = sub.add_parser("check", help="validate a profile without running anything")
+    p_check.add_argument("params")
+    return parser
+
+
+def _add_donor_level_parsers(sub: Any) -> None:
+    """The ``power`` and ``calibration`` commands: simulated case-control studies by design."""
     p_power = sub.add_parser(
         "power",
         help="power of each reading over simulated case-control studies: donors, nuclei, fold change",
@@ -149,9 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--genes", type=int, help="simulated genes (default: the profile's simulate_n_genes)"
     )
     p_cal.add_argument("--out", help="folder (default runs/<profile>/calibration)")
-    p_check = sub.add_parser("check", help="validate a profile without running anything")
-    p_check.add_argument("params")
-    return parser
 
 
 def _levels(text: str | None) -> dict[str, Any]:
