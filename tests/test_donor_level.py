@@ -449,6 +449,10 @@ def test_the_calibration_command_records_null_studies_and_refuses_one_donor(root
     assert (reps["n_genes_fdr05"] >= 0).all()
     table = pd.read_csv(out / "calibration.csv")
     assert table["git_commit"].notna().all() and table.loc[0, "replicates"] == 2
+    # recorded like a power study: the table, beside the others in results/
+    recorded = tmp_path / "results" / "calibration.csv"
+    assert cli.main(["results", str(out), "--out", str(recorded)]) == 0
+    assert pd.read_csv(recorded)["share_p05"].tolist() == table["share_p05"].tolist()
     from latentshift import config
     from latentshift.readings import gene_calibration as gc
 
