@@ -32,15 +32,16 @@ log = logging.getLogger(__name__)
 
 #: Fewest cells a donor × condition group needs to be a pseudobulk sample.
 MIN_CELLS = 10
-#: Fewest donors in each condition for an unpaired per-type test. With 2 against 3 donors the
-#: GLM keeps 3 residual degrees of freedom, too few for DESeq2's dispersion prior (PyDESeq2 warns
-#: that it is poorly estimated and falls back to a prior variance of 0.25): measured on
-#: ``case_control_sim_null``, astrocytes held by 2 control and 3 disease donors gave conservative
-#: gene-level p-values (KS p = 1.7e-9 against the uniform, 2.0 % below 0.05), where every type
-#: with more donors was uniform. Such a type is listed untested.
+#: Fewest donors in each condition for an unpaired per-type test. With 2 against 2 or 3 donors
+#: the GLM keeps 2 or 3 residual degrees of freedom, too few for DESeq2's dispersion prior
+#: (PyDESeq2 warns that it is poorly estimated) and the gene-level p-values of a null fall far
+#: from uniform (``python -m latentshift calibration``, recorded in
+#: results/case_control_power_calibration.csv; docs/donor-level.md). Such a type is untested.
 MIN_DONORS_UNPAIRED = 3
-#: Fewest donors holding both conditions for a paired per-type test (the donor in the design:
-#: each donor is its own control, so two pairs already estimate the condition).
+#: Fewest donors holding both conditions for a paired per-type test: each donor is its own
+#: control (the donor in the design), and 2 is all a paired design such as Kang et al.'s may
+#: have. Its residual df are few (1 with 2 pairs): expect its gene-level p-values to be as
+#: conservative as the calibration's 2-donor studies; the set test ranks the genes' statistics.
 MIN_PAIRS = 2
 #: limma camera's default inter-gene correlation, the floor of :func:`set_correlation`'s.
 DEFAULT_CORRELATION = 0.01
@@ -384,8 +385,9 @@ def by_cell_type(
         ``(condition, cell type)`` → :func:`deseq`'s table.
     summary : pandas.DataFrame
         One row per (condition, cell type): ``testable``, ``reason``, ``n_samples``,
-        ``paired``, ``residual_df`` (samples less the GLM's coefficients), ``n_genes_fdr05`` (genes at BH 0.05), ``n_genes``, ``pvalue_uniform_ks`` (the KS test
-        of the gene-level p-values against the uniform, over the ``n_genes_uniform`` genes with
+        ``paired``, ``residual_df`` (samples less the GLM's coefficients), ``n_genes_fdr05``
+        (genes at BH 0.05), ``n_genes``, ``pvalue_uniform_ks`` (the KS test of the gene-level
+        p-values against the uniform, over the ``n_genes_uniform`` genes with
         ``baseMean`` ≥ :data:`MIN_BASEMEAN_UNIFORM`; ``pvalue_uniform_ks_all`` over every
         gene), ``share_p05`` (those genes at p < 0.05),
         ``set_pvalue``, ``set_z``, ``set_mean_stat``, ``n_set``, ``set_correlation``
