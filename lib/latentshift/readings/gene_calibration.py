@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -49,27 +48,19 @@ def gene_calibration(adata: AnnData) -> dict[str, Any]:
         uniform) and ``n_genes_fdr05`` (genes at BH-adjusted p < 0.05: on a null, a false
         discovery; BH keeps a study with any at 5 % or fewer).
     """
-    from scipy.stats import kstest
-
     from latentshift.readings import power, pseudobulk
 
-    units = power.study_units(adata)
-    cell_type = power.first_target(adata)
-    mask = (adata.obs["cell_type"].astype(str) == cell_type).to_numpy()
-    part = adata[mask].copy()
-    part.obs["donor_id"] = units.unit[mask]
+    cell_type, _, part = power.target_nuclei(adata, power.study_units(adata))
     pb = pseudobulk.aggregate(part, ["donor_id", "condition"])
-    table = pseudobulk.deseq(pb)
-    p = table["pvalue"].dropna()
-    genes = p[table.loc[p.index, "baseMean"] >= pseudobulk.MIN_BASEMEAN_UNIFORM].to_numpy()
+    found = pseudobulk.gene_level_calibration(pseudobulk.deseq(pb))
     return {
         "cell_type": cell_type,
         "n_samples": int(pb.n_obs),
-        "residual_df": int(pb.n_obs - 2),
-        "n_genes": int(genes.size),
-        "share_p05": float((genes < 0.05).mean()) if genes.size else np.nan,
-        "ks_pvalue": float(kstest(genes, "uniform").pvalue) if genes.size else np.nan,
-        "n_genes_fdr05": int((table["padj"] < 0.05).sum()),
+        "residual_df": pseudobulk.residual_df(pb),
+        "n_genes": found["n_genes_uniform"],
+        "share_p05": found["share_p05"],
+        "ks_pvalue": found["pvalue_uniform_ks"],
+        "n_genes_fdr05": found["n_genes_fdr05"],
     }
 
 

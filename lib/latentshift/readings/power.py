@@ -137,6 +137,16 @@ def first_target(adata: AnnData) -> str:
     return str(adata.obs["cell_type"].value_counts().index[0])
 
 
+def target_nuclei(adata: AnnData, units: Any) -> tuple[str, np.ndarray, AnnData]:
+    """The study's :func:`first_target` type, its mask and its nuclei (a copy, with the donor
+    of each in ``obs["donor_id"]``)."""
+    cell_type = first_target(adata)
+    mask = (adata.obs["cell_type"].astype(str) == cell_type).to_numpy()
+    part = adata[mask].copy()
+    part.obs["donor_id"] = units.unit[mask]
+    return cell_type, mask, part
+
+
 #: Donor relabellings of the E-test and of the per-type AUC's null in each simulated study.
 ETEST_PERMUTATIONS = 200
 AUC_PERMUTATIONS = 50
@@ -229,12 +239,9 @@ def cheap_readings(
     from latentshift.readings import pseudobulk
 
     units = study_units(adata)
-    cell_type = first_target(adata)
+    cell_type, mask, part = target_nuclei(adata, units)
     entry, genes = adata.uns["power"]["entry"], adata.uns["power"]["genes"]
     out: dict[str, float] = {}
-    mask = (adata.obs["cell_type"].astype(str) == cell_type).to_numpy()
-    part = adata[mask].copy()
-    part.obs["donor_id"] = units.unit[mask]
     if "pseudobulk set test" in wanted:
         pb = pseudobulk.aggregate(part, ["donor_id", "condition"])
         try:

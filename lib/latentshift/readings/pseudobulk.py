@@ -464,8 +464,6 @@ def _test_cell_type(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """:func:`deseq` of one testable cell type's pseudobulk ``pb`` (by donor when ``paired``,
     :func:`_paired`) and its summary columns (:func:`by_cell_type`)."""
-    from scipy.stats import kstest
-
     table = deseq(pb, reference=units.reference, test=cond, donor="donor_id" if paired else None)
     genes = [g for g in sets.get(cond, []) if g in table.index]
     pair = pb[pb.obs["condition"].astype(str).isin([units.reference, cond]).to_numpy()]
@@ -479,20 +477,10 @@ def _test_cell_type(
         if cond in sets
         else {}
     )
-    all_p = table["pvalue"].dropna()
-    gene_p = all_p[table.loc[all_p.index, "baseMean"] >= MIN_BASEMEAN_UNIFORM].to_numpy()
-    n_donors = pb.obs["donor_id"].nunique()
     stats = dict(
         paired=paired,
-        # intercept and condition, and a coefficient per donor but one when paired
-        residual_df=int(pb.n_obs - 2 - (n_donors - 1 if paired else 0)),
-        n_genes_fdr05=int((table["padj"] < 0.05).sum()),
-        # are the gene-level p-values uniform? (they must be where nothing changed) — over the
-        # genes with counts enough for a continuous p (MIN_BASEMEAN_UNIFORM), and over all
-        pvalue_uniform_ks=float(kstest(gene_p, "uniform").pvalue) if gene_p.size else np.nan,
-        share_p05=float((gene_p < 0.05).mean()) if gene_p.size else np.nan,
-        n_genes_uniform=int(gene_p.size),
-        pvalue_uniform_ks_all=float(kstest(all_p, "uniform").pvalue) if all_p.size else np.nan,
+        residual_df=residual_df(pb, paired),
+        **gene_level_calibration(table),
         n_genes=int(len(table)),
         set_pvalue=res.get("pvalue", np.nan),
         set_z=res.get("z", np.nan),
@@ -501,6 +489,38 @@ def _test_cell_type(
         set_correlation=res.get("correlation", np.nan),
     )
     return table, stats
+
+
+def gene_level_calibration(table: pd.DataFrame) -> dict[str, Any]:
+    """Are a :func:`deseq` table's gene-level p-values uniform, as they must be where nothing
+    changed?
+
+    Returns
+    -------
+    dict
+        ``n_genes_fdr05`` (genes at BH 0.05), ``pvalue_uniform_ks`` (KS test against the
+        uniform over the ``n_genes_uniform`` genes with ``baseMean`` ≥
+        :data:`MIN_BASEMEAN_UNIFORM`, whose p is continuous enough), ``share_p05`` (those below
+        0.05) and ``pvalue_uniform_ks_all`` (the KS test over every gene).
+    """
+    from scipy.stats import kstest
+
+    all_p = table["pvalue"].dropna()
+    gene_p = all_p[table.loc[all_p.index, "baseMean"] >= MIN_BASEMEAN_UNIFORM].to_numpy()
+    return {
+        "n_genes_fdr05": int((table["padj"] < 0.05).sum()),
+        "pvalue_uniform_ks": float(kstest(gene_p, "uniform").pvalue) if gene_p.size else np.nan,
+        "share_p05": float((gene_p < 0.05).mean()) if gene_p.size else np.nan,
+        "n_genes_uniform": int(gene_p.size),
+        "pvalue_uniform_ks_all": float(kstest(all_p, "uniform").pvalue) if all_p.size else np.nan,
+    }
+
+
+def residual_df(pb: AnnData, paired: bool = False) -> int:
+    """The residual degrees of freedom of :func:`deseq` on ``pb``: its samples less the
+    intercept and the condition, and a coefficient per donor but one when ``paired``."""
+    n_donors = pb.obs["donor_id"].nunique()
+    return int(pb.n_obs - 2 - (n_donors - 1 if paired else 0))
 
 
 def _paired(pb: AnnData, units: Any) -> bool:
