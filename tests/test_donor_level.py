@@ -124,6 +124,34 @@ def test_by_cell_type_finds_the_set_where_it_moved_and_lists_the_untestable_type
     assert metrics["by_type"]["HD"]["A"]["residual_df"] == 6
 
 
+def test_deseq_reads_the_wald_statistic_against_a_t_with_residual_and_prior_df():
+    from scipy.special import polygamma
+    from scipy.stats import norm
+    from scipy.stats import t as student
+
+    nuclei = _nuclei(fold=1.0)
+    pb = pseudobulk.aggregate(
+        nuclei[nuclei.obs["cell_type"] == "A"].copy(), ["donor_id", "condition"]
+    )
+    table = pseudobulk.deseq(pb).dropna(subset=["pvalue"])
+    residual = pseudobulk.residual_df(pb)  # 8 samples less intercept and condition
+    assert residual == 6
+    # every gene's df is the residual df, plus the prior's for the genes DESeq2 shrinks:
+    # one value above 6 shared by the shrunk genes, whose trigamma matches a prior variance
+    # no smaller than PyDESeq2's floor of 0.25 (so at most ~9 prior df)
+    shrunk = table["df"][table["df"] > residual]
+    assert len(shrunk) > len(table) / 2 and shrunk.nunique() == 1
+    prior = float(shrunk.iloc[0]) - residual
+    assert 0 < prior and polygamma(1, prior / 2) >= 0.25 - 1e-9
+    assert set(table["df"].unique()) <= {float(residual), float(residual + prior)}
+    stat = table["stat"].abs()
+    assert np.allclose(table["pvalue"], 2 * student.sf(stat, table["df"]))
+    assert np.allclose(table["pvalue_normal"], 2 * norm.sf(stat))
+    # the t's heavier tail: never smaller than the normal's p, and BH over the t p-values
+    assert (table["pvalue"] >= table["pvalue_normal"] - 1e-12).all()
+    assert (table["padj"] >= table["pvalue"] - 1e-12).all()
+
+
 def test_an_unpaired_type_needs_three_donors_a_side_and_a_paired_one_two_pairs():
     # type B thinned to 5 nuclei (under MIN_CELLS) in all but 2 control and 3 disease donors:
     # 3 residual degrees of freedom, too few for DESeq2's dispersion prior
@@ -417,6 +445,10 @@ def test_calibration_table_summarises_the_null_studies_per_donor_count():
             "share_p05": [0.01, 0.03, 0.05, 0.06],
             "ks_pvalue": [1e-9, 0.002, 0.4, 0.03],
             "n_genes_fdr05": [0, 0, 1, 0],
+            "wald_df": [11.0, 11.0, 19.0, 19.0],
+            "share_p05_normal": [0.02, 0.04, 0.06, 0.07],
+            "ks_pvalue_normal": [1e-9, 0.02, 0.4, 0.005],
+            "n_genes_fdr05_normal": [0, 2, 3, 1],
             "seconds": [1.0, 3.0, 2.0, 2.0],
         }
     )
@@ -428,8 +460,10 @@ def test_calibration_table_summarises_the_null_studies_per_donor_count():
     assert not table.loc[2, "tested_by_cell_type"] and table.loc[6, "tested_by_cell_type"]
     text = gc.calibration_markdown(table.reset_index())
     assert table.loc[6, "with_fdr05"] == 1 and table.loc[2, "with_fdr05"] == 0
-    assert "| 2 | 2 | 2.0% [1.0, 3.0] | 0 of 2 | 0 of 2 | no: untested |" in text
-    assert "| 6 | 10 | 5.5% [5.0, 6.0] | 2 of 2 | 1 of 2 | yes |" in text
+    assert "| 2 | 2 (11.0) | 2.0% [1.0, 3.0] | 0 of 2 | 0 of 2 | 3.0%; 1 of 2; 1 of 2 | no:" in text
+    assert (
+        "| 6 | 10 (19.0) | 5.5% [5.0, 6.0] | 2 of 2 | 1 of 2 | 6.5%; 1 of 2; 2 of 2 | yes |" in text
+    )
 
 
 def test_the_calibration_command_records_null_studies_and_refuses_one_donor(root, tmp_path):

@@ -42,25 +42,34 @@ def gene_calibration(adata: AnnData) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``n_samples``, ``residual_df`` (samples less intercept and condition), ``n_genes`` (genes
-        with ``baseMean`` ≥ :data:`~latentshift.readings.pseudobulk.MIN_BASEMEAN_UNIFORM`),
-        ``share_p05`` (those below p = 0.05), ``ks_pvalue`` (their KS test against the
-        uniform) and ``n_genes_fdr05`` (genes at BH-adjusted p < 0.05: on a null, a false
-        discovery; BH keeps a study with any at 5 % or fewer).
+        ``n_samples``, ``residual_df`` (samples less intercept and condition), ``wald_df`` (the
+        median gene's df of the t reference, :func:`~latentshift.readings.pseudobulk.wald_df`),
+        ``n_genes`` (genes with ``baseMean`` ≥
+        :data:`~latentshift.readings.pseudobulk.MIN_BASEMEAN_UNIFORM`), ``share_p05`` (those
+        below p = 0.05), ``ks_pvalue`` (their KS test against the uniform) and
+        ``n_genes_fdr05`` (genes at BH-adjusted p < 0.05: on a null, a false discovery; BH
+        keeps a study with any at 5 % or fewer); the same three with ``_normal`` for
+        PyDESeq2's normal reference on the same fit.
     """
     from latentshift.readings import power, pseudobulk
 
     cell_type, _, part = power.target_nuclei(adata, power.study_units(adata))
     pb = pseudobulk.aggregate(part, ["donor_id", "condition"])
-    found = pseudobulk.gene_level_calibration(pseudobulk.deseq(pb))
+    table = pseudobulk.deseq(pb)
+    found = pseudobulk.gene_level_calibration(table)
+    normal = pseudobulk.gene_level_calibration(table, "pvalue_normal")
     return {
         "cell_type": cell_type,
         "n_samples": int(pb.n_obs),
         "residual_df": pseudobulk.residual_df(pb),
+        "wald_df": float(table["df"].median()),
         "n_genes": found["n_genes_uniform"],
         "share_p05": found["share_p05"],
         "ks_pvalue": found["pvalue_uniform_ks"],
         "n_genes_fdr05": found["n_genes_fdr05"],
+        "share_p05_normal": normal["share_p05"],
+        "ks_pvalue_normal": normal["pvalue_uniform_ks"],
+        "n_genes_fdr05_normal": normal["n_genes_fdr05"],
     }
 
 
@@ -142,8 +151,12 @@ def calibration_table(replicates: pd.DataFrame) -> pd.DataFrame:
                 "share_p05": float(part["share_p05"].mean()),
                 "share_p05_low": float(part["share_p05"].min()),
                 "share_p05_high": float(part["share_p05"].max()),
+                "wald_df": float(part["wald_df"].median()),
                 "uniform": int((part["ks_pvalue"] > KS_LEVEL).sum()),
                 "with_fdr05": int((part["n_genes_fdr05"] > 0).sum()),
+                "share_p05_normal": float(part["share_p05_normal"].mean()),
+                "uniform_normal": int((part["ks_pvalue_normal"] > KS_LEVEL).sum()),
+                "with_fdr05_normal": int((part["n_genes_fdr05_normal"] > 0).sum()),
                 "tested_by_cell_type": bool(d >= MIN_DONORS_UNPAIRED),
                 "seconds_per_replicate": round(float(part["seconds"].mean()), 2),
             }
@@ -155,24 +168,29 @@ def calibration_markdown(table: pd.DataFrame) -> str:
     """The calibration table as Markdown, a row per donor count."""
     head = [
         "donors per arm",
-        "residual df",
+        "residual df (t df)",
         "genes at p < 0.05 (5% when calibrated): mean [lowest, highest study]",
         f"studies uniform (KS p > {KS_LEVEL})",
         "studies with a gene at FDR 0.05 (5% at most when calibrated)",
+        "PyDESeq2's normal reference, same fits: genes at p < 0.05; uniform; with a gene at "
+        "FDR 0.05",
         "tested per cell type",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.sort_values("donors").to_dict("records"):
+        n = int(r["replicates"])
         lines.append(
             "| "
             + " | ".join(
                 [
                     str(int(r["donors"])),
-                    str(int(r["residual_df"])),
+                    f"{int(r['residual_df'])} ({r['wald_df']:.1f})",
                     f"{100 * r['share_p05']:.1f}% [{100 * r['share_p05_low']:.1f}, "
                     f"{100 * r['share_p05_high']:.1f}]",
-                    f"{int(r['uniform'])} of {int(r['replicates'])}",
-                    f"{int(r['with_fdr05'])} of {int(r['replicates'])}",
+                    f"{int(r['uniform'])} of {n}",
+                    f"{int(r['with_fdr05'])} of {n}",
+                    f"{100 * r['share_p05_normal']:.1f}%; {int(r['uniform_normal'])} of {n}; "
+                    f"{int(r['with_fdr05_normal'])} of {n}",
                     "yes" if r["tested_by_cell_type"] else "no: untested",
                 ]
             )
