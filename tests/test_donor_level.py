@@ -14,7 +14,7 @@ from scipy.stats import mannwhitneyu
 
 from latentshift.design.units import units_of
 from latentshift.errors import DataError
-from latentshift.readings import composition, power, pseudobulk
+from latentshift.readings import composition, power, pseudobulk, set_tests
 
 # --- the set test ---------------------------------------------------------------------------
 
@@ -34,7 +34,7 @@ def test_set_test_without_correlation_is_the_mann_whitney_test(in_set, rest, dir
     if stat.nunique() == 1:
         return
     table = pd.DataFrame({"stat": stat})
-    got = pseudobulk.set_test(table, list(stat.index[: len(in_set)]), direction, correlation=0.0)
+    got = set_tests.set_test(table, list(stat.index[: len(in_set)]), direction, correlation=0.0)
     alt = "greater" if direction == "up" else "less"
     want = mannwhitneyu(
         stat.iloc[: len(in_set)], stat.iloc[len(in_set) :], alternative=alt, method="asymptotic"
@@ -49,12 +49,12 @@ def test_set_test_finds_a_shifted_set_and_correlation_makes_it_more_cautious():
     stat.iloc[:20] += 1.0
     table = pd.DataFrame({"stat": stat})
     genes = list(stat.index[:20])
-    up = pseudobulk.set_test(table, genes, "up")
+    up = set_tests.set_test(table, genes, "up")
     assert up["pvalue"] < 1e-3 and up["mean_stat"] > 0.5
-    assert pseudobulk.set_test(table, genes, "down")["pvalue"] > 0.99
-    independent = pseudobulk.set_test(table, genes, "up", correlation=0.0)["pvalue"]
+    assert set_tests.set_test(table, genes, "down")["pvalue"] > 0.99
+    independent = set_tests.set_test(table, genes, "up", correlation=0.0)["pvalue"]
     assert independent < up["pvalue"]  # a correlated set carries less evidence
-    assert np.isnan(pseudobulk.set_test(table, ["not-a-gene"], "up")["pvalue"])
+    assert np.isnan(set_tests.set_test(table, ["not-a-gene"], "up")["pvalue"])
 
 
 def test_set_correlation_sees_genes_that_move_together_across_donors():
@@ -66,11 +66,11 @@ def test_set_correlation_sees_genes_that_move_together_across_donors():
     counts = np.rint(np.exp(logs)).astype(np.int64)
     obs = pd.DataFrame({"condition": ["ctrl", "stim"] * 6}, index=[str(i) for i in range(12)])
     pb = ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(n_genes)]))
-    together = pseudobulk.set_correlation(pb, [f"g{i}" for i in range(20)])
-    apart = pseudobulk.set_correlation(pb, [f"g{i}" for i in range(20, 40)])
+    together = set_tests.set_correlation(pb, [f"g{i}" for i in range(20)])
+    apart = set_tests.set_correlation(pb, [f"g{i}" for i in range(20, 40)])
     assert together > 0.5
-    assert apart == pytest.approx(pseudobulk.DEFAULT_CORRELATION, abs=0.1)
-    assert apart >= pseudobulk.DEFAULT_CORRELATION
+    assert apart == pytest.approx(set_tests.DEFAULT_CORRELATION, abs=0.1)
+    assert apart >= set_tests.DEFAULT_CORRELATION
 
 
 # --- pseudobulk by cell type ----------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from latentshift.errors import DataError
-from latentshift.readings import pseudobulk, real_cells
+from latentshift.readings import pseudobulk, real_cells, set_tests
 
 
 def test_genes_match_on_ensembl_ids_where_both_have_them_else_on_symbols():
@@ -144,8 +144,8 @@ def test_deseq_finds_the_raised_genes_first_and_up(paired):
     assert set(top) == {f"g{i}" for i in range(5)}
     assert (table.loc[list(top), "log2FoldChange"] > 1.5).all()
     assert (table.loc[list(top), "padj"] < 0.01).all()
-    ranked = pseudobulk.set_rank(table, ["g0", "g1", "g2", "g3", "g4"], "up", top=5)
+    ranked = set_tests.set_rank(table, ["g0", "g1", "g2", "g3", "g4"], "up", top=5)
     assert ranked["auroc"] == 1.0 and ranked["in_top"] == 5
-    assert pseudobulk.set_rank(table, ["g0", "g1"], "down")["auroc"] < 0.1
+    assert set_tests.set_rank(table, ["g0", "g1"], "down")["auroc"] < 0.1
     with pytest.raises(DataError, match="at least 2 samples"):
         pseudobulk.deseq(pb[pb.obs["donor_id"] == "a"].copy())

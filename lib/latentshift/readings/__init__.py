@@ -17,8 +17,9 @@
   :mod:`~latentshift.readings.latent_file` — step 06: the factors that carry it;
 - :mod:`~latentshift.readings.transfer`, :mod:`~latentshift.readings.real_cells` — synthetic
   against real disease nuclei and real cells;
-- :mod:`~latentshift.readings.pseudobulk`, :mod:`~latentshift.readings.composition` — the
-  donor-level readings (PyDESeq2 by donor, cell-type shares);
+- :mod:`~latentshift.readings.pseudobulk`, :mod:`~latentshift.readings.set_tests`,
+  :mod:`~latentshift.readings.composition` — the donor-level readings (PyDESeq2 by donor, the
+  named sets' tests on it, cell-type shares);
 - :mod:`~latentshift.readings.power` — how many donors a shift needs;
   :mod:`~latentshift.readings.gene_calibration` — how the gene-level p-values behave with few.
 """
@@ -41,6 +42,7 @@ __all__ = [
     "power",
     "pseudobulk",
     "real_cells",
+    "set_tests",
     "shift_units",
     "transfer",
 ]

@@ -12,7 +12,7 @@ donors per arm each reading needs for 80 % power (:func:`donors_needed`).
 The readings, each detecting when its p-value < α:
 
 - ``pseudobulk set test`` — PyDESeq2 by donor in the first targeted cell type, the named set's
-  camera rank test (:func:`latentshift.readings.pseudobulk.set_test`);
+  camera rank test (:func:`latentshift.readings.set_tests.set_test`);
 - ``composition`` — the composition test (logit proportions by donor) of the cell type a profile names in
   ``data.simulate_disease_type_loss``, which keeps 1/fold of its nuclei in disease donors (the
   same fold change as the set's, downward; fold 1 loses none); with no type named, the smallest
@@ -236,7 +236,7 @@ def cheap_readings(
             f"unknown reading(s) {', '.join(sorted(unknown))}; choose from {', '.join(CHEAP_READINGS)}."
         )
     from latentshift.model.embedding import pca_of_counts
-    from latentshift.readings import pseudobulk
+    from latentshift.readings import pseudobulk, set_tests
 
     units = study_units(adata)
     cell_type, mask, part = target_nuclei(adata, units)
@@ -247,8 +247,8 @@ def cheap_readings(
         try:
             table = pseudobulk.deseq(pb)
             tested = [g for g in genes if g in table.index]
-            out["pseudobulk set test"] = pseudobulk.set_test(
-                table, tested, entry["direction"], pseudobulk.set_correlation(pb, tested)
+            out["pseudobulk set test"] = set_tests.set_test(
+                table, tested, entry["direction"], set_tests.set_correlation(pb, tested)
             )["pvalue"]
         except LatentshiftError:
             out["pseudobulk set test"] = np.nan

@@ -499,7 +499,7 @@ def real_response(
     (:func:`latentshift.readings.pseudobulk.aggregate`); PyDESeq2 tests each gene, stimulated against
     control, with the donor in the design when every donor holds both conditions; each entry's
     gene set — as the GMT file gives it, matched in the real file — is ranked among all genes by
-    the Wald statistic (:func:`latentshift.readings.pseudobulk.set_rank`).
+    the Wald statistic (:func:`latentshift.readings.set_tests.set_rank`).
 
     Parameters
     ----------
@@ -515,11 +515,11 @@ def real_response(
     Returns
     -------
     dict
-        Real condition → :func:`latentshift.readings.pseudobulk.set_rank` and ``paired`` (donor in the
+        Real condition → :func:`latentshift.readings.set_tests.set_rank` and ``paired`` (donor in the
         design), ``n_samples``, ``n_genes_tested``, ``n_set_in_file``.
     """
     from latentshift.perturb import genesets
-    from latentshift.readings import pseudobulk
+    from latentshift.readings import pseudobulk, set_tests
 
     real = read_real(cfg)
     pb = pseudobulk.aggregate(real, ["donor_id", "condition"])
@@ -533,7 +533,7 @@ def real_response(
         _, genes = genesets.match_genesets(
             real, {entry: sets[entry]}, [entry], symbol_column=cfg.get("symbol_column")
         )
-        ranked = pseudobulk.set_rank(table, genes[entry], directions[entry])
+        ranked = set_tests.set_rank(table, genes[entry], directions[entry])
         out[stimulated] = {
             **ranked,
             "paired": both,
