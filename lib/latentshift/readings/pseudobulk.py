@@ -18,8 +18,8 @@ residual degrees of freedom and shrunk toward the trend, and the normal referenc
 uncertainty. On simulated nulls (``python -m latentshift calibration``) the normal reference
 leaves the bulk of the p-values near uniform but its tail too light: a type called some gene
 at FDR 0.05 in several times the 5 % of null studies Benjamini–Hochberg allows. R's DESeq2 offers
-a t with the residual df (``useT``), which over-corrects with few donors (far fewer than 5 % of
-null genes below 0.05 at 3 donors per arm); the df here add the prior's, as limma's moderated t does
+a t with the residual df (``useT``), which leaves out the prior and so is more cautious still
+with few donors; the df here add the prior's, as limma's moderated t does
 (Smyth 2004): the residual df plus the df whose log-variance spread equals DESeq2's own prior
 variance of the log dispersions. PyDESeq2's normal p-value stays in the table
 (``pvalue_normal``) for comparison.
