@@ -106,7 +106,7 @@ def run_calibration(
         One row per study: ``donors``, ``nuclei``, ``rep``, :func:`gene_calibration`'s columns
         and ``seconds``.
     """
-    from latentshift.readings.power import Point, PowerError, simulate_study
+    from latentshift.readings.power import Point, PowerError, simulate_study, time_left
 
     if not donors or min(donors) < 2 or reps < 1:
         raise PowerError(
@@ -122,12 +122,10 @@ def run_calibration(
             row = {"donors": int(d), "nuclei": int(nuclei), "rep": r, **gene_calibration(adata)}
             row["seconds"] = round(time.monotonic() - t0, 2)
             rows.append(row)
-            done = len(rows)
-            left = (time.monotonic() - start) / done * (total - done)
             say(
-                f"calibration {done}/{total}: {d} donors per arm, replicate {r + 1}: "
+                f"calibration {len(rows)}/{total}: {d} donors per arm, replicate {r + 1}: "
                 f"{100 * row['share_p05']:.1f}% of {row['n_genes']} genes at p < 0.05 "
-                f"(about {left / 60:.0f} min left)"
+                f"({time_left(start, len(rows), total)})"
             )
     return pd.DataFrame(rows)
 

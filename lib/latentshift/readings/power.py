@@ -384,13 +384,19 @@ def run_power(
         zip(tasks, results, strict=True), start=1
     ):
         rows.extend(found)
-        left = (time.monotonic() - start) / done * (len(tasks) - done)
         say(
             f"power {done}/{len(tasks)}: {point.donors} donors per arm, {point.nuclei} nuclei, "
             f"fold {point.fold:g}{' (LDVAE)' if with_ldvae else ''}, replicate {rep + 1} "
-            f"({secs:.1f} s; about {left / 60:.0f} min left)"
+            f"({secs:.1f} s; {time_left(start, done, len(tasks))})"
         )
     return pd.DataFrame(rows)
+
+
+def time_left(start: float, done: int, total: int) -> str:
+    """The "about N min left" of ``total`` simulated studies, ``done`` of them since ``start``
+    (:func:`time.monotonic`), at their mean pace so far."""
+    left = (time.monotonic() - start) / max(done, 1) * (total - done)
+    return f"about {left / 60:.0f} min left"
 
 
 def power_table(replicates: pd.DataFrame) -> pd.DataFrame:
