@@ -233,6 +233,16 @@ def write_text(text: str, path: str | Path) -> Path:
     return path
 
 
+def commit_stamp(prov: dict[str, Any] | None) -> dict[str, Any]:
+    """The columns that say what a recorded row or table ran at: ``git_commit`` (12 digits,
+    None when unknown) and ``git_dirty``, from a run's provenance."""
+    prov = prov or {}
+    return {
+        "git_commit": (prov.get("git_commit") or "")[:12] or None,
+        "git_dirty": prov.get("git_dirty"),
+    }
+
+
 def write_csv(frame: Any, path: str | Path, **kwargs: Any) -> Path:
     """Write a pandas DataFrame to CSV atomically."""
     path = Path(path)

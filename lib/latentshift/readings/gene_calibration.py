@@ -209,8 +209,7 @@ def write_calibration(
     folder = Path(folder)
     prov = dict(prov or {})
     table = calibration_table(replicates)
-    table["git_commit"] = (prov.get("git_commit") or "")[:12] or None
-    table["git_dirty"] = prov.get("git_dirty")
+    table = table.assign(**artifacts.commit_stamp(prov))
     artifacts.write_csv(replicates, folder / "replicates.csv", index=False)
     artifacts.write_csv(table, folder / "calibration.csv", index=False)
     if prov:

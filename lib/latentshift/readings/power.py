@@ -493,8 +493,7 @@ def write_power(
     folder = Path(folder)
     prov = dict(prov or {})
     table = power_table(replicates)
-    table["git_commit"] = (prov.get("git_commit") or "")[:12] or None
-    table["git_dirty"] = prov.get("git_dirty")
+    table = table.assign(**artifacts.commit_stamp(prov))
     artifacts.write_csv(replicates, folder / "replicates.csv", index=False)
     artifacts.write_csv(table, folder / "power.csv", index=False)
     artifacts.write_csv(donors_needed(table), folder / "donors_needed.csv", index=False)

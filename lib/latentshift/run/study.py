@@ -542,9 +542,7 @@ def point_row(folder: Path) -> dict[str, Any]:
         if steps
         else nan,
     }
-    prov = metrics.get("provenance") or {}
-    row["git_commit"] = (prov.get("git_commit") or "")[:12] or None
-    row["git_dirty"] = prov.get("git_dirty")
+    row.update(artifacts.commit_stamp(metrics.get("provenance")))
     run_prov = folder / "provenance.json"  # the machine is in the run's provenance, not in metrics
     machine = json.loads(run_prov.read_text()).get("machine") if run_prov.is_file() else None
     row["torch_threads"] = (machine or {}).get("torch_threads", nan)
